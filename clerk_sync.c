@@ -1,0 +1,193 @@
+/*
+ * clerk_sync.c
+ *		Module entry point: settings, shared memory hooks and nothing else.
+ *
+ * The work itself lives in src/: http.c (libcurl), clerk_api.c (endpoints),
+ * store.c (the one write path), sync.c (a run), worker.c (the background
+ * worker) and launcher.c (the SQL functions that start and watch runs).
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+#include <sodium.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "clerk_sync.h"
+#include "launcher.h"
+#include "vault.h"
+
+PG_MODULE_MAGIC;
+
+char	   *clerk_sync_api_url = NULL;
+char	   *clerk_sync_secret_key = NULL;
+int			clerk_sync_page_size = 100;
+int			clerk_sync_request_timeout = 30000;
+int			clerk_sync_max_retries = 5;
+int			clerk_sync_retry_backoff = 500;
+int			clerk_sync_rate_limit = 100;
+int			clerk_sync_concurrency = 4;
+int			clerk_sync_log_retention = 30 * 24 * 60;
+int			clerk_sync_incremental_overlap = 300;
+double		clerk_sync_max_delete_fraction = 0.1;
+bool		clerk_sync_preloaded = false;
+
+void		_PG_init(void);
+
+/* Only http and https URLs, without credentials in them, are accepted. */
+static bool
+check_api_url(char **newval, void **extra, GucSource source)
+{
+	const char *v = *newval;
+	const char *rest;
+
+	if (v == NULL)
+		return true;
+	if (strncmp(v, "https://", 8) == 0)
+		rest = v + 8;
+	else if (strncmp(v, "http://", 7) == 0)
+		rest = v + 7;
+	else
+	{
+		GUC_check_errdetail("The Clerk API URL must start with https:// or http://.");
+		return false;
+	}
+	if (*rest == '\0' || strlen(v) >= CLERK_MAX_URL_LEN)
+	{
+		GUC_check_errdetail("The Clerk API URL must name a host and be shorter than %d bytes.",
+							CLERK_MAX_URL_LEN);
+		return false;
+	}
+	if (memchr(rest, '@', strcspn(rest, "/?#")) != NULL)
+	{
+		GUC_check_errdetail("The Clerk API URL must not carry credentials; use clerk_sync.secret_key.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_secret_key(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && strlen(*newval) >= CLERK_MAX_KEY_LEN)
+	{
+		GUC_check_errdetail("The Clerk secret key must be shorter than %d bytes.", CLERK_MAX_KEY_LEN);
+		return false;
+	}
+	return true;
+}
+
+void
+_PG_init(void)
+{
+	clerk_sync_preloaded = process_shared_preload_libraries_in_progress;
+
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not initialize libcurl")));
+	if (sodium_init() < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not initialize libsodium")));
+
+	DefineCustomStringVariable("clerk_sync.api_url",
+							   "Base URL of the Clerk Backend API.",
+							   "Requests go to this URL followed by the endpoint path, such as /users.",
+							   &clerk_sync_api_url,
+							   "https://api.clerk.com/v1",
+							   PGC_SUSET,
+							   0,
+							   check_api_url, NULL, NULL);
+
+	DefineCustomStringVariable("clerk_sync.secret_key",
+							   "Clerk secret key used to authenticate with the Backend API.",
+							   "When empty, the server's CLERK_SECRET_KEY environment variable is used.",
+							   &clerk_sync_secret_key,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   check_secret_key, NULL, NULL);
+
+	DefineCustomIntVariable("clerk_sync.page_size",
+							"Number of objects requested per page.",
+							"Clerk accepts at most 500.",
+							&clerk_sync_page_size,
+							100, 1, 500,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("clerk_sync.request_timeout",
+							"Time limit of one HTTP request to Clerk.",
+							NULL,
+							&clerk_sync_request_timeout,
+							30000, 100, 3600 * 1000,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("clerk_sync.max_retries",
+							"How often a failed request is retried before the run fails.",
+							"Applies to 429, 5xx, timeouts and dropped connections.",
+							&clerk_sync_max_retries,
+							5, 0, 100,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("clerk_sync.retry_backoff",
+							"First delay of the exponential backoff between retries.",
+							"Each further retry doubles it, with random jitter, up to 30 seconds.",
+							&clerk_sync_retry_backoff,
+							500, 1, 60000,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("clerk_sync.rate_limit",
+							"Most requests sent to Clerk in any 10 seconds.",
+							"Clerk allows 100 for development instances and 1000 for production instances.",
+							&clerk_sync_rate_limit,
+							100, 1, 100000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("clerk_sync.concurrency",
+							"Number of page requests a sync keeps in flight.",
+							NULL,
+							&clerk_sync_concurrency,
+							4, 1, 32,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomRealVariable("clerk_sync.max_delete_fraction",
+							 "Largest fraction of a table one sync may soft-delete.",
+							 "When more rows than this would be deleted, the run deletes nothing and says why.",
+							 &clerk_sync_max_delete_fraction,
+							 0.1, 0.0, 1.0,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("clerk_sync.log_retention",
+							"How long sync runs and audit log rows are kept.",
+							"Older rows are pruned when a run starts. 0 keeps them forever.",
+							&clerk_sync_log_retention,
+							30 * 24 * 60, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	/* the credentials vault: its settings, and the root key in the postmaster */
+	clerk_vault_init();
+
+	DefineCustomIntVariable("clerk_sync.incremental_overlap",
+							"How far before the last run's newest change clerk_sync_changes() looks again.",
+							"Offset paging over a changing set can skip objects; the overlap fetches them on the next run.",
+							&clerk_sync_incremental_overlap,
+							300, 0, 7 * 24 * 3600,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("clerk_sync");
+
+	if (clerk_sync_preloaded)
+		clerk_launcher_shmem_init();
+}

@@ -1,0 +1,85 @@
+/*
+ * common.c
+ *		Small helpers every part of clerk_sync uses: the secret key, the
+ *		preload check, and running as the extension's owner.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+
+#include "clerk_sync.h"
+#include "vault.h"
+
+char *
+clerk_resolve_secret_key(void)
+{
+	char	   *stored = clerk_vault_stored_secret_key();
+	const char *env;
+
+	if (stored != NULL && stored[0] != '\0')
+		return stored;
+	if (clerk_sync_secret_key != NULL && clerk_sync_secret_key[0] != '\0')
+		return pstrdup(clerk_sync_secret_key);
+	env = getenv("CLERK_SECRET_KEY");
+	if (env != NULL && env[0] != '\0')
+		return pstrdup(env);
+	return NULL;
+}
+
+void
+clerk_require_preload(const char *what)
+{
+	if (!clerk_sync_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("clerk_sync must be loaded via shared_preload_libraries"),
+				 errdetail("%s needs shared memory and background workers, which only a preloaded library has.", what),
+				 errhint("Add clerk_sync to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/* The role that owns the extension, and so its tables. */
+static Oid
+extension_owner(void)
+{
+	Oid			extoid = get_extension_oid("clerk_sync", false);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "could not find extension clerk_sync");
+	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return owner;
+}
+
+void
+clerk_become_owner(ClerkSavedUser *saved)
+{
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	SetUserIdAndSecContext(extension_owner(),
+						   saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+void
+clerk_restore_user(ClerkSavedUser *saved)
+{
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}

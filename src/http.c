@@ -1,0 +1,600 @@
+/*
+ * http.c
+ *		libcurl client for the Clerk Backend API.
+ *
+ * One client owns a curl multi handle and a small pool of easy handles that
+ * are reused from request to request, so connections stay alive.  It keeps
+ * up to `concurrency` requests in flight, never starts more than
+ * `rate_limit` requests in any 10 seconds, honours Retry-After on 429, and
+ * retries 5xx answers, timeouts and dropped connections with exponential
+ * backoff and jitter.  Everything curl allocates stays on malloc and is
+ * freed by a memory context reset callback, whatever path the caller takes
+ * out (return, ERROR, cancel).
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
+
+#include "http.h"
+
+/* the largest answer body accepted, a guard against a runaway server */
+#define CLERK_HTTP_MAX_BODY (256 * 1024 * 1024)
+/* a 429 is retried this many times per request, whatever max_retries says */
+#define CLERK_HTTP_MAX_429 50
+/* longest backoff between two attempts */
+#define CLERK_HTTP_MAX_BACKOFF_MS 30000
+/* slack added to the 10 s window so clocks on both ends can disagree a little */
+#define CLERK_HTTP_WINDOW_MS 10100
+/* how often waiting code looks at interrupts */
+#define CLERK_HTTP_TICK_MS 100
+
+ClerkHttpInterruptCheck clerk_http_interrupt_check = NULL;
+
+/* One easy handle and the transfer it carries. */
+typedef struct HttpSlot
+{
+	CURL	   *easy;
+	int			request;		/* index into the batch, -1 when idle */
+	char	   *buf;			/* malloc'd answer body */
+	size_t		len;
+	size_t		cap;
+	bool		overflow;
+	char		errbuf[CURL_ERROR_SIZE];
+} HttpSlot;
+
+struct ClerkHttpClient
+{
+	MemoryContext mcxt;
+	MemoryContextCallback cleanup;
+	bool		destroyed;
+
+	char	   *base_url;
+	int			timeout_ms;
+	int			max_retries;
+	int			retry_backoff_ms;
+	int			rate_limit;
+	int			concurrency;
+
+	CURLM	   *multi;
+	struct curl_slist *headers; /* holds the Authorization header */
+	HttpSlot   *slots;
+
+	/* start times (ms) of the last rate_limit requests, a ring */
+	int64	   *starts;
+	int			nstarts;
+	int			next_start;
+
+	int64		pause_until;	/* no request starts before this (429) */
+
+	ClerkHttpStats stats;
+};
+
+/* State of one logical request within a batch. */
+typedef struct HttpRequest
+{
+	const char *path;
+	int			attempts;		/* failures so far, 429 excepted */
+	int			attempts_429;
+	int64		ready_at;		/* may start at this time (ms) */
+	bool		running;
+	bool		done;
+} HttpRequest;
+
+static int64
+now_ms(void)
+{
+	instr_time	t;
+
+	INSTR_TIME_SET_CURRENT(t);
+	return (int64) INSTR_TIME_GET_MILLISEC(t);
+}
+
+/* Overwrite a string that held a secret before it is freed. */
+static void
+wipe(char *s)
+{
+	if (s != NULL)
+		explicit_bzero(s, strlen(s));
+}
+
+/* Free every curl resource; safe to call twice. */
+static void
+http_cleanup(void *arg)
+{
+	ClerkHttpClient *client = (ClerkHttpClient *) arg;
+	int			i;
+
+	if (client->destroyed)
+		return;
+	client->destroyed = true;
+
+	for (i = 0; i < client->concurrency; i++)
+	{
+		HttpSlot   *slot = &client->slots[i];
+
+		if (slot->easy != NULL)
+		{
+			if (client->multi != NULL && slot->request >= 0)
+				curl_multi_remove_handle(client->multi, slot->easy);
+			curl_easy_cleanup(slot->easy);
+			slot->easy = NULL;
+		}
+		free(slot->buf);
+		slot->buf = NULL;
+	}
+	if (client->multi != NULL)
+		curl_multi_cleanup(client->multi);
+	client->multi = NULL;
+	if (client->headers != NULL)
+	{
+		struct curl_slist *h;
+
+		for (h = client->headers; h != NULL; h = h->next)
+			wipe(h->data);
+		curl_slist_free_all(client->headers);
+		client->headers = NULL;
+	}
+}
+
+static size_t
+http_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+	HttpSlot   *slot = (HttpSlot *) arg;
+	size_t		n = size * nmemb;
+
+	if (slot->len + n + 1 > CLERK_HTTP_MAX_BODY)
+	{
+		slot->overflow = true;
+		return 0;				/* makes curl fail the transfer */
+	}
+	if (slot->len + n + 1 > slot->cap)
+	{
+		size_t		cap = Max(slot->cap * 2, 64 * 1024);
+		char	   *nbuf;
+
+		while (cap < slot->len + n + 1)
+			cap *= 2;
+		nbuf = realloc(slot->buf, cap);
+		if (nbuf == NULL)
+			return 0;
+		slot->buf = nbuf;
+		slot->cap = cap;
+	}
+	memcpy(slot->buf + slot->len, data, n);
+	slot->len += n;
+	slot->buf[slot->len] = '\0';
+	return n;
+}
+
+/* Append a header to the client's list; curl copies the string. */
+static void
+add_header(ClerkHttpClient *client, const char *header)
+{
+	struct curl_slist *l = curl_slist_append(client->headers, header);
+
+	if (l == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	client->headers = l;
+}
+
+ClerkHttpClient *
+clerk_http_create(MemoryContext mcxt, const ClerkHttpConfig *config)
+{
+	ClerkHttpClient *client;
+	MemoryContext old = MemoryContextSwitchTo(mcxt);
+	char	   *auth;
+	size_t		authlen;
+	int			i;
+
+	client = palloc0(sizeof(ClerkHttpClient));
+	client->mcxt = mcxt;
+	client->base_url = pstrdup(config->api_url);
+	/* a trailing slash would double up with the paths' leading one */
+	while (strlen(client->base_url) > 0 &&
+		   client->base_url[strlen(client->base_url) - 1] == '/')
+		client->base_url[strlen(client->base_url) - 1] = '\0';
+	client->timeout_ms = config->timeout_ms;
+	client->max_retries = config->max_retries;
+	client->retry_backoff_ms = Max(config->retry_backoff_ms, 1);
+	client->rate_limit = Max(config->rate_limit, 1);
+	client->concurrency = Max(config->concurrency, 1);
+	client->slots = palloc0(sizeof(HttpSlot) * client->concurrency);
+	client->nstarts = client->rate_limit;
+	client->starts = palloc0(sizeof(int64) * client->nstarts);
+	for (i = 0; i < client->nstarts; i++)
+		client->starts[i] = PG_INT64_MIN / 2;
+	for (i = 0; i < client->concurrency; i++)
+		client->slots[i].request = -1;
+
+	/* From here on, whatever happens, the reset callback frees curl's part. */
+	client->cleanup.func = http_cleanup;
+	client->cleanup.arg = client;
+	MemoryContextRegisterResetCallback(mcxt, &client->cleanup);
+
+	client->multi = curl_multi_init();
+	if (client->multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
+	curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) client->concurrency);
+
+	authlen = strlen(config->secret_key) + 32;
+	auth = palloc(authlen);
+	snprintf(auth, authlen, "Authorization: Bearer %s", config->secret_key);
+	add_header(client, auth);
+	explicit_bzero(auth, authlen);
+	pfree(auth);
+	add_header(client, "Accept: application/json");
+	add_header(client, "Clerk-API-Version: " CLERK_API_VERSION);
+
+	for (i = 0; i < client->concurrency; i++)
+	{
+		HttpSlot   *slot = &client->slots[i];
+		CURL	   *e = curl_easy_init();
+
+		if (e == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl handle")));
+		slot->easy = e;
+		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+		curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+		curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+		curl_easy_setopt(e, CURLOPT_USERAGENT, CLERK_USER_AGENT);
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, client->headers);
+		curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) client->timeout_ms);
+		curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(client->timeout_ms, 10000));
+		curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write);
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, slot);
+		curl_easy_setopt(e, CURLOPT_ERRORBUFFER, slot->errbuf);
+		curl_easy_setopt(e, CURLOPT_PRIVATE, slot);
+	}
+
+	MemoryContextSwitchTo(old);
+	return client;
+}
+
+void
+clerk_http_destroy(ClerkHttpClient *client)
+{
+	http_cleanup(client);
+}
+
+const ClerkHttpStats *
+clerk_http_stats(ClerkHttpClient *client)
+{
+	return &client->stats;
+}
+
+/* Check for cancel, shutdown and the caller's own reasons to stop. */
+static void
+http_check_interrupts(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (clerk_http_interrupt_check != NULL)
+		clerk_http_interrupt_check();
+}
+
+/* Sleep up to ms milliseconds, waking for interrupts. */
+static void
+http_sleep(int64 ms)
+{
+	if (ms <= 0)
+		return;
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 Min(ms, CLERK_HTTP_TICK_MS), PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	http_check_interrupts();
+}
+
+/*
+ * The earliest time a new request may start under the rate limit: the
+ * start of the request rate_limit requests ago plus the window.
+ */
+static int64
+rate_permit_at(ClerkHttpClient *client)
+{
+	return client->starts[client->next_start] + CLERK_HTTP_WINDOW_MS;
+}
+
+/* Delay before the attempt after `failures` failures: doubled, jittered. */
+static int64
+backoff_ms(ClerkHttpClient *client, int failures)
+{
+	double		d = client->retry_backoff_ms;
+	int			i;
+
+	for (i = 1; i < failures && d < CLERK_HTTP_MAX_BACKOFF_MS; i++)
+		d *= 2;
+	d = Min(d, CLERK_HTTP_MAX_BACKOFF_MS);
+	/* "equal jitter": between half and all of the delay */
+	return (int64) (d / 2 + pg_prng_double(&pg_global_prng_state) * d / 2);
+}
+
+static void
+start_request(ClerkHttpClient *client, HttpSlot *slot, int index,
+			  HttpRequest *req, int64 now)
+{
+	char	   *url = psprintf("%s%s", client->base_url, req->path);
+
+	slot->request = index;
+	slot->len = 0;
+	slot->overflow = false;
+	slot->errbuf[0] = '\0';
+	curl_easy_setopt(slot->easy, CURLOPT_URL, url);	/* curl copies it */
+	pfree(url);
+	if (curl_multi_add_handle(client->multi, slot->easy) != CURLM_OK)
+		elog(ERROR, "could not add a libcurl transfer");
+	req->running = true;
+	client->starts[client->next_start] = now;
+	client->next_start = (client->next_start + 1) % client->nstarts;
+	client->stats.requests++;
+}
+
+static void
+set_error(ClerkHttpResult *res, int sqlerrcode, const char *fmt, const char *arg, long num)
+{
+	res->sqlerrcode = sqlerrcode;
+	res->error = psprintf(fmt, arg, num);
+}
+
+/* Is this curl failure worth another attempt? */
+static bool
+curl_retryable(CURLcode rc)
+{
+	switch (rc)
+	{
+		case CURLE_OPERATION_TIMEDOUT:
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_GOT_NOTHING:
+		case CURLE_RECV_ERROR:
+		case CURLE_SEND_ERROR:
+		case CURLE_PARTIAL_FILE:
+		case CURLE_SSL_CONNECT_ERROR:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * A transfer ended: decide whether the request is done (filling its
+ * result) or goes back in the queue for another attempt.
+ */
+static void
+finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
+				HttpRequest *req, ClerkHttpResult *res, int64 now)
+{
+	long		status = 0;
+	curl_off_t	total_us = 0;
+	bool		retry = false;
+	int64		delay = 0;
+
+	curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(slot->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+	curl_multi_remove_handle(client->multi, slot->easy);
+	slot->request = -1;
+	req->running = false;
+	client->stats.bytes += slot->len;
+
+	res->status = status;
+	res->latency_ms = total_us / 1000.0;
+	res->error = NULL;
+	res->sqlerrcode = 0;
+	res->body = NULL;
+	res->len = 0;
+
+	if (rc != CURLE_OK)
+	{
+		const char *why = slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(rc);
+
+		if (slot->overflow)
+			set_error(res, CLERK_ERRCODE_BAD_RESPONSE,
+					  "the answer to %s was larger than %ld bytes", req->path,
+					  (long) CLERK_HTTP_MAX_BODY);
+		else if (rc == CURLE_OPERATION_TIMEDOUT)
+			set_error(res, CLERK_ERRCODE_UNREACHABLE,
+					  "request %s timed out after %ld ms", req->path,
+					  (long) client->timeout_ms);
+		else
+		{
+			res->sqlerrcode = CLERK_ERRCODE_UNREACHABLE;
+			res->error = psprintf("request %s failed: %s", req->path, why);
+		}
+		retry = curl_retryable(rc) && !slot->overflow;
+		if (retry)
+			delay = backoff_ms(client, req->attempts + 1);
+	}
+	else if (status == 429)
+	{
+		curl_off_t	ra = -1;
+		int64		wait_ms;
+
+		client->stats.rate_limited++;
+		curl_easy_getinfo(slot->easy, CURLINFO_RETRY_AFTER, &ra);
+		wait_ms = ra > 0 ? (int64) ra * 1000 : backoff_ms(client, req->attempts_429 + 1);
+		/* every request waits: the limit is the instance's, not this request's */
+		client->pause_until = Max(client->pause_until, now + wait_ms);
+		set_error(res, CLERK_ERRCODE_API_ERROR,
+				  "request %s was still rate limited (HTTP %ld) after many retries",
+				  req->path, status);
+		if (++req->attempts_429 <= CLERK_HTTP_MAX_429)
+		{
+			client->stats.retries++;
+			req->ready_at = client->pause_until;
+			return;
+		}
+	}
+	else if (status == 401 || status == 403)
+	{
+		set_error(res, CLERK_ERRCODE_KEY_REJECTED,
+				  "Clerk rejected the secret key (%s answered HTTP %ld)", req->path, status);
+	}
+	else if (status >= 500 || status == 408)
+	{
+		set_error(res, CLERK_ERRCODE_API_ERROR,
+				  "Clerk answered %s with HTTP %ld", req->path, status);
+		retry = true;
+		delay = backoff_ms(client, req->attempts + 1);
+	}
+
+	if (retry && req->attempts < client->max_retries)
+	{
+		req->attempts++;
+		client->stats.retries++;
+		req->ready_at = now + delay;
+		return;
+	}
+
+	/* final: keep the body, whatever the status, for the caller to read */
+	res->body = palloc(slot->len + 1);
+	if (slot->len > 0)
+		memcpy(res->body, slot->buf, slot->len);
+	res->body[slot->len] = '\0';
+	res->len = slot->len;
+	req->done = true;
+
+	/* don't keep a huge buffer around after a huge answer */
+	if (slot->cap > 4 * 1024 * 1024)
+	{
+		free(slot->buf);
+		slot->buf = NULL;
+		slot->cap = 0;
+	}
+	slot->len = 0;
+}
+
+void
+clerk_http_get_many(ClerkHttpClient *client, int n, char **paths,
+					ClerkHttpResult *results)
+{
+	HttpRequest *reqs = palloc0(sizeof(HttpRequest) * n);
+	int			remaining = n;
+	int			i;
+
+	Assert(!client->destroyed);
+	for (i = 0; i < n; i++)
+		reqs[i].path = paths[i];
+
+	while (remaining > 0)
+	{
+		int64		now = now_ms();
+		int64		wake = PG_INT64_MAX;
+		int			running = 0;
+		int			still;
+		CURLMsg    *msg;
+		int			nmsg;
+
+		http_check_interrupts();
+
+		/* start what may start */
+		for (i = 0; i < client->concurrency; i++)
+			if (client->slots[i].request >= 0)
+				running++;
+		for (i = 0; i < n && running < client->concurrency; i++)
+		{
+			HttpRequest *req = &reqs[i];
+			int64		at;
+			int			s;
+
+			if (req->done || req->running)
+				continue;
+			at = Max(req->ready_at, client->pause_until);
+			if (rate_permit_at(client) > Max(at, now))
+			{
+				if (rate_permit_at(client) > now && at <= now)
+					client->stats.rate_limit_waits++;
+				at = Max(at, rate_permit_at(client));
+			}
+			if (at > now)
+			{
+				wake = Min(wake, at);
+				continue;
+			}
+			for (s = 0; client->slots[s].request >= 0; s++)
+				;
+			start_request(client, &client->slots[s], i, req, now);
+			running++;
+		}
+
+		if (running == 0)
+		{
+			/* everything left is waiting for its time */
+			http_sleep(wake == PG_INT64_MAX ? CLERK_HTTP_TICK_MS : wake - now);
+			continue;
+		}
+
+		curl_multi_perform(client->multi, &still);
+		while ((msg = curl_multi_info_read(client->multi, &nmsg)) != NULL)
+		{
+			HttpSlot   *slot;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &slot);
+			i = slot->request;
+			finish_transfer(client, slot, msg->data.result, &reqs[i], &results[i], now_ms());
+			if (reqs[i].done)
+				remaining--;
+		}
+		if (remaining > 0 && still > 0)
+		{
+			int			timeout = CLERK_HTTP_TICK_MS;
+
+			if (wake != PG_INT64_MAX)
+				timeout = (int) Max(1, Min(timeout, wake - now_ms()));
+			curl_multi_poll(client->multi, NULL, 0, timeout, NULL);
+		}
+	}
+	pfree(reqs);
+}
+
+void
+clerk_http_get(ClerkHttpClient *client, const char *path, ClerkHttpResult *result)
+{
+	char	   *p = unconstify(char *, path);
+
+	clerk_http_get_many(client, 1, &p, result);
+}
+
+void
+clerk_http_check(const ClerkHttpResult *result, const char *what)
+{
+	if (result->error != NULL)
+	{
+		if (result->sqlerrcode == CLERK_ERRCODE_KEY_REJECTED)
+			ereport(ERROR,
+					(errcode(result->sqlerrcode),
+					 errmsg("%s", result->error),
+					 errdetail("The request for %s was refused.", what),
+					 errhint("Check clerk_sync.secret_key (or the key stored with clerk_set_secret_key); it must be a valid secret key of this Clerk instance.")));
+		ereport(ERROR,
+				(errcode(result->sqlerrcode),
+				 errmsg("%s", result->error),
+				 errdetail("The request for %s failed after its retries.", what),
+				 errhint("Check clerk_sync.api_url and that the Clerk API is reachable from the database server.")));
+	}
+	if (result->status < 200 || result->status > 299)
+	{
+		/* Clerk's error body names the problem; show its first message */
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_API_ERROR),
+				 errmsg("Clerk answered the request for %s with HTTP %ld", what, result->status),
+				 errdetail("The answer was: %.300s", result->body ? result->body : "")));
+	}
+}

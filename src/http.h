@@ -1,0 +1,81 @@
+/*
+ * http.h
+ *		libcurl client for the Clerk Backend API: reused connections, several
+ *		requests in flight, pacing, retries and Retry-After.
+ */
+#ifndef CLERK_HTTP_H
+#define CLERK_HTTP_H
+
+#include "clerk_sync.h"
+
+typedef struct ClerkHttpClient ClerkHttpClient;
+
+/* What a client is told when it is made (copied; the key is zeroed on free). */
+typedef struct ClerkHttpConfig
+{
+	const char *api_url;		/* base URL, without a trailing slash needed */
+	const char *secret_key;
+	int			timeout_ms;
+	int			max_retries;
+	int			retry_backoff_ms;
+	int			rate_limit;		/* requests per 10 s */
+	int			concurrency;
+} ClerkHttpConfig;
+
+/* Counters a run reports. */
+typedef struct ClerkHttpStats
+{
+	int64		requests;		/* requests sent, retries included */
+	int64		retries;
+	int64		rate_limited;	/* 429 answers received */
+	int64		rate_limit_waits;	/* times our own pacing made us wait */
+	int64		bytes;
+} ClerkHttpStats;
+
+/*
+ * The outcome of one logical request (after any retries).  error is NULL
+ * when an HTTP answer arrived that is not a retryable failure; status then
+ * says which.  body is palloc'd and NUL-terminated.
+ */
+typedef struct ClerkHttpResult
+{
+	long		status;
+	char	   *body;
+	size_t		len;
+	double		latency_ms;		/* of the last attempt */
+	char	   *error;			/* NULL, or why no usable answer came */
+	int			sqlerrcode;		/* with error: the SQLSTATE by cause */
+} ClerkHttpResult;
+
+/*
+ * Called at least every 100 ms while requests are in flight or waiting;
+ * may ereport(ERROR) to abort (the client is cleaned up either way).
+ */
+typedef void (*ClerkHttpInterruptCheck) (void);
+extern ClerkHttpInterruptCheck clerk_http_interrupt_check;
+
+/*
+ * Make a client whose curl resources live until `mcxt` is reset or deleted
+ * (a reset callback frees them, so no error path leaks them).
+ */
+extern ClerkHttpClient *clerk_http_create(MemoryContext mcxt, const ClerkHttpConfig *config);
+extern void clerk_http_destroy(ClerkHttpClient *client);
+
+/*
+ * GET base_url + paths[i] for every i, up to `concurrency` at a time,
+ * retrying as configured; results[i] receives each outcome, allocated in
+ * CurrentMemoryContext.  Never throws for an HTTP or network failure
+ * (results say so); throws on interrupt.
+ */
+extern void clerk_http_get_many(ClerkHttpClient *client, int n, char **paths,
+								ClerkHttpResult *results);
+
+/* One GET; see clerk_http_get_many. */
+extern void clerk_http_get(ClerkHttpClient *client, const char *path, ClerkHttpResult *result);
+
+/* ereport(ERROR) unless result is a 2xx answer; `what` names the request. */
+extern void clerk_http_check(const ClerkHttpResult *result, const char *what);
+
+extern const ClerkHttpStats *clerk_http_stats(ClerkHttpClient *client);
+
+#endif							/* CLERK_HTTP_H */

@@ -1,0 +1,520 @@
+/*
+ * launcher.c
+ *		Shared memory for sync runs, and the SQL functions that start,
+ *		watch and cancel them: clerk_sync_all(), clerk_sync_changes(),
+ *		clerk_sync_cancel() and clerk_sync_progress().
+ *
+ * A run belongs to one database; a second call while one is running there
+ * joins it instead of starting another.  The caller copies its settings
+ * into the run's slot, starts a dynamic background worker, and (with
+ * wait) relays the worker's messages as NOTICEs until the run ends.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "launcher.h"
+#include "vault.h"
+
+ClerkShared *clerk_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+PG_FUNCTION_INFO_V1(clerk_sync_all);
+PG_FUNCTION_INFO_V1(clerk_sync_changes);
+PG_FUNCTION_INFO_V1(clerk_sync_cancel);
+PG_FUNCTION_INFO_V1(clerk_sync_progress);
+PG_FUNCTION_INFO_V1(clerk_secret_key_configured);
+
+static void
+clerk_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(ClerkShared)));
+	RequestNamedLWLockTranche("clerk_sync", 1);
+}
+
+static void
+clerk_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	clerk_shmem_attach();
+}
+
+void
+clerk_shmem_attach(void)
+{
+	bool		found;
+	int			i;
+
+	if (clerk_shared != NULL)
+		return;
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	clerk_shared = ShmemInitStruct("clerk_sync", sizeof(ClerkShared), &found);
+	if (!found)
+	{
+		memset(clerk_shared, 0, sizeof(ClerkShared));
+		clerk_shared->lock = &(GetNamedLWLockTranche("clerk_sync"))->lock;
+		for (i = 0; i < CLERK_MAX_RUNS; i++)
+			ConditionVariableInit(&clerk_shared->slots[i].cv);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+clerk_launcher_shmem_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = clerk_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = clerk_shmem_startup;
+}
+
+/* Fill a slot's settings from this session's. */
+static void
+snapshot_settings(ClerkRunSettings *s, const char *key)
+{
+	strlcpy(s->api_url, clerk_sync_api_url, sizeof(s->api_url));
+	strlcpy(s->secret_key, key, sizeof(s->secret_key));
+	s->page_size = clerk_sync_page_size;
+	s->request_timeout = clerk_sync_request_timeout;
+	s->max_retries = clerk_sync_max_retries;
+	s->retry_backoff = clerk_sync_retry_backoff;
+	s->rate_limit = clerk_sync_rate_limit;
+	s->concurrency = clerk_sync_concurrency;
+	s->log_retention = clerk_sync_log_retention;
+	s->incremental_overlap = clerk_sync_incremental_overlap;
+	s->max_delete_fraction = clerk_sync_max_delete_fraction;
+}
+
+/* The run row, as a composite Datum of type clerk.sync_runs. */
+static Datum
+fetch_run_row(int64 run_id)
+{
+	ClerkSavedUser saved;
+	Datum		arg = Int64GetDatum(run_id);
+	Oid			argtype = INT8OID;
+	HeapTupleHeader result;
+
+	clerk_become_owner(&saved);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* a fresh snapshot: the worker committed the row after we started */
+	if (SPI_execute_with_args("SELECT * FROM clerk.sync_runs WHERE id = $1",
+							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read clerk.sync_runs");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("sync run " INT64_FORMAT " is not recorded in clerk.sync_runs", run_id)));
+	result = SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	SPI_finish();
+	clerk_restore_user(&saved);
+	return PointerGetDatum(result);
+}
+
+/* status, error and error_code of a run, read like fetch_run_row. */
+static void
+run_outcome(int64 run_id, char **status, char **error, char **code)
+{
+	ClerkSavedUser saved;
+	Datum		arg = Int64GetDatum(run_id);
+	Oid			argtype = INT8OID;
+	MemoryContext mcxt = CurrentMemoryContext;
+
+	clerk_become_owner(&saved);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT status, error, error_code FROM clerk.sync_runs WHERE id = $1",
+							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read clerk.sync_runs");
+	*status = *error = *code = NULL;
+	if (SPI_processed == 1)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+		*status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		*error = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		*code = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	clerk_restore_user(&saved);
+}
+
+/* Relay messages posted since *seq as NOTICEs. */
+static void
+relay_messages(ClerkRunSlot *slot, uint64 generation, uint64 *seq)
+{
+	char		msgs[CLERK_MSG_RING][CLERK_MSG_LEN];
+	int			n = 0;
+
+	LWLockAcquire(clerk_shared->lock, LW_SHARED);
+	if (slot->generation == generation)
+	{
+		if (slot->msg_seq > *seq + CLERK_MSG_RING)
+			*seq = slot->msg_seq - CLERK_MSG_RING;
+		while (*seq < slot->msg_seq)
+		{
+			strlcpy(msgs[n++], slot->msgs[*seq % CLERK_MSG_RING], CLERK_MSG_LEN);
+			(*seq)++;
+		}
+	}
+	LWLockRelease(clerk_shared->lock);
+	for (int i = 0; i < n; i++)
+		ereport(NOTICE, (errmsg_internal("%s", msgs[i])));
+}
+
+/* Ask the worker of a slot to stop; the run ends "canceled". */
+static void
+request_cancel(ClerkRunSlot *slot, uint64 generation)
+{
+	pid_t		pid = 0;
+
+	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
+	if (slot->generation == generation && slot->state != CLERK_SLOT_DONE &&
+		slot->state != CLERK_SLOT_FREE)
+	{
+		slot->cancel_requested = true;
+		pid = slot->worker_pid;
+	}
+	LWLockRelease(clerk_shared->lock);
+	if (pid > 0)
+		kill(pid, SIGUSR2);
+}
+
+/*
+ * Wait until the slot's run has a run id (and, with until_done, has
+ * ended), relaying messages.  Returns the run id, 0 if the worker ended
+ * without recording one.
+ */
+static int64
+wait_for_run(ClerkRunSlot *slot, uint64 generation, bool until_done,
+			 bool starter, uint64 *seq)
+{
+	volatile int64 run_id = 0;
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			bool		done;
+
+			relay_messages(slot, generation, seq);
+			LWLockAcquire(clerk_shared->lock, LW_SHARED);
+			done = slot->generation != generation || slot->state == CLERK_SLOT_DONE;
+			if (slot->generation == generation)
+				run_id = slot->run_id;
+			LWLockRelease(clerk_shared->lock);
+			if (done || (!until_done && run_id != 0))
+				break;
+			ConditionVariableTimedSleep(&slot->cv, 250, PG_WAIT_EXTENSION);
+		}
+		ConditionVariableCancelSleep();
+	}
+	PG_CATCH();
+	{
+		ConditionVariableCancelSleep();
+		/* the session that started the run takes it down with it */
+		if (starter)
+			request_cancel(slot, generation);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return run_id;
+}
+
+/*
+ * Start (or join) a run in this database and return its row; see
+ * clerk_sync_all().
+ */
+static Datum
+start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
+{
+	ClerkRunSlot *slot = NULL;
+	uint64		generation = 0;
+	uint64		seq = 0;
+	bool		starter = false;
+	char	   *key;
+	int			i;
+	int64		run_id;
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+
+	clerk_require_preload(incremental ? "clerk_sync_changes()" : "clerk_sync_all()");
+	clerk_shmem_attach();
+	if (wait && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("cannot wait for a sync run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("The run commits its work in other transactions, which this transaction's snapshot cannot see."),
+				 errhint("Call it in a READ COMMITTED transaction, or with wait => false.")));
+
+	key = clerk_resolve_secret_key();
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_NO_KEY),
+				 errmsg("no Clerk secret key is configured"),
+				 errhint("Set clerk_sync.secret_key, call clerk_set_secret_key(), or set CLERK_SECRET_KEY in the server's environment.")));
+
+	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < CLERK_MAX_RUNS; i++)
+	{
+		ClerkRunSlot *s = &clerk_shared->slots[i];
+
+		if ((s->state == CLERK_SLOT_STARTING || s->state == CLERK_SLOT_RUNNING) &&
+			s->dboid == MyDatabaseId)
+		{
+			slot = s;
+			generation = s->generation;
+			seq = s->msg_seq;
+			break;
+		}
+	}
+	if (slot == NULL)
+	{
+		for (i = 0; i < CLERK_MAX_RUNS; i++)
+		{
+			ClerkRunSlot *s = &clerk_shared->slots[i];
+
+			if (s->state == CLERK_SLOT_FREE || s->state == CLERK_SLOT_DONE)
+			{
+				slot = s;
+				break;
+			}
+		}
+		if (slot == NULL)
+		{
+			LWLockRelease(clerk_shared->lock);
+			explicit_bzero(key, strlen(key));
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("too many sync runs in progress"),
+					 errdetail("At most %d databases can sync at the same time.", CLERK_MAX_RUNS)));
+		}
+		starter = true;
+		slot->state = CLERK_SLOT_STARTING;
+		slot->generation++;
+		generation = slot->generation;
+		slot->dboid = MyDatabaseId;
+		slot->userid = GetUserId();
+		slot->started_by_pid = MyProcPid;
+		slot->worker_pid = 0;
+		slot->run_id = 0;
+		slot->dry_run = dry_run;
+		slot->incremental = incremental;
+		slot->cancel_requested = false;
+		snapshot_settings(&slot->settings, key);
+		memset(&slot->progress, 0, sizeof(slot->progress));
+		slot->msg_seq = 0;
+	}
+	LWLockRelease(clerk_shared->lock);
+	explicit_bzero(key, strlen(key));
+
+	if (starter)
+	{
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = BGW_NEVER_RESTART;
+		strlcpy(worker.bgw_library_name, "clerk_sync", BGW_MAXLEN);
+		strlcpy(worker.bgw_function_name, "clerk_sync_worker_main", BGW_MAXLEN);
+		snprintf(worker.bgw_name, BGW_MAXLEN, "clerk_sync %s sync", incremental ? "incremental" : "full");
+		strlcpy(worker.bgw_type, "clerk_sync worker", BGW_MAXLEN);
+		worker.bgw_main_arg = Int32GetDatum(slot - clerk_shared->slots);
+		memcpy(worker.bgw_extra, &generation, sizeof(generation));
+		worker.bgw_notify_pid = MyProcPid;
+
+		if (!RegisterDynamicBackgroundWorker(&worker, &handle) ||
+			WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+		{
+			LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
+			explicit_bzero(slot->settings.secret_key, sizeof(slot->settings.secret_key));
+			slot->state = CLERK_SLOT_FREE;
+			LWLockRelease(clerk_shared->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("could not start a clerk_sync background worker"),
+					 errhint("Raise max_worker_processes; clerk_sync needs one worker per running sync.")));
+		}
+	}
+
+	run_id = wait_for_run(slot, generation, wait, starter, &seq);
+	if (run_id == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("the clerk_sync worker stopped before recording its run"),
+				 errhint("The server log has the worker's error.")));
+
+	if (wait)
+	{
+		char	   *status,
+				   *error,
+				   *code;
+
+		run_outcome(run_id, &status, &error, &code);
+		if (status != NULL && strcmp(status, "failed") == 0)
+		{
+			int			sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
+
+			if (code != NULL && strlen(code) == 5)
+				sqlstate = MAKE_SQLSTATE(code[0], code[1], code[2], code[3], code[4]);
+			ereport(ERROR,
+					(errcode(sqlstate),
+					 errmsg("sync run " INT64_FORMAT " failed: %s", run_id, error ? error : "unknown error"),
+					 errdetail("The run is recorded in clerk.sync_runs; pages committed before the failure are kept."),
+					 errhint("See clerk_sync_logs() and clerk.audit_logs for details.")));
+		}
+		if (status != NULL && strcmp(status, "canceled") == 0)
+			ereport(WARNING,
+					(errmsg("sync run " INT64_FORMAT " was canceled", run_id),
+					 errdetail("Pages committed before the cancel are kept; nothing was deleted.")));
+	}
+	return fetch_run_row(run_id);
+}
+
+/*
+ * clerk_sync_all(dry_run boolean, wait boolean) returns clerk.sync_runs
+ */
+Datum
+clerk_sync_all(PG_FUNCTION_ARGS)
+{
+	bool		dry_run = PG_ARGISNULL(0) ? false : PG_GETARG_BOOL(0);
+	bool		wait = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
+
+	return start_run(fcinfo, false, dry_run, wait);
+}
+
+/*
+ * clerk_sync_changes(wait boolean) returns clerk.sync_runs
+ */
+Datum
+clerk_sync_changes(PG_FUNCTION_ARGS)
+{
+	bool		wait = PG_ARGISNULL(0) ? true : PG_GETARG_BOOL(0);
+
+	return start_run(fcinfo, true, false, wait);
+}
+
+/*
+ * clerk_sync_cancel(run_id bigint) returns boolean
+ *
+ * True if the run was running in this database and has been asked to stop.
+ */
+Datum
+clerk_sync_cancel(PG_FUNCTION_ARGS)
+{
+	int64		run_id = PG_GETARG_INT64(0);
+	int			i;
+
+	clerk_require_preload("clerk_sync_cancel()");
+	clerk_shmem_attach();
+	for (i = 0; i < CLERK_MAX_RUNS; i++)
+	{
+		ClerkRunSlot *s = &clerk_shared->slots[i];
+		uint64		generation = 0;
+		bool		match;
+
+		LWLockAcquire(clerk_shared->lock, LW_SHARED);
+		match = s->run_id == run_id && s->dboid == MyDatabaseId &&
+			(s->state == CLERK_SLOT_RUNNING || s->state == CLERK_SLOT_STARTING);
+		generation = s->generation;
+		LWLockRelease(clerk_shared->lock);
+		if (match)
+		{
+			request_cancel(s, generation);
+			PG_RETURN_BOOL(true);
+		}
+	}
+	PG_RETURN_BOOL(false);
+}
+
+/*
+ * clerk_sync_progress(): the running runs of this database, for the
+ * clerk.sync_progress view.
+ */
+Datum
+clerk_sync_progress(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (!clerk_sync_preloaded)
+		return (Datum) 0;
+	clerk_shmem_attach();
+	for (i = 0; i < CLERK_MAX_RUNS; i++)
+	{
+		ClerkRunSlot *s = &clerk_shared->slots[i];
+		ClerkRunProgress p;
+		Datum		values[12];
+		bool		nulls[12] = {0};
+		bool		live;
+		int64		run_id;
+		pid_t		pid;
+		bool		dry_run,
+					incremental;
+
+		LWLockAcquire(clerk_shared->lock, LW_SHARED);
+		live = (s->state == CLERK_SLOT_RUNNING || s->state == CLERK_SLOT_STARTING) &&
+			s->dboid == MyDatabaseId;
+		p = s->progress;
+		run_id = s->run_id;
+		pid = s->worker_pid;
+		dry_run = s->dry_run;
+		incremental = s->incremental;
+		LWLockRelease(clerk_shared->lock);
+		if (!live)
+			continue;
+		values[0] = Int64GetDatum(run_id);
+		nulls[0] = run_id == 0;
+		values[1] = Int32GetDatum(pid);
+		values[2] = CStringGetTextDatum(incremental ? "incremental" : "full");
+		values[3] = BoolGetDatum(dry_run);
+		values[4] = CStringGetTextDatum(p.phase[0] ? p.phase : "starting");
+		values[5] = Int64GetDatum(p.pages);
+		values[6] = Int64GetDatum(p.rows);
+		values[7] = Int64GetDatum(p.total_hint);
+		nulls[7] = p.total_hint < 0;
+		values[8] = Int64GetDatum(p.requests);
+		values[9] = Int64GetDatum(p.retries);
+		values[10] = Int64GetDatum(p.rate_limit_waits + p.rate_limited);
+		values[11] = TimestampTzGetDatum(p.started_at);
+		nulls[11] = p.started_at == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * clerk_secret_key_configured() returns boolean: is there a key to use?
+ * (The key itself is never returned.)
+ */
+Datum
+clerk_secret_key_configured(PG_FUNCTION_ARGS)
+{
+	char	   *key = clerk_resolve_secret_key();
+
+	if (key == NULL)
+		PG_RETURN_BOOL(false);
+	explicit_bzero(key, strlen(key));
+	PG_RETURN_BOOL(true);
+}

@@ -1,0 +1,345 @@
+/*
+ * store.c
+ *		The one write path from Clerk JSON to the clerk.* tables.
+ *
+ * A page of Clerk objects goes to Postgres as one jsonb parameter of a
+ * saved plan: the mapping functions (clerk.map_*) turn it into rows, rows
+ * identical to what is stored are filtered out before the upsert (so an
+ * unchanged object writes nothing at all, not even a row lock), and the
+ * rest is inserted or updated with INSERT ... ON CONFLICT.  When a page
+ * fails as a whole, each object is retried alone so that one bad record
+ * does not cost the others.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "store.h"
+
+typedef struct EntityInfo
+{
+	const char *name;
+	const char *table;
+	const char *map;
+	const char *columns;		/* every column but id, in table order */
+} EntityInfo;
+
+static const EntityInfo entities[CLERK_NENTITIES] = {
+	{"users", "clerk.users", "clerk.map_users",
+		"external_id, username, first_name, last_name, primary_email, email_addresses, "
+		"primary_phone, image_url, banned, locked, public_metadata, private_metadata, "
+		"unsafe_metadata, last_sign_in_at, last_active_at, created_at, updated_at, raw, "
+	"synced_at, deleted_at"},
+	{"organizations", "clerk.organizations", "clerk.map_organizations",
+		"name, slug, image_url, members_count, max_allowed_memberships, "
+		"admin_delete_enabled, created_by, public_metadata, private_metadata, created_at, "
+	"updated_at, raw, synced_at, deleted_at"},
+	{"memberships", "clerk.organization_members", "clerk.map_memberships",
+		"organization_id, user_id, role, role_name, permissions, public_metadata, "
+	"private_metadata, created_at, updated_at, raw, synced_at, deleted_at"},
+};
+
+/* Saved plans, made on first use and kept for the life of the process. */
+static SPIPlanPtr upsert_plans[CLERK_NENTITIES];
+static SPIPlanPtr classify_plans[CLERK_NENTITIES];
+static SPIPlanPtr seen_plan;
+static SPIPlanPtr audit_plan;
+static SPIPlanPtr elements_plan;
+
+const char *
+clerk_entity_name(ClerkEntity entity)
+{
+	return entities[entity].name;
+}
+
+const char *
+clerk_entity_table(ClerkEntity entity)
+{
+	return entities[entity].table;
+}
+
+static SPIPlanPtr
+prepare_saved(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/* "a, b" -> "EXCLUDED.a, EXCLUDED.b" */
+static char *
+excluded_list(const char *columns)
+{
+	StringInfoData buf;
+	char	   *copy = pstrdup(columns);
+	char	   *tok;
+	char	   *save;
+
+	initStringInfo(&buf);
+	for (tok = strtok_r(copy, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save))
+		appendStringInfo(&buf, "%sEXCLUDED.%s", buf.len > 0 ? ", " : "", tok);
+	return buf.data;
+}
+
+/*
+ * The upsert: rows that differ from the stored ones (or revive a deleted
+ * one) are written; the result is one row (inserted, updated).
+ */
+static SPIPlanPtr
+upsert_plan(ClerkEntity e)
+{
+	if (upsert_plans[e] == NULL)
+	{
+		const EntityInfo *ei = &entities[e];
+		Oid			types[1] = {JSONBOID};
+		char	   *sql;
+
+		sql = psprintf("WITH m AS (SELECT * FROM %s($1)), "
+					   "w AS (INSERT INTO %s AS t "
+					   "  SELECT m.* FROM m WHERE NOT EXISTS "
+					   "    (SELECT 1 FROM %s s WHERE s.id = m.id AND s.raw = m.raw AND s.deleted_at IS NULL) "
+					   "  ON CONFLICT (id) DO UPDATE SET (%s) = ROW(%s) "
+					   "  WHERE t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL "
+					   "  RETURNING (t.xmax = 0) AS inserted) "
+					   "SELECT (SELECT count(*) FROM m), "
+					   "  count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w",
+					   ei->map, ei->table, ei->table, ei->columns, excluded_list(ei->columns));
+		upsert_plans[e] = prepare_saved(sql, 1, types);
+	}
+	return upsert_plans[e];
+}
+
+/* The dry run's question: what would the upsert do? Same result shape. */
+static SPIPlanPtr
+classify_plan(ClerkEntity e)
+{
+	if (classify_plans[e] == NULL)
+	{
+		const EntityInfo *ei = &entities[e];
+		Oid			types[1] = {JSONBOID};
+		char	   *sql;
+
+		sql = psprintf("SELECT count(*), count(*) FILTER (WHERE t.id IS NULL), "
+					   "  count(*) FILTER (WHERE t.id IS NOT NULL AND "
+					   "    (t.raw IS DISTINCT FROM m.raw OR t.deleted_at IS NOT NULL)) "
+					   "FROM %s($1) m LEFT JOIN %s t ON t.id = m.id",
+					   ei->map, ei->table);
+		classify_plans[e] = prepare_saved(sql, 1, types);
+	}
+	return classify_plans[e];
+}
+
+void
+clerk_audit(const char *action, const char *entity_type, const char *entity_id,
+			const char *organization_id, int64 run_id, const char *details_json)
+{
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+
+	if (audit_plan == NULL)
+	{
+		Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID};
+
+		audit_plan = prepare_saved("INSERT INTO clerk.audit_logs "
+								   "(actor, action, entity_type, entity_id, organization_id, run_id, details) "
+								   "VALUES (session_user, $1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'))",
+								   6, types);
+	}
+	values[0] = CStringGetTextDatum(action);
+#define OPT_TEXT(i, v) do { if ((v) != NULL) values[i] = CStringGetTextDatum(v); else nulls[i] = 'n'; } while (0)
+	OPT_TEXT(1, entity_type);
+	OPT_TEXT(2, entity_id);
+	OPT_TEXT(3, organization_id);
+	if (run_id > 0)
+		values[4] = Int64GetDatum(run_id);
+	else
+		nulls[4] = 'n';
+	OPT_TEXT(5, details_json);
+#undef OPT_TEXT
+	if (SPI_execute_plan(audit_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write clerk.audit_logs");
+}
+
+static void
+record_seen(ClerkEntity e, Jsonb *page)
+{
+	Datum		values[2];
+
+	if (seen_plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, JSONBOID};
+
+		seen_plan = prepare_saved("INSERT INTO pg_temp.clerk_seen (entity, id) "
+								  "SELECT $1, o ->> 'id' FROM clerk.objects($2) o "
+								  "WHERE o ->> 'id' IS NOT NULL ON CONFLICT DO NOTHING",
+								  2, types);
+	}
+	values[0] = CStringGetTextDatum(entities[e].name);
+	values[1] = JsonbPGetDatum(page);
+	if (SPI_execute_plan(seen_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the ids seen");
+}
+
+/* Run the upsert or classify plan on `page` and add its result to counts. */
+static void
+apply_plan(SPIPlanPtr plan, Jsonb *page, ClerkPageCounts *counts)
+{
+	Datum		value = JsonbPGetDatum(page);
+	bool		isnull;
+	int64		n,
+				ins,
+				upd;
+
+	if (SPI_execute_plan(plan, &value, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "clerk_sync upsert returned no result");
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	ins = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	upd = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	counts->inserted += ins;
+	counts->updated += upd;
+	counts->unchanged += n - ins - upd;
+}
+
+/*
+ * Try `page` in a subtransaction.  Returns NULL on success, else the
+ * error (copied into `mcxt`); cancel and shutdown are rethrown.
+ */
+static ErrorData *
+try_plan(SPIPlanPtr plan, Jsonb *page, ClerkPageCounts *counts, MemoryContext mcxt)
+{
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+	ClerkPageCounts local = {0};
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(mcxt);
+	PG_TRY();
+	{
+		apply_plan(plan, page, &local);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(mcxt);
+		CurrentResourceOwner = owner;
+		counts->inserted += local.inserted;
+		counts->updated += local.updated;
+		counts->unchanged += local.unchanged;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(mcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(mcxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+			edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY)
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+/* The objects of a page, one Jsonb each, in `mcxt`. */
+static List *
+page_elements(Jsonb *page, MemoryContext mcxt)
+{
+	Datum		value = JsonbPGetDatum(page);
+	List	   *result = NIL;
+	uint64		i;
+
+	if (elements_plan == NULL)
+	{
+		Oid			types[1] = {JSONBOID};
+
+		elements_plan = prepare_saved("SELECT o FROM clerk.objects($1) o", 1, types);
+	}
+	if (SPI_execute_plan(elements_plan, &value, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not split a page into objects");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+		result = lappend(result, DatumGetJsonbPCopy(d));
+		MemoryContextSwitchTo(old);
+	}
+	return result;
+}
+
+/* The "id" member of an object, or NULL. */
+static char *
+object_id(Jsonb *obj)
+{
+	JsonbValue	v;
+
+	if (!JB_ROOT_IS_OBJECT(obj) ||
+		getKeyJsonValueFromContainer(&obj->root, "id", 2, &v) == NULL ||
+		v.type != jbvString)
+		return NULL;
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
+void
+clerk_store_page(ClerkEntity entity, Jsonb *page, bool dry_run, bool track_seen,
+				 int64 run_id, ClerkPageCounts *counts)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
+	SPIPlanPtr	plan;
+	ErrorData  *edata;
+	ListCell   *lc;
+	List	   *objects;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	MemoryContextSwitchTo(mcxt);
+
+	plan = dry_run ? classify_plan(entity) : upsert_plan(entity);
+	objects = page_elements(page, mcxt);
+	counts->fetched += list_length(objects);
+	if (track_seen)
+		record_seen(entity, page);
+
+	edata = try_plan(plan, page, counts, mcxt);
+	if (edata != NULL)
+	{
+		/* the page failed as a whole: store what can be stored, one by one */
+		foreach(lc, objects)
+		{
+			Jsonb	   *obj = (Jsonb *) lfirst(lc);
+			ErrorData  *rec = try_plan(plan, obj, counts, mcxt);
+
+			if (rec != NULL)
+			{
+				StringInfoData details;
+				char	   *id = object_id(obj);
+
+				counts->failed++;
+				initStringInfo(&details);
+				appendStringInfoString(&details, "{\"reason\": ");
+				escape_json(&details, rec->message);
+				appendStringInfoString(&details, ", \"sqlstate\": ");
+				escape_json(&details, unpack_sql_state(rec->sqlerrcode));
+				appendStringInfo(&details, ", \"dry_run\": %s}", dry_run ? "true" : "false");
+				clerk_audit("sync.record_failed", entities[entity].name, id, NULL,
+							run_id, details.data);
+				FreeErrorData(rec);
+			}
+		}
+		FreeErrorData(edata);
+	}
+	SPI_finish();
+	MemoryContextSwitchTo(mcxt);
+}

@@ -1,0 +1,652 @@
+/*
+ * sync.c
+ *		One sync run: list users, organizations and memberships page by
+ *		page, write each page in its own transaction, then (after a
+ *		complete, error-free full listing) soft-delete what Clerk confirms
+ *		is gone.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "clerk_api.h"
+#include "sync.h"
+
+/* how often (in pages) a waiting caller hears how far the run is */
+#define MESSAGE_EVERY_PAGES 10
+/* deletion candidates confirmed per batch of requests */
+#define CONFIRM_BATCH 32
+
+void
+clerk_run_message(ClerkRun *run, const char *fmt,...)
+{
+	char		buf[CLERK_MSG_LEN];
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	elog(DEBUG1, "clerk_sync: %s", buf);
+	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
+	strlcpy(run->slot->msgs[run->slot->msg_seq % CLERK_MSG_RING], buf, CLERK_MSG_LEN);
+	run->slot->msg_seq++;
+	LWLockRelease(clerk_shared->lock);
+	ConditionVariableBroadcast(&run->slot->cv);
+}
+
+void
+clerk_run_progress(ClerkRun *run, const char *phase, int64 rows, int64 total_hint)
+{
+	const ClerkHttpStats *hs = run->http ? clerk_http_stats(run->http) : NULL;
+
+	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
+	if (phase)
+		strlcpy(run->slot->progress.phase, phase, sizeof(run->slot->progress.phase));
+	run->slot->progress.pages = run->pages;
+	if (rows >= 0)
+		run->slot->progress.rows = rows;
+	run->slot->progress.total_hint = total_hint;
+	if (hs)
+	{
+		run->slot->progress.requests = hs->requests;
+		run->slot->progress.retries = hs->retries;
+		run->slot->progress.rate_limited = hs->rate_limited;
+		run->slot->progress.rate_limit_waits = hs->rate_limit_waits;
+	}
+	LWLockRelease(clerk_shared->lock);
+}
+
+char *
+clerk_run_stats_json(ClerkRun *run)
+{
+	StringInfoData buf;
+	ClerkHttpStats last;
+	int			e;
+
+	/* the client is gone once the run ended; its counters were kept */
+	if (run->http)
+		run->http_stats = *clerk_http_stats(run->http);
+	last = run->http_stats;
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (e = 0; e < CLERK_NENTITIES; e++)
+	{
+		ClerkPageCounts *c = &run->counts[e];
+
+		appendStringInfo(&buf, "\"%s\": {\"fetched\": " INT64_FORMAT ", \"inserted\": " INT64_FORMAT
+						 ", \"updated\": " INT64_FORMAT ", \"unchanged\": " INT64_FORMAT
+						 ", \"deleted\": " INT64_FORMAT ", \"failed\": " INT64_FORMAT "}, ",
+						 clerk_entity_name(e), c->fetched, c->inserted, c->updated,
+						 c->unchanged, run->deleted[e], c->failed);
+	}
+	appendStringInfo(&buf, "\"pages\": " INT64_FORMAT ", \"requests\": " INT64_FORMAT
+					 ", \"retries\": " INT64_FORMAT ", \"rate_limited\": " INT64_FORMAT
+					 ", \"rate_limit_waits\": " INT64_FORMAT ", \"bytes\": " INT64_FORMAT,
+					 run->pages, last.requests, last.retries, last.rate_limited,
+					 last.rate_limit_waits, last.bytes);
+	if (run->deletion_note)
+	{
+		appendStringInfoString(&buf, ", \"deletion\": ");
+		escape_json(&buf, run->deletion_note);
+	}
+	if (run->high_water_ms > 0)
+		appendStringInfo(&buf, ", \"high_water_ms\": " INT64_FORMAT, run->high_water_ms);
+	if (run->incremental)
+		appendStringInfo(&buf, ", \"since_ms\": " INT64_FORMAT, run->since_ms);
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/* ---- writing one page ---- */
+
+typedef struct PageArgs
+{
+	ClerkRun   *run;
+	ClerkEntity entity;
+	const char *body;
+	const char *what;			/* the request, for messages */
+	bool		track_seen;
+	/* out */
+	int			count;			/* objects in the page */
+	int64		min_ms;			/* oldest value of the stop field in the page */
+	int64		max_updated_ms;
+	const char *stop_field;
+} PageArgs;
+
+/* min(stop_field) and max(updated_at) over a page, in milliseconds. */
+static void
+page_times(Jsonb *page, const char *stop_field, int64 *min_ms, int64 *max_updated)
+{
+	Datum		values[2];
+	Oid			types[2] = {JSONBOID, TEXTOID};
+	bool		isnull;
+
+	values[0] = JsonbPGetDatum(page);
+	values[1] = CStringGetTextDatum(stop_field ? stop_field : "updated_at");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("SELECT min((o ->> $2)::numeric)::int8, max((o ->> 'updated_at')::numeric)::int8 "
+							  "FROM clerk.objects($1) o",
+							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read a page's timestamps");
+	*min_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		*min_ms = -1;
+	*max_updated = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (isnull)
+		*max_updated = -1;
+	SPI_finish();
+}
+
+static void
+write_page(void *varg)
+{
+	PageArgs   *a = (PageArgs *) varg;
+	ClerkRun   *run = a->run;
+	Jsonb	   *page = clerk_parse_json(a->body, a->what);
+
+	a->count = clerk_json_array_length(page);
+	if (a->count < 0)
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_BAD_RESPONSE),
+				 errmsg("Clerk's answer to %s is not a list", a->what),
+				 errdetail("A list endpoint must answer with a JSON array or an object with a \"data\" array.")));
+	clerk_store_page(a->entity, page, run->dry_run, a->track_seen, run->run_id,
+					 &run->counts[a->entity]);
+	if (a->entity == CLERK_USERS || a->stop_field)
+		page_times(page, a->stop_field, &a->min_ms, &a->max_updated_ms);
+}
+
+/*
+ * Page through `path` (which may already carry a query string) with
+ * `order_by`, `concurrency` pages in flight, writing each page.  With
+ * stop_field, stops after the first page holding an object whose
+ * stop_field is older than since_ms (the list is newest first).
+ * Returns false without writing anything if the first page is a 404 and
+ * allow_404 is set (the endpoint is not available).
+ */
+static bool
+list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *order_by,
+		   const char *stop_field, int64 since_ms, bool allow_404, int concurrency)
+{
+	int			limit = run->settings.page_size;
+	int64		offset = 0;
+	bool		done = false;
+	int64		before = run->counts[entity].fetched;
+	const char *sep = strchr(path, '?') ? "&" : "?";
+
+	while (!done)
+	{
+		MemoryContext old;
+		char	  **paths;
+		ClerkHttpResult *results;
+		int			k;
+
+		MemoryContextReset(run->page_cxt);
+		old = MemoryContextSwitchTo(run->page_cxt);
+		paths = palloc(sizeof(char *) * concurrency);
+		results = palloc0(sizeof(ClerkHttpResult) * concurrency);
+		for (k = 0; k < concurrency; k++)
+			paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
+								path, sep, limit, offset + (int64) k * limit, order_by);
+		clerk_http_get_many(run->http, concurrency, paths, results);
+
+		for (k = 0; k < concurrency && !done; k++)
+		{
+			PageArgs	a;
+
+			if (allow_404 && offset == 0 && k == 0 && results[k].error == NULL &&
+				results[k].status == 404)
+			{
+				MemoryContextSwitchTo(old);
+				return false;
+			}
+			clerk_http_check(&results[k], paths[k]);
+
+			memset(&a, 0, sizeof(a));
+			a.run = run;
+			a.entity = entity;
+			a.body = results[k].body;
+			a.what = paths[k];
+			a.track_seen = !run->incremental;
+			a.stop_field = stop_field;
+			clerk_in_transaction(write_page, &a);
+			MemoryContextSwitchTo(run->page_cxt);
+			run->pages++;
+
+			if (entity == CLERK_USERS && a.max_updated_ms > run->high_water_ms)
+				run->high_water_ms = a.max_updated_ms;
+			if (a.count < limit)
+				done = true;
+			if (stop_field && a.min_ms >= 0 && a.min_ms < since_ms)
+				done = true;
+
+			clerk_run_progress(run, NULL, run->counts[entity].fetched - before, -2);
+			if (run->pages % MESSAGE_EVERY_PAGES == 0)
+				clerk_run_message(run, "%s: " INT64_FORMAT " fetched so far",
+								  clerk_entity_name(entity), run->counts[entity].fetched - before);
+		}
+		offset += (int64) concurrency * limit;
+		MemoryContextSwitchTo(old);
+	}
+	return true;
+}
+
+static void
+phase_message(ClerkRun *run, ClerkEntity e)
+{
+	ClerkPageCounts *c = &run->counts[e];
+
+	clerk_run_message(run, "%s: " INT64_FORMAT " fetched, " INT64_FORMAT " inserted, " INT64_FORMAT
+					  " updated, " INT64_FORMAT " unchanged, " INT64_FORMAT " failed%s",
+					  clerk_entity_name(e), c->fetched, c->inserted, c->updated, c->unchanged,
+					  c->failed, run->dry_run ? " (dry run: nothing written)" : "");
+}
+
+/* ---- reading ids back from the database ---- */
+
+typedef struct QueryArgs
+{
+	const char *sql;
+	List	   *rows;			/* of char ** (ncols strings) */
+	int			ncols;
+	MemoryContext mcxt;
+} QueryArgs;
+
+static void
+run_query(void *varg)
+{
+	QueryArgs  *q = (QueryArgs *) varg;
+	uint64		i;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(q->sql, false, 0) < 0)
+		elog(ERROR, "query failed: %s", q->sql);
+	q->ncols = SPI_tuptable ? SPI_tuptable->tupdesc->natts : 0;
+	for (i = 0; SPI_tuptable && i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(q->mcxt);
+		char	  **row = palloc(sizeof(char *) * q->ncols);
+		int			c;
+
+		for (c = 0; c < q->ncols; c++)
+		{
+			char	   *v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1);
+
+			row[c] = v ? pstrdup(v) : NULL;
+		}
+		q->rows = lappend(q->rows, row);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+}
+
+static List *
+query_rows(ClerkRun *run, const char *sql)
+{
+	QueryArgs	q = {sql, NIL, 0, run->run_cxt};
+
+	clerk_in_transaction(run_query, &q);
+	MemoryContextSwitchTo(run->run_cxt);
+	return q.rows;
+}
+
+/* ---- memberships ---- */
+
+/* Is `id` safe to put in a URL path as is? (Clerk ids are.) */
+static bool
+plain_id(const char *id)
+{
+	const char *p;
+
+	if (id == NULL || *id == '\0' || strlen(id) > 200)
+		return false;
+	for (p = id; *p; p++)
+		if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+static void
+sync_memberships(ClerkRun *run)
+{
+	List	   *orgs;
+	ListCell   *lc;
+
+	clerk_run_progress(run, "memberships", 0, -1);
+	if (run->incremental)
+	{
+		/* newest first; memberships made since the mark are at the front */
+		if (list_pages(run, CLERK_MEMBERSHIPS, "/organization_memberships", "-created_at",
+					   "created_at", run->since_ms, true, 1))
+			return;
+	}
+	else if (list_pages(run, CLERK_MEMBERSHIPS, "/organization_memberships", "created_at",
+						NULL, 0, true, run->settings.concurrency))
+		return;
+
+	/* no instance-wide listing here: ask each organization listed in this run */
+	clerk_run_message(run, "memberships: the instance-wide listing is not available, listing per organization");
+	orgs = query_rows(run, run->incremental ?
+					  "SELECT id FROM clerk.organizations WHERE deleted_at IS NULL ORDER BY id" :
+					  "SELECT id FROM pg_temp.clerk_seen WHERE entity = 'organizations' ORDER BY id");
+	foreach(lc, orgs)
+	{
+		char	   *org = ((char **) lfirst(lc))[0];
+		char	   *path;
+
+		if (!plain_id(org))
+			continue;
+		path = psprintf("/organizations/%s/memberships", org);
+		/* an organization deleted meanwhile answers 404: it has no members */
+		(void) list_pages(run, CLERK_MEMBERSHIPS, path, "created_at", NULL, 0, true, 1);
+		pfree(path);
+	}
+}
+
+/* ---- deletion sweep ---- */
+
+typedef struct DeleteArgs
+{
+	ClerkEntity entity;
+	ArrayType  *ids;
+	int64		run_id;
+	int64		deleted;
+} DeleteArgs;
+
+static void
+soft_delete(void *varg)
+{
+	DeleteArgs *d = (DeleteArgs *) varg;
+	Datum		values[1];
+	Oid			types[1] = {TEXTARRAYOID};
+	char	   *sql;
+	uint64		i;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = PointerGetDatum(d->ids);
+	sql = psprintf("UPDATE %s SET deleted_at = now() WHERE id = ANY ($1) AND deleted_at IS NULL RETURNING id",
+				   clerk_entity_table(d->entity));
+	if (SPI_execute_with_args(sql, 1, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not soft-delete");
+	d->deleted = SPI_processed;
+	for (i = 0; i < SPI_processed; i++)
+		clerk_audit("sync.soft_delete", clerk_entity_name(d->entity),
+					SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
+					NULL, d->run_id, "{\"reason\": \"absent from a complete listing and confirmed gone by Clerk\"}");
+	SPI_finish();
+}
+
+typedef struct ReviveArgs
+{
+	ClerkRun   *run;
+	ClerkEntity entity;
+	const char *body;
+	const char *what;
+} ReviveArgs;
+
+/* An object the listing missed but Clerk still has: store it as it is now. */
+static void
+store_found(void *varg)
+{
+	ReviveArgs *r = (ReviveArgs *) varg;
+	Jsonb	   *obj = clerk_parse_json(r->body, r->what);
+
+	clerk_store_page(r->entity, obj, r->run->dry_run, true, r->run->run_id,
+					 &r->run->counts[r->entity]);
+}
+
+/*
+ * Ask Clerk about each candidate; those it confirms gone are soft-deleted
+ * (or, in a dry run, counted).  Candidates rows: id [, organization_id,
+ * user_id].
+ */
+static void
+confirm_and_delete(ClerkRun *run, ClerkEntity e, List *candidates)
+{
+	int			n = list_length(candidates);
+	int			start;
+
+	for (start = 0; start < n; start += CONFIRM_BATCH)
+	{
+		int			m = Min(CONFIRM_BATCH, n - start);
+		MemoryContext old;
+		char	  **paths;
+		char	  **ids;
+		ClerkHttpResult *results;
+		Datum	   *gone;
+		int			ngone = 0;
+		int			k;
+
+		MemoryContextReset(run->page_cxt);
+		old = MemoryContextSwitchTo(run->page_cxt);
+		paths = palloc(sizeof(char *) * m);
+		ids = palloc(sizeof(char *) * m);
+		results = palloc0(sizeof(ClerkHttpResult) * m);
+		gone = palloc(sizeof(Datum) * m);
+		for (k = 0; k < m; k++)
+		{
+			char	  **row = (char **) list_nth(candidates, start + k);
+
+			ids[k] = row[0];
+			if (e == CLERK_USERS)
+				paths[k] = psprintf("/users/%s", row[0]);
+			else if (e == CLERK_ORGANIZATIONS)
+				paths[k] = psprintf("/organizations/%s", row[0]);
+			else
+				paths[k] = psprintf("/organizations/%s/memberships?user_id=%s&limit=100",
+									row[1], row[2]);
+		}
+		clerk_http_get_many(run->http, m, paths, results);
+		for (k = 0; k < m; k++)
+		{
+			bool		is_gone = false;
+
+			if (results[k].error == NULL && results[k].status == 404)
+				is_gone = true;
+			else
+			{
+				clerk_http_check(&results[k], paths[k]);
+				if (e == CLERK_MEMBERSHIPS)
+				{
+					/* the organization lists this user's membership, or not */
+					char	   *needle = psprintf("\"%s\"", ids[k]);
+
+					is_gone = strstr(results[k].body, needle) == NULL;
+				}
+			}
+			if (is_gone)
+				gone[ngone++] = CStringGetTextDatum(ids[k]);
+			else
+			{
+				ReviveArgs	r = {run, e, results[k].body, paths[k]};
+
+				clerk_in_transaction(store_found, &r);
+				MemoryContextSwitchTo(run->page_cxt);
+			}
+		}
+		if (ngone > 0)
+		{
+			if (run->dry_run)
+				run->deleted[e] += ngone;
+			else
+			{
+				DeleteArgs	d;
+
+				d.entity = e;
+				d.ids = construct_array(gone, ngone, TEXTOID, -1, false, TYPALIGN_INT);
+				d.run_id = run->run_id;
+				d.deleted = 0;
+				clerk_in_transaction(soft_delete, &d);
+				MemoryContextSwitchTo(run->page_cxt);
+				run->deleted[e] += d.deleted;
+			}
+		}
+		MemoryContextSwitchTo(old);
+	}
+}
+
+static void
+deletion_sweep(ClerkRun *run)
+{
+	List	   *candidates[CLERK_NENTITIES];
+	int64		active[CLERK_NENTITIES];
+	int			e;
+
+	clerk_run_progress(run, "deleting", 0, -1);
+	for (e = 0; e < CLERK_NENTITIES; e++)
+	{
+		const char *table = clerk_entity_table(e);
+		List	   *rows;
+
+		rows = query_rows(run, psprintf("SELECT count(*) FROM %s WHERE deleted_at IS NULL", table));
+		active[e] = strtoll(((char **) linitial(rows))[0], NULL, 10);
+		candidates[e] = query_rows(run, psprintf(
+												 "SELECT t.id%s FROM %s t WHERE t.deleted_at IS NULL AND NOT EXISTS "
+												 "(SELECT 1 FROM pg_temp.clerk_seen s WHERE s.entity = '%s' AND s.id = t.id) "
+												 "ORDER BY t.id",
+												 e == CLERK_MEMBERSHIPS ? ", t.organization_id, t.user_id" : "",
+												 table, clerk_entity_name(e)));
+		if (list_length(candidates[e]) > 0 &&
+			list_length(candidates[e]) > run->settings.max_delete_fraction * active[e])
+		{
+			run->deletion_note = psprintf("skipped: %d of " INT64_FORMAT " %s are missing from Clerk's listing, more than clerk_sync.max_delete_fraction (%g); nothing was deleted",
+										  list_length(candidates[e]), active[e],
+										  clerk_entity_name(e), run->settings.max_delete_fraction);
+			clerk_run_message(run, "deletion %s", run->deletion_note);
+			return;
+		}
+	}
+	for (e = 0; e < CLERK_NENTITIES; e++)
+	{
+		ListCell   *lc;
+		List	   *checkable = NIL;
+
+		foreach(lc, candidates[e])
+		{
+			char	  **row = (char **) lfirst(lc);
+
+			if (plain_id(row[0]) &&
+				(e != CLERK_MEMBERSHIPS || (plain_id(row[1]) && plain_id(row[2]))))
+				checkable = lappend(checkable, row);
+		}
+		if (checkable != NIL)
+		{
+			clerk_run_message(run, "%s: %d missing from the listing, confirming with Clerk",
+							  clerk_entity_name(e), list_length(checkable));
+			confirm_and_delete(run, e, checkable);
+		}
+	}
+	run->deletion_note = pstrdup(run->dry_run ? "dry run: counted, nothing deleted" : "done");
+}
+
+/* ---- the run ---- */
+
+/* The high-water mark of the last successful run, or -1. */
+static int64
+last_high_water(ClerkRun *run)
+{
+	List	   *rows = query_rows(run,
+								  "SELECT max((stats ->> 'high_water_ms')::int8) FROM clerk.sync_runs "
+								  "WHERE status = 'succeeded' AND NOT dry_run");
+	char	   *v = ((char **) linitial(rows))[0];
+
+	return v ? strtoll(v, NULL, 10) : -1;
+}
+
+void
+clerk_sync_execute(ClerkRun *run)
+{
+	ClerkHttpConfig config;
+	ClerkHttpResult res;
+	bool		full_listing;
+	int			e;
+	bool		any_failed = false;
+
+	config.api_url = run->settings.api_url;
+	config.secret_key = run->settings.secret_key;
+	config.timeout_ms = run->settings.request_timeout;
+	config.max_retries = run->settings.max_retries;
+	config.retry_backoff_ms = run->settings.retry_backoff;
+	config.rate_limit = run->settings.rate_limit;
+	config.concurrency = run->settings.concurrency;
+	run->http = clerk_http_create(run->run_cxt, &config);
+	explicit_bzero(run->settings.secret_key, sizeof(run->settings.secret_key));
+
+	full_listing = !run->incremental;
+	if (run->incremental)
+	{
+		int64		mark = last_high_water(run);
+
+		if (mark < 0)
+		{
+			full_listing = true;
+			clerk_run_message(run, "no earlier successful run: listing everything");
+		}
+		else
+		{
+			run->since_ms = mark - (int64) run->settings.incremental_overlap * 1000;
+			clerk_run_message(run, "fetching changes since %s",
+							  timestamptz_to_str(time_t_to_timestamptz(run->since_ms / 1000)));
+		}
+	}
+
+	/* users */
+	clerk_run_progress(run, "users", 0, -1);
+	clerk_http_get(run->http, "/users/count", &res);
+	clerk_http_check(&res, "/users/count");
+	{
+		Jsonb	   *j;
+
+		StartTransactionCommand();
+		j = clerk_parse_json(res.body, "/users/count");
+		run->users_total_hint = clerk_json_int(j, "total_count");
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(run->run_cxt);
+	}
+	clerk_run_message(run, "users: %s (Clerk has " INT64_FORMAT ")",
+					  full_listing ? "listing" : "fetching recent changes", run->users_total_hint);
+	clerk_run_progress(run, "users", 0, run->users_total_hint);
+	if (full_listing)
+		list_pages(run, CLERK_USERS, "/users", "created_at", NULL, 0, false, run->settings.concurrency);
+	else
+		list_pages(run, CLERK_USERS, "/users", "-updated_at", "updated_at", run->since_ms, false, 1);
+	phase_message(run, CLERK_USERS);
+
+	/* organizations: few, so always listed in full */
+	clerk_run_progress(run, "organizations", 0, -1);
+	clerk_run_message(run, "organizations: listing");
+	list_pages(run, CLERK_ORGANIZATIONS, "/organizations?include_members_count=true", "created_at",
+			   NULL, 0, false, run->settings.concurrency);
+	phase_message(run, CLERK_ORGANIZATIONS);
+
+	clerk_run_message(run, "memberships: listing");
+	sync_memberships(run);
+	phase_message(run, CLERK_MEMBERSHIPS);
+
+	for (e = 0; e < CLERK_NENTITIES; e++)
+		if (run->counts[e].failed > 0)
+			any_failed = true;
+
+	if (!run->incremental)
+		deletion_sweep(run);
+	else
+		run->deletion_note = pstrdup("not attempted: an incremental run cannot see deletions");
+
+	/* only a run without record errors may advance the high-water mark */
+	if (any_failed || run->dry_run)
+		run->high_water_ms = 0;
+	clerk_run_progress(run, "finishing", -1, -1);
+}

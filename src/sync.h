@@ -1,0 +1,49 @@
+/*
+ * sync.h
+ *		One sync run: its phases, counters and deletion sweep.
+ */
+#ifndef CLERK_SYNC_RUN_H
+#define CLERK_SYNC_RUN_H
+
+#include "http.h"
+#include "launcher.h"
+#include "store.h"
+
+typedef struct ClerkRun
+{
+	int64		run_id;
+	bool		dry_run;
+	bool		incremental;
+	ClerkRunSlot *slot;
+	ClerkRunSettings settings;	/* the key is wiped after the client is made */
+	ClerkHttpClient *http;
+	ClerkHttpStats http_stats;	/* the client's counters, kept after it is gone */
+	MemoryContext run_cxt;		/* lives for the run */
+	MemoryContext page_cxt;		/* reset after every batch of pages */
+
+	ClerkPageCounts counts[CLERK_NENTITIES];
+	int64		deleted[CLERK_NENTITIES];
+	int64		pages;
+	bool		complete[CLERK_NENTITIES];	/* listed to the end, no page skipped */
+	char	   *deletion_note;	/* why nothing was deleted, if so */
+	int64		high_water_ms;	/* newest user updated_at seen (incremental) */
+	int64		since_ms;		/* incremental: fetch users updated after this */
+	int64		users_total_hint;
+} ClerkRun;
+
+/* Do the run's work; throws on failure (the worker records the outcome). */
+extern void clerk_sync_execute(ClerkRun *run);
+
+/* Post a progress message for waiting callers (and the server log at DEBUG1). */
+extern void clerk_run_message(ClerkRun *run, const char *fmt,...) pg_attribute_printf(2, 3);
+
+/* Update the progress shown in clerk.sync_progress. */
+extern void clerk_run_progress(ClerkRun *run, const char *phase, int64 rows, int64 total_hint);
+
+/* The stats jsonb text of a run so far. */
+extern char *clerk_run_stats_json(ClerkRun *run);
+
+/* Run fn(arg) in its own transaction, SPI connected, as the tables' owner. */
+extern void clerk_in_transaction(void (*fn) (void *arg), void *arg);
+
+#endif							/* CLERK_SYNC_RUN_H */

@@ -1,0 +1,337 @@
+/*
+ * worker.c
+ *		The background worker that carries out one sync run: it takes the
+ *		run's settings from shared memory, records the run in
+ *		clerk.sync_runs, does the work (sync.c) and records the outcome,
+ *		whatever it is.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/pmsignal.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "sync.h"
+
+PGDLLEXPORT void clerk_sync_worker_main(Datum main_arg);
+
+static volatile sig_atomic_t got_sigterm = false;
+static ClerkRunSlot *my_slot = NULL;
+static uint64 my_generation = 0;
+
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
+worker_sigusr2(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* Stop the run if asked to, or if the server is going away. */
+static void
+worker_check_interrupts(void)
+{
+	bool		cancel;
+
+	if (!PostmasterIsAlive())
+		proc_exit(1);
+	if (got_sigterm)
+		ereport(ERROR,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("canceled because the clerk_sync worker was asked to terminate")));
+	LWLockAcquire(clerk_shared->lock, LW_SHARED);
+	cancel = my_slot->cancel_requested;
+	LWLockRelease(clerk_shared->lock);
+	if (cancel)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("canceled by request")));
+}
+
+/* On any exit, the slot says the run is over and waiters wake up. */
+static void
+worker_exit(int code, Datum arg)
+{
+	if (my_slot == NULL)
+		return;
+	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
+	if (my_slot->generation == my_generation)
+	{
+		my_slot->state = CLERK_SLOT_DONE;
+		my_slot->worker_pid = 0;
+		explicit_bzero(my_slot->settings.secret_key, sizeof(my_slot->settings.secret_key));
+	}
+	LWLockRelease(clerk_shared->lock);
+	ConditionVariableBroadcast(&my_slot->cv);
+}
+
+void
+clerk_in_transaction(void (*fn) (void *arg), void *arg)
+{
+	ClerkSavedUser saved;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	clerk_become_owner(&saved);
+	fn(arg);
+	clerk_restore_user(&saved);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+typedef struct BeginArgs
+{
+	ClerkRun   *run;
+	const char *started_by;
+} BeginArgs;
+
+/*
+ * Record the run: runs left "running" by a worker that died (kill -9, a
+ * crash) are marked failed, old runs and audit rows are pruned, and the new
+ * run gets its row.
+ */
+static void
+begin_run(void *varg)
+{
+	BeginArgs  *args = (BeginArgs *) varg;
+	ClerkRun   *run = args->run;
+	Datum		values[3];
+	Oid			types[3] = {TEXTOID, BOOLOID, TEXTOID};
+	bool		isnull;
+	char	   *details;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SPI_execute("UPDATE clerk.sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
+				"error = 'the worker running it stopped without finishing (server crash or killed process)', "
+				"error_code = 'XX000' WHERE status = 'running'", false, 0);
+	if (SPI_processed > 0)
+		elog(LOG, "clerk_sync: marked " UINT64_FORMAT " interrupted run(s) as failed", SPI_processed);
+	if (run->settings.log_retention > 0)
+	{
+		char	   *sql;
+
+		sql = psprintf("DELETE FROM clerk.sync_runs WHERE started_at < now() - interval '%d minutes'",
+					   run->settings.log_retention);
+		SPI_execute(sql, false, 0);
+		sql = psprintf("DELETE FROM clerk.audit_logs WHERE occurred_at < now() - interval '%d minutes'",
+					   run->settings.log_retention);
+		SPI_execute(sql, false, 0);
+	}
+	values[0] = CStringGetTextDatum(run->incremental ? "incremental" : "full");
+	values[1] = BoolGetDatum(run->dry_run);
+	values[2] = CStringGetTextDatum(args->started_by);
+	if (SPI_execute_with_args("INSERT INTO clerk.sync_runs (kind, dry_run, started_by) "
+							  "VALUES ($1, $2, $3) RETURNING id",
+							  3, types, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not record the sync run");
+	run->run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	details = psprintf("{\"kind\": \"%s\", \"dry_run\": %s}",
+					   run->incremental ? "incremental" : "full", run->dry_run ? "true" : "false");
+	clerk_audit("sync.start", NULL, NULL, NULL, run->run_id, details);
+	/* ids listed during this run, for the deletion sweep */
+	SPI_execute("CREATE TEMP TABLE IF NOT EXISTS clerk_seen "
+				"(entity text, id text, PRIMARY KEY (entity, id))", false, 0);
+	SPI_finish();
+}
+
+typedef struct EndArgs
+{
+	ClerkRun   *run;
+	const char *status;
+	const char *error;
+	const char *error_code;
+} EndArgs;
+
+static void
+end_run(void *varg)
+{
+	EndArgs    *args = (EndArgs *) varg;
+	ClerkRun   *run = args->run;
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	char	   *stats = clerk_run_stats_json(run);
+	StringInfoData details;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = Int64GetDatum(run->run_id);
+	values[1] = CStringGetTextDatum(args->status);
+	if (args->error)
+		values[2] = CStringGetTextDatum(args->error);
+	else
+		nulls[2] = 'n';
+	if (args->error_code)
+		values[3] = CStringGetTextDatum(args->error_code);
+	else
+		nulls[3] = 'n';
+	values[4] = CStringGetTextDatum(stats);
+	if (SPI_execute_with_args("UPDATE clerk.sync_runs SET status = $2, error = $3, error_code = $4, "
+							  "stats = $5::jsonb, finished_at = clock_timestamp() WHERE id = $1",
+							  5, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the end of the sync run");
+	initStringInfo(&details);
+	appendStringInfoString(&details, "{\"status\": ");
+	escape_json(&details, args->status);
+	if (args->error)
+	{
+		appendStringInfoString(&details, ", \"error\": ");
+		escape_json(&details, args->error);
+	}
+	appendStringInfo(&details, ", \"stats\": %s}", stats);
+	clerk_audit("sync.end", NULL, NULL, NULL, run->run_id, details.data);
+	SPI_finish();
+}
+
+void
+clerk_sync_worker_main(Datum main_arg)
+{
+	int			index = DatumGetInt32(main_arg);
+	ClerkRun	run;
+	BeginArgs	bargs;
+	EndArgs		eargs;
+	Oid			dboid,
+				userid;
+	char	   *started_by;
+	ErrorData  *volatile edata = NULL;
+	MemoryContext mcxt;
+
+	pqsignal(SIGTERM, worker_sigterm);
+	pqsignal(SIGUSR2, worker_sigusr2);
+	BackgroundWorkerUnblockSignals();
+
+	clerk_shmem_attach();
+	memcpy(&my_generation, MyBgworkerEntry->bgw_extra, sizeof(my_generation));
+	my_slot = &clerk_shared->slots[index];
+
+	memset(&run, 0, sizeof(run));
+	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
+	if (my_slot->generation != my_generation || my_slot->state != CLERK_SLOT_STARTING)
+	{
+		LWLockRelease(clerk_shared->lock);
+		my_slot = NULL;
+		proc_exit(0);
+	}
+	run.settings = my_slot->settings;
+	explicit_bzero(my_slot->settings.secret_key, sizeof(my_slot->settings.secret_key));
+	my_slot->worker_pid = MyProcPid;
+	my_slot->state = CLERK_SLOT_RUNNING;
+	my_slot->progress.started_at = GetCurrentTimestamp();
+	my_slot->progress.total_hint = -1;
+	run.dry_run = my_slot->dry_run;
+	run.incremental = my_slot->incremental;
+	dboid = my_slot->dboid;
+	userid = my_slot->userid;
+	LWLockRelease(clerk_shared->lock);
+	run.slot = my_slot;
+	before_shmem_exit(worker_exit, (Datum) 0);
+
+	/* connect as the role that asked for the run */
+	BackgroundWorkerInitializeConnectionByOid(dboid, userid, 0);
+	pgstat_report_appname("clerk_sync worker");
+	clerk_http_interrupt_check = worker_check_interrupts;
+
+	run.run_cxt = AllocSetContextCreate(TopMemoryContext, "clerk_sync run", ALLOCSET_DEFAULT_SIZES);
+	run.page_cxt = AllocSetContextCreate(run.run_cxt, "clerk_sync page", ALLOCSET_DEFAULT_SIZES);
+	mcxt = run.run_cxt;
+	MemoryContextSwitchTo(mcxt);
+
+	StartTransactionCommand();
+	started_by = MemoryContextStrdup(mcxt, GetUserNameFromId(userid, false));
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(mcxt);
+
+	bargs.run = &run;
+	bargs.started_by = started_by;
+	clerk_in_transaction(begin_run, &bargs);
+	MemoryContextSwitchTo(mcxt);
+
+	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
+	my_slot->run_id = run.run_id;
+	LWLockRelease(clerk_shared->lock);
+	ConditionVariableBroadcast(&my_slot->cv);
+	pgstat_report_activity(STATE_RUNNING, run.incremental ? "clerk_sync incremental run" : "clerk_sync full run");
+
+	PG_TRY();
+	{
+		clerk_sync_execute(&run);
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(mcxt);
+		edata = CopyErrorData();
+		/* the server log gets the reason too (never a secret: errors don't carry it) */
+		EmitErrorReport();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		LWLockReleaseAll();
+		ConditionVariableCancelSleep();
+		QueryCancelPending = false;
+		RESUME_INTERRUPTS();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(mcxt);
+
+	/* curl goes now, whatever happened: its reset callback frees it */
+	if (run.http)
+	{
+		run.http_stats = *clerk_http_stats(run.http);
+		clerk_http_destroy(run.http);
+	}
+	run.http = NULL;
+
+	eargs.run = &run;
+	if (edata == NULL)
+	{
+		eargs.status = "succeeded";
+		eargs.error = NULL;
+		eargs.error_code = NULL;
+		clerk_run_message(&run, "run " INT64_FORMAT " succeeded", run.run_id);
+	}
+	else
+	{
+		bool		canceled = edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN;
+
+		eargs.status = canceled ? "canceled" : "failed";
+		eargs.error = edata->message;
+		eargs.error_code = unpack_sql_state(edata->sqlerrcode);
+		clerk_run_message(&run, "run " INT64_FORMAT " %s: %s", run.run_id, eargs.status, edata->message);
+	}
+	/* recording the outcome must not be cut short by the cancel that caused it */
+	got_sigterm = false;
+	clerk_http_interrupt_check = NULL;
+	clerk_in_transaction(end_run, &eargs);
+
+	proc_exit(0);
+}

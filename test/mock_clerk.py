@@ -1,0 +1,2048 @@
+#!/usr/bin/env python3
+"""Mock of the Clerk Backend API (users, organizations, memberships) for tests.
+
+Standard library only.  Serves the read endpoints a sync client needs under
+/v1, with Clerk's response shapes, pagination rules, error bodies, bearer
+authentication and rate limiting, plus a control API under /__mock/ that
+tests use to mutate data and inject faults.  See test/README.md.
+
+Data is generated lazily and deterministically from (seed, index): nothing is
+materialised at start-up, and only objects created, changed or deleted
+through the control API are stored.  That keeps start-up instant and page
+serving fast with hundreds of thousands of objects.
+"""
+
+import argparse
+import base64
+import bisect
+import copy
+import datetime
+import functools
+import gc
+import hashlib
+import heapq
+import hmac
+import json
+import math
+import os
+import random
+import re
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import unicodedata
+import uuid
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 10
+MAX_FILTER_VALUES = 100
+REQUEST_LOG_MAX = 200_000
+HANG_MAX_SECONDS = 600
+
+# Generated timestamps lie in [BASE_TS, BASE_TS + SPAN_MS): 2022-01-01 + ~2 years.
+BASE_TS = 1_640_995_200_000
+SPAN_MS = 2 * 365 * 24 * 3600 * 1000
+DAY_MS = 24 * 3600 * 1000
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+# ---------------------------------------------------------------------------
+# Deterministic hashing and identifiers
+# ---------------------------------------------------------------------------
+
+M64 = (1 << 64) - 1
+
+
+def mix64(x):
+    """splitmix64 finaliser: a cheap, well-spread 64-bit hash."""
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def h(*parts):
+    x = 0x2545F4914F6CDD1D
+    for p in parts:
+        x = mix64(x ^ (p & M64))
+    return x
+
+
+B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+B62_INDEX = {c: i for i, c in enumerate(B62)}
+
+
+def b62(n, width):
+    out = []
+    for _ in range(width):
+        n, r = divmod(n, 62)
+        out.append(B62[r])
+    return "".join(reversed(out))
+
+
+def unb62(s):
+    n = 0
+    for c in s:
+        v = B62_INDEX.get(c)
+        if v is None:
+            return None
+        n = n * 62 + v
+    return n
+
+
+# Hash tags, one per kind of generated value.
+T_USER, T_UCORE, T_ORG, T_MEM, T_IDN, T_EAC, T_LAYOUT, T_IDCODEC, T_BANNED, T_TIME = range(1, 11)
+
+
+class IdCodec:
+    """Clerk-looking ids (prefix + 27 base62 chars) that encode an index.
+
+    The last 9 characters hold a seed-scrambled, invertible image of the
+    index; the rest is hash noise.  decode() re-encodes to verify, so random
+    strings never map to an object.
+    """
+
+    BITS = 48
+    MASK = (1 << BITS) - 1
+    MULT = 0x5DEECE66D  # odd, hence invertible modulo 2**48
+    INV = pow(MULT, -1, 1 << BITS)
+
+    def __init__(self, prefix, seed, tag):
+        self.prefix = prefix
+        self.seed = seed
+        self.tag = tag
+        self.xor = h(seed, T_IDCODEC, tag) & self.MASK
+
+    def encode(self, idx):
+        x = ((idx * self.MULT) & self.MASK) ^ self.xor
+        return self.prefix + "2" + noise62(17, self.seed, self.tag, idx) + b62(x, 9)
+
+    def decode(self, s):
+        if not isinstance(s, str) or not s.startswith(self.prefix) or len(s) != len(self.prefix) + 27:
+            return None
+        x = unb62(s[-9:])
+        if x is None or x > self.MASK:
+            return None
+        idx = ((x ^ self.xor) * self.INV) & self.MASK
+        return idx if self.encode(idx) == s else None
+
+
+B62_BYTES = bytes(ord(B62[i % 62]) for i in range(256))
+
+
+def noise62(width, *parts):
+    """`width` deterministic base62-looking characters derived from parts."""
+    key = ":".join(map(str, parts)).encode()
+    return hashlib.blake2b(key, digest_size=width).digest().translate(B62_BYTES).decode("ascii")
+
+
+def side_id(prefix, seed, *parts):
+    """Deterministic id for nested objects (emails, phones, accounts)."""
+    return prefix + "2" + noise62(26, seed, *parts)
+
+
+# ---------------------------------------------------------------------------
+# Vocabulary for generated data
+# ---------------------------------------------------------------------------
+
+FIRST_ASCII = [
+    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
+    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
+    "Charles", "Karen", "Daniel", "Nancy", "Matthew", "Lisa", "Anthony", "Betty", "Mark", "Sandra",
+    "Priya", "Wei", "Aisha", "Omar", "Hiroshi", "Ingrid", "Lars", "Fatima", "Kwame", "Mei",
+]
+FIRST_INTL = [
+    "Zoë", "José", "Łukasz", "Søren", "François", "Björk", "Chloé", "Mikołaj", "Ünal", "Ñuño",
+    "Renée", "Jürgen", "Olga", "Олег", "Αλέξανδρος", "太郎", "東京", "Nguyễn", "Siobhán", "Ærø",
+    "Sam 🚀", "🦄", "O'Neil", "Zoë-Ann",
+]
+LAST_ASCII = [
+    "Smith", "Johnson", "Williams", "Brown", "Jones", "Miller", "Davis", "Wilson", "Anderson",
+    "Taylor", "Thomas", "Moore", "Martin", "Jackson", "Thompson", "White", "Harris", "Clark",
+    "Lewis", "Walker", "Patel", "Kim", "Chen", "Singh", "Okafor", "Larsen", "Smith-Jones",
+    "van der Berg", "McDonald",
+]
+LAST_INTL = [
+    "Müller", "García", "Kowalski", "O'Connor", "Núñez", "Dvořák", "Størmer", "Çelik", "Łęcki",
+    "山田", "東京", "Иванов", "Παπαδόπουλος", "Ó Briain", "Weiß", "da Silva 🎉",
+]
+EMAIL_DOMAINS = ["example.com", "example.org", "mail.example.net", "acme.test", "corp.example"]
+ORG_WORDS = [
+    "Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell", "Cyberdyne",
+    "Soylent", "Vandelay", "Wonka", "Aperture", "Massive", "Oceanic", "Pied Piper", "Monarch",
+]
+ORG_SUFFIX = ["Corp", "Inc", "Labs", "GmbH", "Ltd", "Group", "Studio", "Partners", "Co", "LLC"]
+ORG_INTL = [
+    "Café Zürich", "Łódź Software", "東京 Labs", "Zoë's Bakery", "🚀 Rocket Club", "Ñandú S.A.",
+    "Ørsted & Søn", "Crème Brûlée Ltd", "Москва Tech", "Αθήνα Design", "\"Quoted\" Co",
+]
+ROLES = {
+    "org:admin": ("Admin", [
+        "org:sys_profile:manage", "org:sys_profile:delete", "org:sys_memberships:read",
+        "org:sys_memberships:manage", "org:sys_domains:read", "org:sys_domains:manage",
+    ]),
+    "org:member": ("Member", ["org:sys_memberships:read"]),
+    "org:billing_manager": ("Billing Manager", ["org:sys_memberships:read", "org:billing:manage"]),
+}
+OAUTH_PROVIDERS = ["google", "github", "microsoft"]
+SCOPES = {
+    "google": "email https://www.googleapis.com/auth/userinfo.email "
+              "https://www.googleapis.com/auth/userinfo.profile openid profile",
+    "github": "read:user user:email",
+    "microsoft": "email offline_access openid profile User.Read",
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def ascii_fold(s):
+    """Lower-case ASCII letters/digits of s ('Zoë' -> 'zoe'), '' if none."""
+    s = unicodedata.normalize("NFKD", s)
+    return "".join(c for c in s.lower() if c.isascii() and c.isalnum())
+
+
+def slugify(s):
+    s = unicodedata.normalize("NFKD", s).lower()
+    out, dash = [], False
+    for c in s:
+        if c.isascii() and c.isalnum():
+            out.append(c)
+            dash = False
+        elif not dash and out:
+            out.append("-")
+            dash = True
+    return "".join(out).strip("-")
+
+
+def image_url_for(kind, obj_id, has_image, seed, idx):
+    if has_image:
+        return "https://img.clerk.com/" + noise62(22, seed, kind, idx)
+    blob = json.dumps({"type": "default", "iid": "ins_2mockinstance", "rid": obj_id}, separators=(",", ":"))
+    return "https://img.clerk.com/" + base64.urlsafe_b64encode(blob.encode()).decode().rstrip("=")
+
+
+def role_info(role):
+    if role in ROLES:
+        return ROLES[role]
+    name = role.split(":", 1)[-1].replace("_", " ").title() if isinstance(role, str) else str(role)
+    return name, ["org:sys_memberships:read"]
+
+
+def deep_merge(base, patch):
+    """Return base updated with patch: dicts merge recursively, anything else replaces."""
+    if not isinstance(base, dict) or not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(base)
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def pick_count(r, cum_weights):
+    """Index drawn from cumulative weights (a cheaper random.choices)."""
+    x = r.random() * cum_weights[-1]
+    for n, c in enumerate(cum_weights):
+        if x < c:
+            return n
+    return len(cum_weights) - 1
+
+
+def int_or(v, default):
+    return v if isinstance(v, int) and not isinstance(v, bool) else default
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+class ApiError(Exception):
+    """A Clerk-style error response."""
+
+    def __init__(self, status, code, message, long_message, meta=None, headers=None):
+        super().__init__(long_message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.long_message = long_message
+        self.meta = meta
+        self.headers = headers or {}
+
+
+class ControlError(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+def clerk_error_body(code, message, long_message, meta=None):
+    err = {"message": message, "long_message": long_message, "code": code}
+    if meta:
+        err["meta"] = meta
+    return {"errors": [err], "clerk_trace_id": uuid.uuid4().hex}
+
+
+def not_found(long_message):
+    return ApiError(404, "resource_not_found", "not found", long_message)
+
+
+def param_invalid(name, long_message):
+    return ApiError(422, "form_param_value_invalid", "is invalid", long_message, {"param_name": name})
+
+
+# Default error identity per HTTP status, for injected "status" faults.
+STATUS_ERRORS = {
+    400: ("request_invalid", "Invalid request", "The request was invalid."),
+    401: ("authentication_invalid", "Invalid authentication",
+          "Unable to authenticate the request, you need to supply an active session"),
+    403: ("authorization_invalid", "Unauthorized request", "You are not authorized to perform this request"),
+    404: ("resource_not_found", "not found", "Resource not found"),
+    422: ("form_param_value_invalid", "is invalid", "The request parameters are invalid."),
+    429: ("too_many_requests", "Too many requests", "Too many requests, retry later"),
+    500: ("internal_clerk_error", "Oops, an unexpected error occurred",
+          "There was an internal error on our servers. We've been notified and are working on fixing it."),
+}
+
+
+# ---------------------------------------------------------------------------
+# The data store
+# ---------------------------------------------------------------------------
+
+class Kind:
+    """Per-collection override state: created, patched and deleted objects."""
+
+    def __init__(self, n_base, codec):
+        self.n_base = n_base
+        self.next_index = n_base
+        self.codec = codec
+        self.over = {}          # index -> stored object (patched base or created)
+        self.deleted = set()    # indices
+        self.custom_ids = {}    # id -> index, for objects created with a chosen id
+        self.custom_by_idx = {}  # index -> id
+
+    def key(self, idx):
+        return self.custom_by_idx.get(idx) or self.codec.encode(idx)
+
+    def index_of(self, obj_id):
+        idx = self.custom_ids.get(obj_id)
+        if idx is None:
+            idx = self.codec.decode(obj_id)
+            if idx is not None and (idx >= self.next_index or idx in self.custom_by_idx):
+                idx = None
+        return idx
+
+    def live(self, idx):
+        return idx is not None and 0 <= idx < self.next_index and idx not in self.deleted
+
+    def live_count(self):
+        return self.next_index - len(self.deleted)
+
+
+class Store:
+    """All mock data.  Guarded by self.lock; stored objects are never mutated
+    in place (patches replace them), so they can be serialised outside it."""
+
+    def __init__(self, n_users, n_orgs, n_mems, seed):
+        self.seed = seed
+        self.lock = threading.RLock()
+        self.version = 0
+        self._cache = {}
+        self._org_cache = {}  # generated organizations (immutable, shared)
+        # Per-purpose hash seeds; T_TIME + n covers the timestamp streams.
+        self.tag_seed = {t: h(seed, t) for t in range(1, T_TIME + 4)}
+        n_users, n_orgs = max(0, n_users), max(0, n_orgs)
+        n_mems = max(0, min(n_mems, n_users * n_orgs))
+        self.users = Kind(n_users, IdCodec("user_", seed, 11))
+        self.orgs = Kind(n_orgs, IdCodec("org_", seed, 12))
+        self.mems = Kind(n_mems, IdCodec("orgmem_", seed, 13))
+        self.u_step = max(1000, SPAN_MS // max(n_users, 1))
+        self.o_step = max(1000, SPAN_MS // max(n_orgs, 1))
+        self.m_step = max(1000, SPAN_MS // max(n_mems, 1))
+        self.last_created = {"users": 0, "orgs": 0, "mems": 0}
+        self.mem_links = {}      # created membership index -> (org idx, user idx)
+        self.mem_pairs = {}      # (org idx, user idx) -> created membership index
+        self.org_created_mems = {}  # org idx -> [created membership indices]
+        self.member_delta = {}   # org idx -> change of live member count vs. generated
+        self._layout(n_users, n_orgs, n_mems)
+
+    # -- membership layout --------------------------------------------------
+    def _layout(self, U, O, M):
+        """Decide how many generated memberships each org has, and a bijection
+        between membership index and (org, k-th member) slot."""
+        r = random.Random(h(self.seed, T_LAYOUT))
+        self.m_counts = [0] * O
+        if M:
+            weights = [min(r.paretovariate(1.3), 40.0) for _ in range(O)]
+            total = sum(weights)
+            counts = [min(U, int(M * w / total)) for w in weights]
+            left = M - sum(counts)
+            order = sorted(range(O), key=lambda o: -weights[o])
+            while left > 0:
+                for o in order:
+                    if left == 0:
+                        break
+                    if counts[o] < U:
+                        counts[o] += 1
+                        left -= 1
+            self.m_counts = counts
+        self.m_starts = []
+        acc = 0
+        for c in self.m_counts:
+            self.m_starts.append(acc)
+            acc += c
+        self.m_user_start = [r.randrange(U) if U else 0 for _ in range(O)]
+        self.m_stride, self.m_stride_inv = [], []
+        for _ in range(O):
+            s = 1
+            if U > 1:
+                s = r.randrange(1, U)
+                while math.gcd(s, U) != 1:
+                    s = r.randrange(1, U)
+            self.m_stride.append(s)
+            self.m_stride_inv.append(pow(s, -1, U) if U > 1 else 0)
+        self.perm_a, self.perm_b, self.perm_inv = 1, 0, 1
+        if M > 1:
+            a = r.randrange(1, M)
+            while math.gcd(a, M) != 1:
+                a = r.randrange(1, M)
+            self.perm_a, self.perm_b, self.perm_inv = a, r.randrange(M), pow(a, -1, M)
+
+    def _slot_of(self, m):
+        M = self.mems.n_base
+        return (self.perm_a * m + self.perm_b) % M
+
+    def _mem_of_slot(self, slot):
+        M = self.mems.n_base
+        return ((slot - self.perm_b) * self.perm_inv) % M
+
+    def mem_link(self, m):
+        """(org index, user index) of membership m."""
+        if m >= self.mems.n_base:
+            return self.mem_links[m]
+        slot = self._slot_of(m)
+        o = bisect.bisect_right(self.m_starts, slot) - 1
+        k = slot - self.m_starts[o]
+        U = self.users.n_base
+        return o, (self.m_user_start[o] + k * self.m_stride[o]) % U
+
+    def _base_mem_of_pair(self, o, u):
+        """Generated membership index linking org o and user u, or None."""
+        if o >= self.orgs.n_base or u >= self.users.n_base or not self.m_counts[o]:
+            return None
+        U = self.users.n_base
+        k = ((u - self.m_user_start[o]) * self.m_stride_inv[o]) % U if U > 1 else 0
+        if k >= self.m_counts[o]:
+            return None
+        return self._mem_of_slot(self.m_starts[o] + k)
+
+    def mem_of_pair(self, o, u):
+        m = self.mem_pairs.get((o, u))
+        if m is None:
+            m = self._base_mem_of_pair(o, u)
+        return m if self.mems.live(m) else None
+
+    def _base_org_mems(self, o):
+        key = ("base_org_mems", o)
+        got = self._cache.get(key)
+        if got is None:
+            if o < self.orgs.n_base:
+                st = self.m_starts[o]
+                got = sorted(self._mem_of_slot(st + k) for k in range(self.m_counts[o]))
+            else:
+                got = []
+            self._cache[key] = got
+        return got
+
+    def members_count(self, o):
+        base = self.m_counts[o] if o < self.orgs.n_base else 0
+        return base + self.member_delta.get(o, 0)
+
+    # -- timestamps ----------------------------------------------------------
+    def _times(self, tag, idx, step):
+        """(created_at, updated_at) of generated object idx: created_at grows
+        strictly with idx; updated_at >= created_at."""
+        x = mix64(self.tag_seed[T_TIME + tag] ^ idx)
+        created = BASE_TS + idx * step + (x % max(1, step // 2))
+        y = mix64(x)
+        if y % 10 < 4:
+            updated = created
+        else:
+            updated = created + (y >> 8) % (200 * DAY_MS)
+        return created, updated
+
+    # -- users ---------------------------------------------------------------
+    def _user_core(self, i):
+        """Names, usernames, emails and phones: the part of a user other lookups need."""
+        r = random.Random(mix64(self.tag_seed[T_UCORE] ^ i))
+        intl_first = r.random() < 0.15
+        first = r.choice(FIRST_INTL if intl_first else FIRST_ASCII)
+        x = r.random()
+        if x < 0.12:
+            last = None
+        else:
+            last = r.choice(LAST_INTL if r.random() < 0.15 else LAST_ASCII)
+        if r.random() < 0.04:
+            first = None
+        fa = ascii_fold(first or "") or "user"
+        la = ascii_fold(last or "")
+        username = None
+        if r.random() < 0.7:
+            username = f"{fa}{('_' + la) if la else ''}{i}"
+        n_email = pick_count(r, (8, 83, 95, 100))
+        emails = []
+        for j in range(n_email):
+            dom = EMAIL_DOMAINS[(i + j) % len(EMAIL_DOMAINS)] if j else r.choice(EMAIL_DOMAINS)
+            if j == 0:
+                local = f"{fa}.{la}{i}" if la else f"{fa}{i}"
+            elif j == 1:
+                local = f"{fa}+work{i}"
+            else:
+                local = f"{fa[:1]}{la[:6]}.{i}.{j}"
+            emails.append(f"{local}@{dom}")
+        n_phone = pick_count(r, (55, 95, 100))
+        if n_email == 0:
+            n_phone = max(n_phone, 1)
+        phones = [f"+1555{i:07d}{j}" if j else f"+1555{i:07d}" for j in range(n_phone)]
+        has_image = r.random() < 0.35
+        null_image = r.random() < 0.03
+        primary = 0 if len(emails) < 2 or r.random() < 0.8 else 1
+        return first, last, username, emails, phones, has_image, null_image, primary
+
+    def _user_image(self, i, uid, has_image, null_image):
+        return None if null_image else image_url_for("user", uid, has_image, self.seed, i)
+
+    def _gen_user(self, i):
+        seed = self.seed
+        first, last, username, emails, phones, has_image, null_image, primary = self._user_core(i)
+        r = random.Random(mix64(self.tag_seed[T_USER] ^ i))
+        uid = self.users.key(i)
+        created, updated = self._times(1, i, self.u_step)
+
+        # External accounts, some linked to the primary email.
+        accounts = []
+        linked = {}
+        n_acc = pick_count(r, (62, 95, 100))
+        for a in range(n_acc):
+            prov = OAUTH_PROVIDERS[(r.randrange(3) + a) % 3]
+            ident = side_id("idn_", seed, T_EAC, i, a, 1)
+            email = emails[a % len(emails)] if emails else f"{ascii_fold(first or '') or 'user'}{i}@{prov}.example"
+            if emails and a < len(emails):
+                linked.setdefault(a, []).append({"type": "oauth_" + prov, "id": ident})
+            acct_img = "https://img.clerk.com/oauth/" + noise62(14, seed, T_EAC, i, a)
+            accounts.append({
+                "object": "external_account",
+                "id": side_id("eac_", seed, T_EAC, i, a),
+                "provider": "oauth_" + prov,
+                "identification_id": ident,
+                "provider_user_id": str(h(seed, T_EAC, i, a, 3) % 10 ** 18),
+                "approved_scopes": SCOPES[prov],
+                "email_address": email,
+                "email_address_verified": True if r.random() < 0.9 else None,
+                "first_name": first or "",
+                "last_name": last or "",
+                "avatar_url": acct_img,
+                "image_url": acct_img,
+                "username": (username if prov == "github" else None),
+                "phone_number": None,
+                "public_metadata": {},
+                "label": None,
+                "created_at": created,
+                "updated_at": created,
+                "verification": {
+                    "object": "verification_oauth",
+                    "status": "verified",
+                    "strategy": "oauth_" + prov,
+                    "attempts": None,
+                    "expire_at": created + 600_000,
+                },
+            })
+
+        email_objs = []
+        for j, e in enumerate(emails):
+            if j in linked:
+                ver = {"object": "verification_from_oauth", "status": "verified",
+                       "strategy": "from_oauth_" + linked[j][0]["type"][6:], "attempts": None,
+                       "expire_at": created + 600_000, "error": None}
+            elif j == 0:
+                ver = r.choice([
+                    {"object": "verification_otp", "status": "verified", "strategy": "email_code",
+                     "attempts": 1, "expire_at": created + 600_000},
+                    {"object": "verification_admin", "status": "verified", "strategy": "admin",
+                     "attempts": None, "expire_at": None},
+                ])
+            elif r.random() < 0.15:
+                ver = None
+            else:
+                ver = {"object": "verification_otp", "status": r.choice(["verified", "unverified", "expired"]),
+                       "strategy": "email_code", "attempts": r.randrange(0, 3), "expire_at": created + 600_000}
+            email_objs.append({
+                "id": side_id("idn_", seed, T_IDN, i, j),
+                "object": "email_address",
+                "email_address": e,
+                "reserved": False,
+                "verification": ver,
+                "linked_to": linked.get(j, []),
+                "matches_sso_connection": False,
+                "created_at": created,
+                "updated_at": created,
+            })
+        phone_objs = []
+        for j, p in enumerate(phones):
+            phone_objs.append({
+                "id": side_id("idn_", seed, T_IDN, i, 100 + j),
+                "object": "phone_number",
+                "phone_number": p,
+                "reserved_for_second_factor": j == 1,
+                "default_second_factor": j == 1,
+                "reserved": False,
+                "verification": (
+                    {"object": "verification_otp", "status": "verified", "strategy": "phone_code",
+                     "attempts": 1, "expire_at": created + 600_000, "channel": "sms"}
+                    if r.random() < 0.85 else
+                    {"object": "verification_admin", "status": "verified", "strategy": "admin",
+                     "attempts": None, "expire_at": None}),
+                "linked_to": [],
+                "backup_codes": None,
+                "created_at": created,
+                "updated_at": created,
+            })
+        primary_email = email_objs[primary]["id"] if email_objs else None
+        primary_phone = phone_objs[0]["id"] if phone_objs else None
+
+        x = r.random()
+        if x < 0.4:
+            public = {}
+        elif x < 0.7:
+            public = {"plan": r.choice(["free", "pro", "enterprise"]), "seats": r.randrange(1, 50)}
+        elif x < 0.9:
+            public = {
+                "plan": "pro",
+                "billing": {"customer": {"country": r.choice(["US", "DE", "JP", "BR"]),
+                                         "tax_exempt": r.random() < 0.1},
+                            "cycle": r.choice(["monthly", "yearly"])},
+                "flags": {"beta": True, "features": ["sso", "audit-log", "élan"]},
+                "score": round(r.random() * 100, 3),
+                "referrer": None,
+            }
+        else:
+            public = {"tags": ["vip", "東京", "🎉"], "nested": {"a": {"b": {"c": [1, 2.5, None, True]}}}}
+        y = r.random()
+        if y < 0.05:
+            private = None
+        elif y < 0.6:
+            private = {}
+        else:
+            private = {"stripe_customer_id": "cus_" + noise62(14, seed, "cus", i),
+                       "notes": 'Line 1\nLine 2 with "quotes", a back\\slash and a\ttab'}
+        unsafe = {} if r.random() < 0.8 else {"theme": r.choice(["dark", "light"]), "onboarded": True}
+
+        pw = r.random() < 0.7
+        two_fa = r.random() < 0.1
+        locked = r.random() < 0.005
+        last_sign_in = None if r.random() < 0.1 else created + r.randrange(0, 300) * DAY_MS // 3
+        last_active = None if last_sign_in is None else (last_sign_in // DAY_MS) * DAY_MS
+        img = self._user_image(i, uid, has_image, null_image)
+        return {
+            "id": uid,
+            "object": "user",
+            "username": username,
+            "first_name": first,
+            "last_name": last,
+            "image_url": img,
+            "profile_image_url": img,
+            "has_image": has_image and not null_image,
+            "primary_email_address_id": primary_email,
+            "primary_phone_number_id": primary_phone,
+            "primary_web3_wallet_id": None,
+            "password_enabled": pw,
+            "two_factor_enabled": two_fa,
+            "totp_enabled": two_fa and r.random() < 0.6,
+            "backup_code_enabled": two_fa,
+            "mfa_enabled_at": created + DAY_MS if two_fa else None,
+            "mfa_disabled_at": None,
+            "password_last_updated_at": created if pw else None,
+            "email_addresses": email_objs,
+            "phone_numbers": phone_objs,
+            "web3_wallets": [],
+            "passkeys": [],
+            "external_accounts": accounts,
+            "saml_accounts": [],
+            "enterprise_accounts": [],
+            "public_metadata": public,
+            "private_metadata": private,
+            "unsafe_metadata": unsafe,
+            "external_id": f"ext-{i:06d}" if r.random() < 0.25 else None,
+            "locale": r.choice([None, None, None, "en-US", "fr-FR", "ja-JP"]),
+            "last_sign_in_at": last_sign_in,
+            "banned": self._user_banned(i),
+            "locked": locked,
+            "lockout_expires_in_seconds": 1800 if locked else None,
+            "verification_attempts_remaining": 100,
+            "created_at": created,
+            "updated_at": updated,
+            "delete_self_enabled": True,
+            "create_organization_enabled": r.random() < 0.95,
+            "create_organizations_limit": None,
+            "last_active_at": last_active,
+            "legal_accepted_at": created if r.random() < 0.3 else None,
+            "bypass_client_trust": False,
+        }
+
+    def _user_banned(self, i):
+        return mix64(self.tag_seed[T_BANNED] ^ i) % 100 == 0
+
+    def user(self, i):
+        got = self.users.over.get(i)
+        return got if got is not None else self._gen_user(i)
+
+    def _user_updated(self, i):
+        got = self.users.over.get(i)
+        if got is not None:
+            return int_or(got.get("updated_at"), -1)
+        return self._times(1, i, self.u_step)[1]
+
+    def public_user_data(self, u):
+        if u not in self.users.over:
+            # Fast path: derive from the generated core without building the whole user.
+            first, last, username, emails, phones, has_image, null_image, primary = self._user_core(u)
+            uid = self.users.key(u)
+            img = self._user_image(u, uid, has_image, null_image)
+            ident = emails[primary] if emails else (phones[0] if phones else username)
+            return {"user_id": uid, "first_name": first, "last_name": last, "profile_image_url": img,
+                    "image_url": img, "has_image": has_image and not null_image, "identifier": ident,
+                    "username": username, "banned": self._user_banned(u)}
+        usr = self.user(u)
+        ident = None
+        pid = usr.get("primary_email_address_id")
+        for e in usr.get("email_addresses") or []:
+            if isinstance(e, dict) and e.get("id") == pid:
+                ident = e.get("email_address")
+        if ident is None:
+            pid = usr.get("primary_phone_number_id")
+            for p in usr.get("phone_numbers") or []:
+                if isinstance(p, dict) and p.get("id") == pid:
+                    ident = p.get("phone_number")
+        if ident is None:
+            ident = usr.get("username")
+        return {
+            "user_id": self.users.key(u),
+            "first_name": usr.get("first_name"),
+            "last_name": usr.get("last_name"),
+            "profile_image_url": usr.get("image_url"),
+            "image_url": usr.get("image_url"),
+            "has_image": usr.get("has_image"),
+            "identifier": ident,
+            "username": usr.get("username"),
+            "banned": usr.get("banned", False),
+        }
+
+    # -- organizations -------------------------------------------------------
+    def _gen_org(self, o):
+        seed = self.seed
+        r = random.Random(mix64(self.tag_seed[T_ORG] ^ o))
+        if r.random() < 0.15:
+            name = r.choice(ORG_INTL)
+        else:
+            name = f"{r.choice(ORG_WORDS)} {r.choice(ORG_SUFFIX)}"
+        slug = f"{slugify(name) or 'org'}-{o}"
+        oid = self.orgs.key(o)
+        created, updated = self._times(2, o, self.o_step)
+        has_image = r.random() < 0.3
+        created_by = None
+        if o < self.orgs.n_base and self.m_counts[o]:
+            created_by = self.users.key(self.m_user_start[o])
+        elif self.users.n_base:
+            created_by = self.users.key(r.randrange(self.users.n_base))
+        cap = r.choice([0, 0, 0, 5, 20, 100, 500])
+        if cap and o < self.orgs.n_base and self.m_counts[o] > cap:
+            cap = 0
+        x = r.random()
+        public = {} if x < 0.5 else {"tier": r.choice(["startup", "growth", "enterprise"]),
+                                      "region": r.choice(["eu", "us", "apac"])}
+        private = {} if r.random() < 0.6 else {"billing_id": "cus_" + noise62(14, seed, "cus_org", o),
+                                                "limits": {"projects": r.randrange(1, 100), "sso": r.random() < 0.5}}
+        return {
+            "object": "organization",
+            "id": oid,
+            "name": name,
+            "slug": slug,
+            "image_url": image_url_for("org", oid, has_image, seed, o + 10 ** 9),
+            "has_image": has_image,
+            "max_allowed_memberships": cap,
+            "admin_delete_enabled": r.random() < 0.9,
+            "public_metadata": public,
+            "private_metadata": private,
+            "created_by": created_by,
+            "created_at": created,
+            "updated_at": updated,
+        }
+
+    def org(self, o):
+        got = self.orgs.over.get(o)
+        if got is None:
+            got = self._org_cache.get(o)
+            if got is None:
+                got = self._gen_org(o)
+                if len(self._org_cache) < 50_000:
+                    self._org_cache[o] = got
+        return got
+
+    def org_view(self, o, members_count=False, missing_member=False):
+        obj = self.org(o)
+        if members_count or missing_member:
+            obj = dict(obj)
+            if members_count:
+                obj["members_count"] = self.members_count(o)
+            if missing_member:
+                obj["missing_member_with_elevated_permissions"] = False
+        return obj
+
+    def _org_slug_map(self):
+        got = self._cache.get("slug_map")
+        if got is None:
+            got = {self._gen_org(o)["slug"]: o for o in range(self.orgs.n_base)}
+            self._cache["slug_map"] = got
+        return got
+
+    def org_index(self, id_or_slug, allow_slug=True):
+        o = self.orgs.index_of(id_or_slug)
+        if self.orgs.live(o):
+            return o
+        if not allow_slug:
+            return None
+        for idx, obj in self.orgs.over.items():
+            if obj.get("slug") == id_or_slug and self.orgs.live(idx):
+                return idx
+        o = self._org_slug_map().get(id_or_slug)
+        if o is not None and o not in self.orgs.over and self.orgs.live(o):
+            return o
+        return None
+
+    # -- memberships ---------------------------------------------------------
+    def _gen_mem_own(self, m):
+        r = random.Random(mix64(self.tag_seed[T_MEM] ^ m))
+        o, u = self.mem_link(m)
+        slot = self._slot_of(m)
+        k = slot - self.m_starts[o]
+        if k == 0:
+            role = "org:admin"
+        else:
+            x = r.random()
+            role = "org:member" if x < 0.85 else ("org:admin" if x < 0.95 else "org:billing_manager")
+        role_name, perms = role_info(role)
+        created, updated = self._times(3, m, self.m_step)
+        return {
+            "id": self.mems.key(m),
+            "object": "organization_membership",
+            "role": role,
+            "role_name": role_name,
+            "permissions": list(perms),
+            "public_metadata": {} if r.random() < 0.8 else {"title": r.choice(["Engineer", "Designer", "Chef de projet"])},
+            "private_metadata": {} if r.random() < 0.9 else {"hr_id": f"HR-{m:07d}"},
+            "created_at": created,
+            "updated_at": updated,
+        }
+
+    def membership(self, m):
+        own = self.mems.over.get(m)
+        if own is None:
+            own = self._gen_mem_own(m)
+        o, u = self.mem_link(m)
+        out = {}
+        for k in ("id", "object", "role", "role_name", "permissions", "public_metadata", "private_metadata"):
+            if k in own:
+                out[k] = own[k]
+        out["organization"] = own["organization"] if "organization" in own else self.org(o)
+        out["public_user_data"] = own["public_user_data"] if "public_user_data" in own else self.public_user_data(u)
+        for k, v in own.items():
+            if k not in out:
+                out[k] = v
+        return out
+
+    # -- ordered views (cached per version) ---------------------------------
+    def live_indices(self, kind):
+        """Live indices of a Kind in creation order (a range when nothing is deleted)."""
+        if not kind.deleted:
+            return range(kind.next_index)
+        key = ("live", id(kind), self.version)
+        got = self._cache.get(key)
+        if got is None:
+            d = kind.deleted
+            got = [i for i in range(kind.next_index) if i not in d]
+            self._cache_put(key, got)
+        return got
+
+    def _cache_put(self, key, value):
+        # Drop stale versioned entries so the cache cannot grow without bound.
+        if len(self._cache) > 64:
+            for k in [k for k in self._cache if isinstance(k, tuple) and len(k) == 3 and k[2] != self.version]:
+                del self._cache[k]
+        self._cache[key] = value
+
+    def users_by_updated(self):
+        key = ("users_upd", 0, self.version)
+        got = self._cache.get(key)
+        if got is not None:
+            return got
+        base = self._cache.get("users_upd_base")
+        if base is None:
+            base = sorted(range(self.users.n_base), key=lambda i: (self._times(1, i, self.u_step)[1], i))
+            self._cache["users_upd_base"] = base
+        U = self.users
+        if not U.over and not U.deleted and U.next_index == U.n_base:
+            got = base
+        else:
+            skip = U.deleted | U.over.keys()
+            rest = [i for i in base if i not in skip]
+            extra = sorted((i for i in U.over if U.live(i)), key=lambda i: (self._user_updated(i), i))
+            got = list(heapq.merge(rest, extra, key=lambda i: (self._user_updated(i), i)))
+        self._cache_put(key, got)
+        return got
+
+    def orgs_ordered(self, field):
+        if field == "created_at":
+            return self.live_indices(self.orgs)
+        key = ("orgs_" + field, 0, self.version)
+        got = self._cache.get(key)
+        if got is None:
+            live = self.live_indices(self.orgs)
+            if field == "name":
+                def k(o):
+                    n = self.org(o).get("name")
+                    return (n if isinstance(n, str) else json.dumps(n), o)
+            else:
+                def k(o):
+                    return (self.members_count(o), o)
+            got = sorted(live, key=k)
+            self._cache_put(key, got)
+        return got
+
+    def org_mems(self, o):
+        key = ("org_mems", o, self.version)
+        got = self._cache.get(key)
+        if got is None:
+            d = self.mems.deleted
+            got = [m for m in self._base_org_mems(o) if m not in d]
+            got += [m for m in self.org_created_mems.get(o, []) if m not in d]
+            got.sort()
+            self._cache_put(key, got)
+        return got
+
+    def user_mems(self, u):
+        out = []
+        if u < self.users.n_base:
+            for o in range(self.orgs.n_base):
+                m = self._base_mem_of_pair(o, u)
+                if m is not None and self.mems.live(m):
+                    out.append(m)
+        out += [m for m, (o, uu) in self.mem_links.items() if uu == u and self.mems.live(m)]
+        out.sort()
+        return out
+
+    # -- lookups -------------------------------------------------------------
+    def users_by_email(self, emails):
+        wanted = {e.lower() for e in emails}
+        found = set()
+        U = self.users
+        for e in wanted:
+            local = e.split("@", 1)[0]
+            for d in set(re.findall(r"\d+", local)):
+                i = int(d)
+                if i < U.n_base and i not in U.over and U.live(i):
+                    if e in (x.lower() for x in self._user_core(i)[3]):
+                        found.add(i)
+        for i, obj in U.over.items():
+            if not U.live(i):
+                continue
+            for ea in obj.get("email_addresses") or []:
+                if isinstance(ea, dict) and str(ea.get("email_address", "")).lower() in wanted:
+                    found.add(i)
+        return found
+
+    # -- mutations (callers hold self.lock) ----------------------------------
+    def _bump(self):
+        self.version += 1
+
+    def _stamp(self, which):
+        t = max(now_ms(), self.last_created[which] + 1)
+        self.last_created[which] = t
+        return t
+
+    @staticmethod
+    def _normalise_identifiers(body, idx_seed, t):
+        """Accept Clerk create-style 'email_address': [...] / 'phone_number': [...]."""
+        body = dict(body)
+        for field, listname, obj, idbase in (("email_address", "email_addresses", "email_address", 0),
+                                             ("phone_number", "phone_numbers", "phone_number", 100)):
+            vals = body.pop(field, None)
+            if vals is None and isinstance(body.get(listname), list) and \
+                    all(isinstance(v, str) for v in body[listname]):
+                vals = body.pop(listname)
+            if vals is None:
+                continue
+            if isinstance(vals, str):
+                vals = [vals]
+            items = []
+            for j, v in enumerate(vals):
+                item = {"id": side_id("idn_", idx_seed, T_IDN, t, idbase + j), "object": obj, obj: v,
+                        "reserved": False,
+                        "verification": {"object": "verification_admin", "status": "verified",
+                                         "strategy": "admin", "attempts": None, "expire_at": None},
+                        "linked_to": [], "created_at": t, "updated_at": t}
+                if obj == "email_address":
+                    item["matches_sso_connection"] = False
+                else:
+                    item.update({"reserved_for_second_factor": False, "default_second_factor": False,
+                                 "backup_codes": None})
+                items.append(item)
+            body[listname] = items
+            primary = "primary_email_address_id" if obj == "email_address" else "primary_phone_number_id"
+            body.setdefault(primary, items[0]["id"] if items else None)
+        return body
+
+    def _new_index(self, kind, body):
+        idx = kind.next_index
+        kind.next_index += 1
+        want = body.get("id")
+        if isinstance(want, str) and want:
+            if kind.index_of(want) is not None:
+                raise ControlError(409, f"id {want} already exists")
+            kind.custom_ids[want] = idx
+            kind.custom_by_idx[idx] = want
+        return idx
+
+    def create_user(self, body):
+        t = self._stamp("users")
+        body = self._normalise_identifiers(body, self.seed, t)
+        U = self.users
+        if isinstance(body.get("id"), str) and U.index_of(body["id"]) is not None:
+            raise ControlError(409, f"id {body['id']} already exists")
+        i = self._new_index(U, body)
+        tmpl = self._gen_user(i)
+        tmpl.update(created_at=t, updated_at=t, last_sign_in_at=None, last_active_at=None)
+        for lst in ("email_addresses", "phone_numbers", "external_accounts"):
+            tmpl[lst] = [dict(x, created_at=t, updated_at=t) for x in tmpl[lst]]
+        obj = deep_merge(tmpl, body)
+        obj["id"] = U.key(i) if "id" not in body else body["id"]
+        U.over[i] = obj
+        self._bump()
+        return obj
+
+    def create_org(self, body):
+        t = self._stamp("orgs")
+        O = self.orgs
+        if isinstance(body.get("id"), str) and O.index_of(body["id"]) is not None:
+            raise ControlError(409, f"id {body['id']} already exists")
+        if "slug" in body and self.org_index(body["slug"]) is not None:
+            raise ControlError(409, f"slug {body['slug']} already exists")
+        o = self._new_index(O, body)
+        tmpl = self._gen_org(o)
+        tmpl.update(created_at=t, updated_at=t)
+        if "name" in body and "slug" not in body and isinstance(body["name"], str):
+            tmpl["slug"] = f"{slugify(body['name']) or 'org'}-{noise62(6, self.seed, o, t).lower()}"
+        obj = deep_merge(tmpl, body)
+        obj["id"] = O.key(o) if "id" not in body else body["id"]
+        O.over[o] = obj
+        self._bump()
+        return obj
+
+    def create_membership(self, body):
+        o = self.org_index(str(body.get("organization_id", "")), allow_slug=False)
+        u = self.users.index_of(str(body.get("user_id", "")))
+        if o is None:
+            raise ControlError(404, "organization not found")
+        if not self.users.live(u):
+            raise ControlError(404, "user not found")
+        if self.mem_of_pair(o, u) is not None:
+            raise ControlError(409, "already_a_member_in_organization")
+        t = self._stamp("mems")
+        M = self.mems
+        m = self._new_index(M, body)
+        role = body.get("role", "org:member")
+        role_name, perms = role_info(role)
+        own = {"id": M.key(m), "object": "organization_membership", "role": role, "role_name": role_name,
+               "permissions": list(perms), "public_metadata": {}, "private_metadata": {},
+               "created_at": t, "updated_at": t}
+        rest = {k: v for k, v in body.items() if k not in ("organization_id", "user_id")}
+        own = deep_merge(own, rest)
+        M.over[m] = own
+        self.mem_links[m] = (o, u)
+        self.mem_pairs[(o, u)] = m
+        self.org_created_mems.setdefault(o, []).append(m)
+        self.member_delta[o] = self.member_delta.get(o, 0) + 1
+        self._bump()
+        return self.membership(m)
+
+    def _current(self, kind, idx):
+        if kind is self.users:
+            return self.user(idx)
+        if kind is self.orgs:
+            return self.org(idx)
+        got = self.mems.over.get(idx)
+        return got if got is not None else self._gen_mem_own(idx)
+
+    def patch(self, kind, idx, body):
+        cur = self._current(kind, idx)
+        if kind is self.users:
+            body = self._normalise_identifiers(body, self.seed, now_ms() * 1000 + self.version % 1000)
+        if "role" in body and kind is self.mems and "role_name" not in body:
+            name, perms = role_info(body["role"])
+            body = dict(body, role_name=name)
+            body.setdefault("permissions", perms)
+        obj = deep_merge(cur, body)
+        if "updated_at" not in body:
+            prev = int_or(cur.get("updated_at"), 0)
+            obj["updated_at"] = max(now_ms(), prev + 1)
+        kind.over[idx] = obj
+        self._bump()
+        return self.membership(idx) if kind is self.mems else obj
+
+    def touch_user(self, idx):
+        return self.patch(self.users, idx, {})
+
+    def delete_membership(self, m):
+        if not self.mems.live(m):
+            return False
+        self.mems.deleted.add(m)
+        o, _ = self.mem_link(m)
+        self.member_delta[o] = self.member_delta.get(o, 0) - 1
+        self._bump()
+        return True
+
+    def delete_user(self, u):
+        for m in self.user_mems(u):
+            self.delete_membership(m)
+        self.users.deleted.add(u)
+        self._bump()
+
+    def delete_org(self, o):
+        for m in list(self.org_mems(o)):
+            self.delete_membership(m)
+        self.orgs.deleted.add(o)
+        self._bump()
+
+    def state(self):
+        return {
+            "users": self.users.live_count(),
+            "organizations": self.orgs.live_count(),
+            "organization_memberships": self.mems.live_count(),
+            "seed": self.seed,
+            "generated": {"users": self.users.n_base, "organizations": self.orgs.n_base,
+                          "organization_memberships": self.mems.n_base},
+        }
+
+
+# ---------------------------------------------------------------------------
+# Query-parameter parsing
+# ---------------------------------------------------------------------------
+
+USERS_CLERK_PARAMS = {
+    "email_address", "phone_number", "external_id", "username", "web3_wallet", "user_id", "organization_id",
+    "query", "email_address_query", "phone_number_query", "username_query", "name_query", "banned",
+    "last_active_at_before", "last_active_at_after", "last_active_at_since", "created_at_before",
+    "created_at_after", "last_sign_in_at_before", "last_sign_in_at_after", "provider", "provider_user_id",
+    "limit", "offset", "starting_after", "order_by",
+}
+ORGS_CLERK_PARAMS = {"limit", "offset", "include_members_count", "include_missing_member_with_elevated_permissions",
+                     "query", "user_id", "organization_id", "order_by"}
+ORG_MEMS_CLERK_PARAMS = {"limit", "offset", "order_by", "user_id", "email_address", "phone_number", "username",
+                         "web3_wallet", "role", "query", "email_address_query", "phone_number_query",
+                         "username_query", "name_query", "last_active_at_before", "last_active_at_after",
+                         "created_at_before", "created_at_after"}
+ALWAYS_OK = {"__clerk_api_version"}
+
+
+def check_params(q, supported, clerk_known):
+    for name in q:
+        if name in supported or name in ALWAYS_OK:
+            continue
+        if name in clerk_known:
+            raise ApiError(422, "form_param_unknown", "is unknown",
+                           f"{name} is a valid Clerk parameter but is not supported by this mock server.",
+                           {"param_name": name})
+        raise ApiError(422, "form_param_unknown", "is unknown",
+                       f"{name} is not a valid parameter for this request.", {"param_name": name})
+
+
+def p_int(q, name, default, lo, hi=None):
+    vals = q.get(name)
+    if not vals:
+        return default
+    v = vals[0].strip()
+    if not re.fullmatch(r"[+-]?\d{1,18}", v):
+        raise param_invalid(name, f"{name} must be an integer.")
+    n = int(v)
+    if n < lo or (hi is not None and n > hi):
+        rng = f"between {lo} and {hi}" if hi is not None else f"greater than or equal to {lo}"
+        raise param_invalid(name, f"{name} must be {rng}.")
+    return n
+
+
+def p_bool(q, name):
+    vals = q.get(name)
+    if not vals:
+        return False
+    v = vals[0]
+    if v in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if v in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise param_invalid(name, f"{name} must be a boolean.")
+
+
+def p_order(q, allowed, default="-created_at"):
+    """Parse order_by: first value wins; '+' (or a space, as a URL-decoded '+') or no prefix = ascending."""
+    vals = q.get("order_by")
+    v = vals[0] if vals else default
+    desc = False
+    field = v
+    if v[:1] in ("+", " "):
+        field = v[1:]
+    elif v[:1] == "-":
+        desc, field = True, v[1:]
+    if field not in allowed:
+        raise param_invalid("order_by", f"{v} does not match the allowed values for parameter order_by. "
+                            f"Allowed values: {', '.join(sorted(allowed))} (optionally prefixed by + or -).")
+    return field, desc
+
+
+def p_list(q, name):
+    vals = q.get(name, [])
+    if len(vals) > MAX_FILTER_VALUES:
+        raise param_invalid(name, f"{name} accepts up to {MAX_FILTER_VALUES} values.")
+    return vals
+
+
+def id_filter(q, name, kind):
+    """Parse a repeatable +/- id filter into (include set or None, exclude set)."""
+    inc, exc, any_inc = set(), set(), False
+    for v in p_list(q, name):
+        neg = v.startswith("-")
+        ident = v[1:] if v[:1] in ("+", "-", " ") else v
+        idx = kind.index_of(ident)
+        if neg:
+            if idx is not None:
+                exc.add(idx)
+        else:
+            any_inc = True
+            if idx is not None:
+                inc.add(idx)
+    return (inc if any_inc else None), exc
+
+
+def page(seq, offset, limit, desc):
+    """Slice `limit` items at `offset` from an ascending sequence, in the requested direction."""
+    n = len(seq)
+    if desc:
+        hi = n - offset
+        if hi <= 0:
+            return []
+        return list(reversed(seq[max(0, hi - limit):hi]))
+    return list(seq[offset:offset + limit])
+
+
+# ---------------------------------------------------------------------------
+# The application: routing, faults, triggers, rate limiting, logs
+# ---------------------------------------------------------------------------
+
+class Response:
+    __slots__ = ("status", "body", "headers", "content_type")
+
+    def __init__(self, status, body, headers=None, content_type="application/json"):
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+        self.content_type = content_type
+
+
+def encode_json(obj):
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates injected through the control API
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def json_response(status, obj, headers=None):
+    return Response(status, encode_json(obj), headers)
+
+
+def error_response(err):
+    return json_response(err.status, clerk_error_body(err.code, err.message, err.long_message, err.meta),
+                         err.headers)
+
+
+class App:
+    def __init__(self, args):
+        self.args = args
+        self.cli_config = {
+            "rate_limit": args.rate_limit,
+            "rate_limit_window": 10.0,
+            "latency_ms": args.latency_ms,
+            "secret_key": args.secret_key,
+            "disable_instance_memberships": False,
+        }
+        self.meta_lock = threading.Lock()
+        self.log_fh = open(args.log_file, "a", encoding="utf-8", buffering=1) if args.log_file else None
+        self.shutting_down = threading.Event()
+        self.reset(None)
+
+    # -- state ---------------------------------------------------------------
+    def reset(self, body):
+        a = self.args
+        body = body or {}
+        store = Store(int(body.get("users", a.users)), int(body.get("organizations", a.organizations)),
+                      int(body.get("memberships", a.memberships)), int(body.get("seed", a.seed)))
+        with self.meta_lock:
+            self.store = store
+            self.config = dict(self.cli_config)
+            self.faults = []
+            self.triggers = []
+            self.fault_seq = 0
+            self.trigger_seq = 0
+            self.requests = deque(maxlen=REQUEST_LOG_MAX)
+            self.rate_window = deque()
+            self.stats = {"requests": 0, "by_status": {}, "rate_limited": 0, "max_in_flight": 0,
+                          "by_path_prefix": {}, "faults_injected": 0, "in_flight": 0}
+
+    def log(self, line):
+        if self.log_fh:
+            with self.meta_lock:
+                self.log_fh.write(time.strftime("%Y-%m-%dT%H:%M:%S") + " " + line + "\n")
+
+    # -- request bookkeeping -------------------------------------------------
+    def begin(self):
+        with self.meta_lock:
+            s = self.stats
+            s["in_flight"] += 1
+            s["max_in_flight"] = max(s["max_in_flight"], s["in_flight"])
+
+    def finish(self, method, path, query, status, headers, started, fault=None):
+        dur = (time.time() - started) * 1000
+        entry = {"method": method, "path": path, "query": query, "status": status,
+                 "headers": headers, "time": started, "duration_ms": round(dur, 3)}
+        if fault:
+            entry["fault"] = fault
+        with self.meta_lock:
+            s = self.stats
+            s["in_flight"] -= 1
+            s["requests"] += 1
+            key = str(status)
+            s["by_status"][key] = s["by_status"].get(key, 0) + 1
+            pref = path_prefix(path)
+            s["by_path_prefix"][pref] = s["by_path_prefix"].get(pref, 0) + 1
+            if status == 429 and fault is None:
+                s["rate_limited"] += 1
+            if fault:
+                s["faults_injected"] += 1
+            self.requests.append(entry)
+        self.log(f"{method} {path}{'?' + query if query else ''} {status} {dur:.1f}ms"
+                 f"{' fault=' + fault if fault else ''}")
+
+    def rate_check(self):
+        """Sliding-window limiter; returns seconds to wait, or 0 if the request may proceed."""
+        with self.meta_lock:
+            limit = int(self.config.get("rate_limit") or 0)
+            if limit <= 0:
+                return 0
+            window = float(self.config.get("rate_limit_window") or 10.0)
+            now = time.monotonic()
+            dq = self.rate_window
+            while dq and dq[0] <= now - window:
+                dq.popleft()
+            if len(dq) >= limit:
+                return max(1, math.ceil(dq[0] + window - now))
+            dq.append(now)
+            return 0
+
+    # -- faults and triggers ---------------------------------------------------
+    def add_fault(self, spec):
+        kind = spec.get("kind", "status")
+        if kind not in ("status", "latency", "hang", "malformed", "truncated", "drop"):
+            raise ControlError(400, f"unknown fault kind {kind!r}")
+        try:
+            rx = re.compile(spec.get("path") or r"^/v1/")
+        except re.error as e:
+            raise ControlError(400, f"bad path regex: {e}")
+        with self.meta_lock:
+            self.fault_seq += 1
+            f = dict(spec)
+            f.update(id=self.fault_seq, kind=kind, _rx=rx, seen=0, hits=0,
+                     _rng=random.Random(h(self.store.seed, 99, self.fault_seq)))
+            if "count" not in spec:
+                f["count"] = -1 if "rate" in spec else 1
+            f["remaining"] = int(f["count"])
+            f.setdefault("skip", 0)
+            self.faults.append(f)
+            return f["id"]
+
+    @staticmethod
+    def public_fault(f):
+        return {k: v for k, v in f.items() if not k.startswith("_")}
+
+    def pick_faults(self, target):
+        """Return (total extra latency in ms, the first applicable non-latency fault or None)."""
+        latency, chosen = 0, None
+        with self.meta_lock:
+            for f in self.faults:
+                if not f["_rx"].search(target):
+                    continue
+                f["seen"] += 1
+                if f["seen"] <= int(f["skip"]) or f["remaining"] == 0:
+                    continue
+                if "rate" in f and f["_rng"].random() >= float(f["rate"]):
+                    continue
+                if f["kind"] == "latency":
+                    latency += int(f.get("latency_ms", 0))
+                elif chosen is None:
+                    chosen = f
+                else:
+                    continue
+                f["hits"] += 1
+                if f["remaining"] > 0:
+                    f["remaining"] -= 1
+        return latency, chosen
+
+    def add_trigger(self, spec):
+        try:
+            rx = re.compile(spec.get("path") or r"^/v1/")
+        except re.error as e:
+            raise ControlError(400, f"bad path regex: {e}")
+        with self.meta_lock:
+            self.trigger_seq += 1
+            t = dict(spec)
+            t.update(id=self.trigger_seq, _rx=rx, seen=0, fired=False)
+            t["on_request"] = int(spec.get("on_request", 1))
+            self.triggers.append(t)
+            return t["id"]
+
+    def run_triggers(self, target):
+        due = []
+        with self.meta_lock:
+            for t in self.triggers:
+                if t["fired"] or not t["_rx"].search(target):
+                    continue
+                t["seen"] += 1
+                if t["seen"] >= t["on_request"]:
+                    t["fired"] = True
+                    due.append(t)
+        for t in due:
+            try:
+                t["result"] = self.apply_mutations(t)
+            except ControlError as e:
+                t["result"] = {"error": str(e)}
+
+    def apply_mutations(self, spec):
+        """Mutations shared by triggers: delete / create_* / update_*."""
+        st = self.store
+        out = {"deleted": [], "created": [], "updated": []}
+        with st.lock:
+            dele = spec.get("delete") or {}
+            for name, kind, fn in (("organization_memberships", st.mems, st.delete_membership),
+                                   ("organizations", st.orgs, st.delete_org),
+                                   ("users", st.users, st.delete_user)):
+                for ident in dele.get(name, []):
+                    idx = st.org_index(ident, allow_slug=False) if kind is st.orgs else kind.index_of(ident)
+                    if kind.live(idx):
+                        fn(idx)
+                        out["deleted"].append(ident)
+            for name, fn in (("create_users", st.create_user), ("create_organizations", st.create_org)):
+                v = spec.get(name)
+                items = [{}] * v if isinstance(v, int) else (v or [])
+                for body in items:
+                    out["created"].append(fn(dict(body))["id"])
+            for name, kind in (("update_users", st.users), ("update_organizations", st.orgs)):
+                v = spec.get(name) or []
+                pairs = v.items() if isinstance(v, dict) else ((i, {}) for i in v)
+                for ident, body in pairs:
+                    idx = kind.index_of(ident)
+                    if kind.live(idx):
+                        st.patch(kind, idx, body or {})
+                        out["updated"].append(ident)
+        return out
+
+    # -- /v1 -------------------------------------------------------------------
+    def authenticate(self, headers):
+        auth = headers.get("Authorization")
+        m = re.fullmatch(r"[Bb]earer +(\S+)", auth.strip()) if auth else None
+        if not m:
+            raise ApiError(401, "authorization_header_format_invalid", "Invalid Authorization header format",
+                           "Invalid Authorization header format. Must be 'Bearer <YOUR_API_KEY>'")
+        key = self.config.get("secret_key") or ""
+        if not hmac.compare_digest(m.group(1).encode(), key.encode()):
+            raise ApiError(401, "authentication_invalid", "Invalid authentication",
+                           "Unable to authenticate the request, you need to supply an active session")
+
+    @staticmethod
+    def check_version(headers, q):
+        hv = headers.get("Clerk-API-Version")
+        qv = q.get("__clerk_api_version")
+        if hv is not None and qv:
+            raise ApiError(400, "api_version_invalid", "invalid API version",
+                           "Invalid Clerk API version: use either the Clerk-API-Version header or the "
+                           "__clerk_api_version query parameter, not both")
+        v = hv if hv is not None else (qv[0] if qv else None)
+        if v is None:
+            return
+        ok = re.fullmatch(r"\d{4}-\d{2}-\d{2}", v.strip()) is not None
+        if ok:
+            try:
+                datetime.date.fromisoformat(v.strip())
+            except ValueError:
+                ok = False
+        if not ok:
+            raise ApiError(400, "api_version_invalid", "invalid API version",
+                           f"Invalid Clerk API version: {v!r} is not a date in YYYY-MM-DD format")
+
+    def handle_v1(self, method, path, q, headers):
+        self.authenticate(headers)
+        self.check_version(headers, q)
+        parts = [unquote(p) for p in path.split("/")[2:]]
+        st = self.store
+        route = None
+        if parts == ["users"]:
+            route = lambda: self.list_users(q)
+        elif parts == ["users", "count"]:
+            route = lambda: self.count_users(q)
+        elif len(parts) == 2 and parts[0] == "users" and parts[1]:
+            route = lambda: self.get_user(parts[1], q)
+        elif len(parts) == 3 and parts[0] == "users" and parts[2] == "organization_memberships":
+            route = lambda: self.user_memberships(parts[1], q)
+        elif parts == ["organizations"]:
+            route = lambda: self.list_orgs(q)
+        elif len(parts) == 2 and parts[0] == "organizations" and parts[1]:
+            route = lambda: self.get_org(parts[1], q)
+        elif len(parts) == 3 and parts[0] == "organizations" and parts[2] == "memberships":
+            route = lambda: self.org_memberships(parts[1], q)
+        elif parts == ["organization_memberships"] and not self.config.get("disable_instance_memberships"):
+            route = lambda: self.instance_memberships(q)
+        if route is None:
+            raise not_found("The requested resource was not found.")
+        if method != "GET":
+            raise ApiError(405, "method_not_allowed", "method not allowed",
+                           f"{method} is not supported by this mock server for {path}.", headers={"Allow": "GET"})
+        with st.lock:
+            return route()
+
+    def _pagination(self, q):
+        return p_int(q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT), p_int(q, "offset", 0, 0)
+
+    def _user_candidates(self, q):
+        st = self.store
+        inc, exc = id_filter(q, "user_id", st.users)
+        emails = p_list(q, "email_address")
+        if emails:
+            by_email = st.users_by_email(emails)
+            inc = by_email if inc is None else inc & by_email
+        if inc is not None:
+            inc = {i for i in inc if st.users.live(i)}
+        return inc, exc
+
+    def list_users(self, q):
+        check_params(q, {"limit", "offset", "order_by", "user_id", "email_address", "starting_after"},
+                     USERS_CLERK_PARAMS)
+        st = self.store
+        limit, offset = self._pagination(q)
+        field, desc = p_order(q, {"created_at", "updated_at"})
+        after = q.get("starting_after", [None])[0]
+        if after is not None:
+            if field != "created_at":
+                raise param_invalid("starting_after", "starting_after can only be used with created_at ordering.")
+            if offset:
+                raise param_invalid("starting_after", "starting_after cannot be combined with a non-zero offset.")
+        inc, exc = self._user_candidates(q)
+        if inc is not None:
+            key = (lambda i: i) if field == "created_at" else (lambda i: (st._user_updated(i), i))
+            seq = sorted(inc - exc, key=key)
+        else:
+            seq = st.live_indices(st.users) if field == "created_at" else st.users_by_updated()
+            if exc:
+                seq = [i for i in seq if i not in exc]
+        if after is not None:
+            a = st.users.index_of(after)
+            if a is None:
+                raise param_invalid("starting_after", f"{after} is not a valid user id.")
+            pos = bisect.bisect_right(seq, a)
+            seq = seq[:bisect.bisect_left(seq, a)] if desc else seq[pos:]
+        return json_response(200, [st.user(i) for i in page(seq, offset, limit, desc)])
+
+    def count_users(self, q):
+        check_params(q, {"user_id", "email_address"}, USERS_CLERK_PARAMS - {"limit", "offset", "order_by",
+                                                                             "starting_after"})
+        st = self.store
+        inc, exc = self._user_candidates(q)
+        if inc is not None:
+            n = len(inc - exc)
+        else:
+            n = st.users.live_count() - sum(1 for i in exc if st.users.live(i))
+        return json_response(200, {"object": "total_count", "total_count": n})
+
+    def get_user(self, ident, q):
+        check_params(q, set(), set())
+        st = self.store
+        i = st.users.index_of(ident)
+        if not st.users.live(i):
+            raise not_found(f"No user was found with id {ident}")
+        return json_response(200, st.user(i))
+
+    def user_memberships(self, ident, q):
+        check_params(q, {"limit", "offset"}, set())
+        st = self.store
+        limit, offset = self._pagination(q)
+        u = st.users.index_of(ident)
+        if not st.users.live(u):
+            raise not_found(f"No user was found with id {ident}")
+        seq = st.user_mems(u)
+        return json_response(200, {"data": [st.membership(m) for m in page(seq, offset, limit, True)],
+                                   "total_count": len(seq)})
+
+    def list_orgs(self, q):
+        check_params(q, {"limit", "offset", "order_by", "include_members_count",
+                         "include_missing_member_with_elevated_permissions"}, ORGS_CLERK_PARAMS)
+        st = self.store
+        limit, offset = self._pagination(q)
+        field, desc = p_order(q, {"created_at", "name", "members_count"})
+        mc = p_bool(q, "include_members_count")
+        mm = p_bool(q, "include_missing_member_with_elevated_permissions")
+        seq = st.orgs_ordered(field)
+        data = [st.org_view(o, mc, mm) for o in page(seq, offset, limit, desc)]
+        return json_response(200, {"data": data, "total_count": len(seq)})
+
+    def get_org(self, ident, q):
+        check_params(q, {"include_members_count", "include_missing_member_with_elevated_permissions"}, set())
+        st = self.store
+        o = st.org_index(ident)
+        if o is None:
+            raise not_found("Given organization not found.")
+        return json_response(200, st.org_view(o, p_bool(q, "include_members_count"),
+                                              p_bool(q, "include_missing_member_with_elevated_permissions")))
+
+    def org_memberships(self, ident, q):
+        check_params(q, {"limit", "offset", "order_by", "user_id"}, ORG_MEMS_CLERK_PARAMS)
+        st = self.store
+        limit, offset = self._pagination(q)
+        field, desc = p_order(q, {"created_at"})
+        o = st.org_index(ident, allow_slug=False)
+        if o is None:
+            raise not_found("Given organization not found.")
+        seq = st.org_mems(o)
+        inc, exc = id_filter(q, "user_id", st.users)
+        if inc is not None or exc:
+            keep = []
+            for m in seq:
+                u = st.mem_link(m)[1]
+                if (inc is None or u in inc) and u not in exc:
+                    keep.append(m)
+            seq = keep
+        data = [st.membership(m) for m in page(seq, offset, limit, desc)]
+        return json_response(200, {"data": data, "total_count": len(seq)})
+
+    def instance_memberships(self, q):
+        check_params(q, {"limit", "offset", "order_by"}, set())
+        st = self.store
+        limit, offset = self._pagination(q)
+        field, desc = p_order(q, {"created_at"})
+        seq = st.live_indices(st.mems)
+        data = [st.membership(m) for m in page(seq, offset, limit, desc)]
+        return json_response(200, {"data": data, "total_count": len(seq)})
+
+    # -- /__mock -------------------------------------------------------------
+    def handle_control(self, method, path, q, body):
+        parts = [unquote(p) for p in path.split("/")[2:] if p != ""]
+        st = self.store
+        kinds = {"users": (st.users, st.create_user, st.delete_user, "user"),
+                 "organizations": (st.orgs, st.create_org, st.delete_org, "organization"),
+                 "organization_memberships": (st.mems, st.create_membership, st.delete_membership,
+                                              "organization_membership")}
+        if parts == ["health"]:
+            return {"ok": True}
+        if parts == ["state"] and method == "GET":
+            with st.lock:
+                return st.state()
+        if parts == ["reset"] and method == "POST":
+            self.reset(body if isinstance(body, dict) else None)
+            with self.store.lock:
+                return self.store.state()
+        if parts == ["config"]:
+            if method == "POST":
+                if not isinstance(body, dict):
+                    raise ControlError(400, "expected a JSON object")
+                unknown = set(body) - set(self.cli_config)
+                if unknown:
+                    raise ControlError(400, f"unknown config keys: {sorted(unknown)}")
+                with self.meta_lock:
+                    self.config.update(body)
+                    if "rate_limit" in body or "rate_limit_window" in body:
+                        self.rate_window.clear()
+            elif method != "GET":
+                raise ControlError(405, "use GET or POST")
+            with self.meta_lock:
+                cfg = {k: v for k, v in self.config.items() if k != "secret_key"}
+                cfg["secret_key_sha256"] = hashlib.sha256((self.config.get("secret_key") or "").encode()).hexdigest()
+            return cfg
+        if parts == ["faults"]:
+            if method == "POST":
+                specs = body if isinstance(body, list) else [body]
+                if not all(isinstance(s, dict) for s in specs):
+                    raise ControlError(400, "expected a JSON object")
+                ids = [self.add_fault(s) for s in specs]
+                return {"id": ids[0]} if len(ids) == 1 else {"ids": ids}
+            if method == "DELETE":
+                with self.meta_lock:
+                    n = len(self.faults)
+                    self.faults = []
+                return {"deleted": n}
+            with self.meta_lock:
+                return [self.public_fault(f) for f in self.faults]
+        if len(parts) == 2 and parts[0] == "faults" and method == "DELETE":
+            with self.meta_lock:
+                before = len(self.faults)
+                self.faults = [f for f in self.faults if str(f["id"]) != parts[1]]
+                return {"deleted": before - len(self.faults)}
+        if parts == ["triggers"]:
+            if method == "POST":
+                if not isinstance(body, dict):
+                    raise ControlError(400, "expected a JSON object")
+                return {"id": self.add_trigger(body)}
+            if method == "DELETE":
+                with self.meta_lock:
+                    n = len(self.triggers)
+                    self.triggers = []
+                return {"deleted": n}
+            with self.meta_lock:
+                return [self.public_fault(t) for t in self.triggers]
+        if parts == ["requests"]:
+            if method == "DELETE":
+                with self.meta_lock:
+                    n = len(self.requests)
+                    self.requests.clear()
+                return {"deleted": n}
+            rx = re.compile(q["path"][0]) if q.get("path") else None
+            with self.meta_lock:
+                items = list(self.requests)
+            if rx:
+                items = [e for e in items if rx.search(e["path"] + ("?" + e["query"] if e["query"] else ""))]
+            return items
+        if parts == ["stats"]:
+            if method == "DELETE":
+                with self.meta_lock:
+                    self.stats = {"requests": 0, "by_status": {}, "rate_limited": 0,
+                                  "max_in_flight": self.stats["in_flight"], "by_path_prefix": {},
+                                  "faults_injected": 0, "in_flight": self.stats["in_flight"]}
+            with self.meta_lock:
+                return json.loads(json.dumps(self.stats))
+        if parts and parts[0] in kinds:
+            kind, create, delete, objname = kinds[parts[0]]
+            with st.lock:
+                if len(parts) == 1:
+                    if method != "POST":
+                        raise ControlError(405, "use POST to create")
+                    if not isinstance(body, dict):
+                        raise ControlError(400, "expected a JSON object")
+                    return create(body)
+                if len(parts) != 2:
+                    raise ControlError(404, "no such control endpoint")
+                idx = st.org_index(parts[1], allow_slug=False) if kind is st.orgs else kind.index_of(parts[1])
+                if not kind.live(idx):
+                    raise ControlError(404, f"{objname} {parts[1]} not found")
+                if method == "GET":
+                    if kind is st.mems:
+                        return st.membership(idx)
+                    return st.org_view(idx, True) if kind is st.orgs else st.user(idx)
+                if method == "PATCH":
+                    if not isinstance(body, dict):
+                        raise ControlError(400, "expected a JSON object")
+                    return st.patch(kind, idx, body)
+                if method == "DELETE":
+                    delete(idx)
+                    return {"object": objname, "id": parts[1], "deleted": True}
+                raise ControlError(405, "use GET, PATCH or DELETE")
+        raise ControlError(404, f"no control endpoint {method} {path}")
+
+
+def path_prefix(path):
+    """Route-shaped key for stats: ids replaced by {id}."""
+    parts = path.split("/")
+    out = []
+    for i, p in enumerate(parts):
+        if i == 3 and len(parts) > 3 and parts[2] in ("users", "organizations") and p != "count":
+            out.append("{id}")
+        else:
+            out.append(p)
+    return "/".join(out)
+
+
+# ---------------------------------------------------------------------------
+# HTTP plumbing
+# ---------------------------------------------------------------------------
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "mock-clerk/1.0"
+    sys_version = ""
+    timeout = 120  # idle keep-alive connections are closed after this
+
+    def log_message(self, fmt, *args):  # silence the default stderr access log
+        pass
+
+    def do_GET(self):
+        self.dispatch("GET")
+
+    def do_POST(self):
+        self.dispatch("POST")
+
+    def do_PATCH(self):
+        self.dispatch("PATCH")
+
+    def do_PUT(self):
+        self.dispatch("PUT")
+
+    def do_DELETE(self):
+        self.dispatch("DELETE")
+
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+    def send(self, resp, truncate=False):
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.content_type)
+        self.send_header("Content-Length", str(len(resp.body)))
+        for k, v in resp.headers.items():
+            self.send_header(k, str(v))
+        self.end_headers()
+        if truncate:
+            self.wfile.write(resp.body[:len(resp.body) // 2])
+            self.close_connection = True
+        else:
+            self.wfile.write(resp.body)
+
+    def dispatch(self, method):
+        app = self.server.app
+        split = urlsplit(self.path)
+        path, query = split.path, split.query
+        raw = self.read_body()
+        if path.startswith("/__mock/") or path == "/__mock":
+            self.control(app, method, path, query, raw)
+            return
+        app.begin()
+        started = time.time()
+        status, fault = 0, None
+        headers = {k: (("sha256:" + hashlib.sha256(v.encode("utf-8", "surrogateescape")).hexdigest())
+                       if k.lower() in ("authorization", "proxy-authorization") else v)
+                   for k, v in self.headers.items()}
+        try:
+            target = path + ("?" + query if query else "")
+            app.run_triggers(target)
+            extra_ms, f = app.pick_faults(target)
+            if extra_ms:
+                time.sleep(extra_ms / 1000)
+            if f is not None:
+                fault = f["kind"]
+                status = self.inject(app, f, method, path, query)
+                if status is not None:
+                    return
+                status = 0
+            cfg_ms = int(app.config.get("latency_ms") or 0)
+            if cfg_ms > 0:
+                time.sleep(cfg_ms / 1000)
+            resp = self.serve_api(app, method, path, query)
+            status = resp.status
+            self.send(resp, truncate=(fault == "truncated"))
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            app.finish(method, path, query, status, headers, started, fault)
+
+    def serve_api(self, app, method, path, query):
+        try:
+            q = parse_qs(query, keep_blank_values=True)
+            wait = app.rate_check()
+            if wait:
+                raise ApiError(429, "too_many_requests", "Too many requests", "Too many requests, retry later",
+                               {"resets_in": wait}, {"Retry-After": wait})
+            if path == "/v1" or path.startswith("/v1/"):
+                return app.handle_v1(method, path, q, self.headers)
+            raise not_found("The requested resource was not found.")
+        except ApiError as e:
+            resp = error_response(e)
+        except Exception as e:  # a mock bug must still produce a well-formed 500
+            app.log(f"internal error: {e!r}")
+            resp = error_response(ApiError(500, "internal_clerk_error", "Oops, an unexpected error occurred",
+                                           "There was an internal error on our servers."))
+        resp.headers.setdefault("Clerk-Trace-Id", uuid.uuid4().hex)
+        return resp
+
+    def inject(self, app, f, method, path, query):
+        """Carry out fault f.  Returns the status to log, or None when the
+        request should be served normally (truncated: served, then cut)."""
+        kind = f["kind"]
+        if kind == "truncated":
+            return None
+        if kind == "drop":
+            if f.get("reset"):
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return 0
+        if kind == "hang":
+            self.hang(min(float(f.get("seconds", HANG_MAX_SECONDS)), HANG_MAX_SECONDS), app)
+            self.close_connection = True
+            return 0
+        body = f.get("body")
+        if f.get("body_base64") is not None:
+            raw = base64.b64decode(f["body_base64"])
+        elif isinstance(body, str):
+            raw = body.encode("utf-8")
+        elif body is not None:
+            raw = encode_json(body)
+        else:
+            raw = None
+        headers = dict(f.get("headers") or {})
+        headers.setdefault("Clerk-Trace-Id", uuid.uuid4().hex)
+        if kind == "malformed":
+            if raw is None:
+                raw = b'{"data":[{"object":"user","id":"user_2trunc' + b'\xff\xfe' + b'",,]'
+            self.send(Response(int(f.get("status", 200)), raw, headers, f.get("content_type", "application/json")))
+            return int(f.get("status", 200))
+        # kind == "status"
+        status = int(f.get("status", 500))
+        code, msg, long_msg = STATUS_ERRORS.get(status, STATUS_ERRORS[500] if status >= 500
+                                                else ("request_invalid", "Request failed", "Request failed"))
+        if status == 503 and "code" not in f:
+            code, msg, long_msg = "service_unavailable", "Service unavailable", "The service is temporarily unavailable."
+        if f.get("code"):
+            code = f["code"]
+        if status == 429 and "Retry-After" not in headers:
+            ra = f.get("retry_after", 1)
+            if ra is not None:
+                headers["Retry-After"] = ra
+        if raw is None:
+            raw = encode_json(clerk_error_body(code, msg, f.get("long_message", long_msg)))
+        self.send(Response(status, raw, headers, f.get("content_type", "application/json")))
+        return status
+
+    def hang(self, seconds, app):
+        """Keep the connection open without answering until the peer closes it."""
+        end = time.monotonic() + seconds
+        sock = self.connection
+        while time.monotonic() < end and not app.shutting_down.is_set():
+            try:
+                r, _, _ = select.select([sock], [], [], 0.2)
+                if r:
+                    data = sock.recv(1, socket.MSG_PEEK)
+                    if not data:
+                        return
+                    time.sleep(0.2)  # pipelined bytes: keep waiting
+            except (OSError, ValueError):
+                return
+
+    def control(self, app, method, path, query, raw):
+        try:
+            body = None
+            if raw.strip():
+                try:
+                    body = json.loads(raw)
+                except ValueError as e:
+                    raise ControlError(400, f"invalid JSON body: {e}")
+            result = app.handle_control(method, path, parse_qs(query, keep_blank_values=True), body)
+            resp = json_response(200, result)
+        except ControlError as e:
+            resp = json_response(e.status, {"error": str(e)})
+        except (ValueError, TypeError, KeyError) as e:
+            resp = json_response(400, {"error": f"bad request: {e!r}"})
+        try:
+            self.send(resp)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+def tune_malloc():
+    """Keep glibc from returning freed memory to the kernel after every
+    response.  Each connection runs in a fresh thread, and without this every
+    large page is mmap()ed, faulted in and unmapped again, which makes JSON
+    encoding of a 1 MB page about three times slower.  No-op off glibc."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 64 << 20)   # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Mock Clerk Backend API for tests.")
+    ap.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0 = any free port)")
+    ap.add_argument("--port-file", help="write the chosen port to this file once listening")
+    ap.add_argument("--secret-key", default=os.environ.get("MOCK_CLERK_SECRET_KEY"),
+                    help="accepted Bearer secret key (default: $MOCK_CLERK_SECRET_KEY)")
+    ap.add_argument("--users", type=int, default=25)
+    ap.add_argument("--organizations", type=int, default=5)
+    ap.add_argument("--memberships", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--rate-limit", type=int, default=0, help="requests per 10 s window (0 = unlimited)")
+    ap.add_argument("--latency-ms", type=int, default=0, help="delay added to every /v1 request")
+    ap.add_argument("--log-file", help="append one line per /v1 request here")
+    ap.add_argument("--exit-with-parent", action="store_true",
+                    help="exit when the parent process goes away")
+    args = ap.parse_args(argv)
+    if not args.secret_key:
+        ap.error("--secret-key (or MOCK_CLERK_SECRET_KEY) is required")
+
+    # Responses build many short-lived dicts; collect less often.
+    gc.set_threshold(50_000, 20, 20)
+    tune_malloc()
+    app = App(args)
+    server = Server(("127.0.0.1", args.port), Handler)
+    server.app = app
+    port = server.server_address[1]
+    if args.port_file:
+        tmp = f"{args.port_file}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(f"{port}\n")
+        os.replace(tmp, args.port_file)
+    print(f"mock_clerk listening on http://127.0.0.1:{port}", flush=True)
+    app.log(f"listening on 127.0.0.1:{port}")
+
+    def stop(*_):
+        app.shutting_down.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.exit_with_parent:
+        parent = os.getppid()
+
+        def watch():
+            while not app.shutting_down.is_set():
+                if os.getppid() != parent:
+                    stop()
+                    return
+                time.sleep(1)
+        threading.Thread(target=watch, daemon=True).start()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
