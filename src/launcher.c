@@ -55,6 +55,8 @@ clerk_shmem_startup(void)
 {
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
+	/* after a crash the postmaster makes shared memory anew: forget the old */
+	clerk_shared = NULL;
 	clerk_shmem_attach();
 }
 

@@ -23,7 +23,7 @@
 #include "sync.h"
 
 /* how often (in pages) a waiting caller hears how far the run is */
-#define MESSAGE_EVERY_PAGES 10
+#define MESSAGE_EVERY_PAGES 5
 /* deletion candidates confirmed per batch of requests */
 #define CONFIRM_BATCH 32
 

@@ -214,6 +214,8 @@ def slugify(s):
     s = unicodedata.normalize("NFKD", s).lower()
     out, dash = [], False
     for c in s:
+        if unicodedata.combining(c):
+            continue  # accents stripped by NFKD: 'ü' -> 'u' + U+0308
         if c.isascii() and c.isalnum():
             out.append(c)
             dash = False
@@ -359,6 +361,7 @@ class Store:
         self.version = 0
         self._cache = {}
         self._org_cache = {}  # generated organizations (immutable, shared)
+        self._base_org_mems_cache = {}  # org index -> generated membership indices
         # Per-purpose hash seeds; T_TIME + n covers the timestamp streams.
         self.tag_seed = {t: h(seed, t) for t in range(1, T_TIME + 4)}
         n_users, n_orgs = max(0, n_users), max(0, n_orgs)
@@ -453,15 +456,14 @@ class Store:
         return m if self.mems.live(m) else None
 
     def _base_org_mems(self, o):
-        key = ("base_org_mems", o)
-        got = self._cache.get(key)
+        got = self._base_org_mems_cache.get(o)
         if got is None:
             if o < self.orgs.n_base:
                 st = self.m_starts[o]
                 got = sorted(self._mem_of_slot(st + k) for k in range(self.m_counts[o]))
             else:
                 got = []
-            self._cache[key] = got
+            self._base_org_mems_cache[o] = got
         return got
 
     def members_count(self, o):
@@ -1107,9 +1109,6 @@ class Store:
         kind.over[idx] = obj
         self._bump()
         return self.membership(idx) if kind is self.mems else obj
-
-    def touch_user(self, idx):
-        return self.patch(self.users, idx, {})
 
     def delete_membership(self, m):
         if not self.mems.live(m):

@@ -87,8 +87,9 @@ start_mock() {
 	local key=$1
 	shift
 	rm -f "$WORK/mock.port"
-	"$PYTHON" "$WORK/test/mock_clerk.py" --port 0 --port-file "$WORK/mock.port" \
-		--secret-key "$key" --log-file "$WORK/out/mock.log" "$@" &
+	# the key goes through the environment, so it is not in a process listing
+	MOCK_CLERK_SECRET_KEY="$key" "$PYTHON" "$WORK/test/mock_clerk.py" --port 0 --port-file "$WORK/mock.port" \
+		--log-file "$WORK/out/mock.log" "$@" &
 	MOCK_PID=$!
 	for _ in $(seq 100); do
 		[ -s "$WORK/mock.port" ] && break
