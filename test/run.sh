@@ -14,7 +14,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
 PGXS_DIR=/usr/lib/postgresql/15/lib/pgxs
 PYTHON=${PYTHON:-/usr/bin/python3}
-PACKAGES="postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libsodium-dev postgresql-15-cron libipc-run-perl python3 make gcc"
+PACKAGES="postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libsodium-dev postgresql-15-cron libipc-run-perl python3 make gcc curl bc"
 
 say() { printf '== %s\n' "$*"; }
 
@@ -169,9 +169,9 @@ run_tests() {
 		rc=$?
 		set -e
 		cat "$WORK/out/tap.log"
-		n=$(grep -cE '^[[:space:]]*ok [0-9]+' "$WORK/out/tap.log" || true)
+		n=$(grep -cE '^ok [0-9]+' "$WORK/out/tap.log" || true)
 		passed=$((passed + n))
-		n=$(grep -cE '^[[:space:]]*not ok [0-9]+' "$WORK/out/tap.log" || true)
+		n=$(grep -cE '^not ok [0-9]+' "$WORK/out/tap.log" || true)
 		# a script that died before its plan counts as one failure
 		if [ "$rc" -ne 0 ] && [ "$n" -eq 0 ]; then n=1; fi
 		failed=$((failed + n))
@@ -206,7 +206,10 @@ if [ "${1:-}" = --inner ]; then
 	case "$MODE" in
 	test) run_tests ;;
 	demo) run_demo ;;
-	bench) bash "$WORK/bench/run.sh" ;;
+	bench)
+		start_cluster "http://127.0.0.1:1/v1"
+		bash "$WORK/bench/run.sh"
+		;;
 	*) echo "unknown mode $MODE" >&2; exit 2 ;;
 	esac
 else
