@@ -64,7 +64,8 @@ sync() {
 	pid=$($PSQL -c "SELECT pid FROM clerk.sync_progress WHERE run_id = $id")
 	while [ "$($PSQL -c "SELECT status FROM clerk.sync_runs WHERE id = $id")" = running ]; do
 		if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
-			v=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+			# private memory only: shared buffers the worker touches are not its own
+			v=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
 			[ -n "$v" ] && [ "$v" -gt "$hwm" ] && hwm=$v
 		fi
 		sleep 0.2
@@ -165,7 +166,7 @@ RPS=$(echo "${FULL[1]} / ${FULL[0]}" | bc)
 	echo "| full sync: rows/s | $RPS |"
 	echo "| full sync: requests | ${FULL[2]} |"
 	echo "| full sync: 429s received | ${FULL[3]} |"
-	echo "| full sync: worker peak RSS | ${FULL[4]} MB |"
+	echo "| full sync: worker peak private RSS (RssAnon) | ${FULL[4]} MB |"
 	echo "| full sync: WAL bytes | ${FULL[5]} |"
 	echo "| unchanged re-sync: wall time | ${AGAIN[0]} s |"
 	echo "| unchanged re-sync: rows written | ${AGAIN[6]} |"
@@ -173,6 +174,6 @@ RPS=$(echo "${FULL[1]} / ${FULL[0]}" | bc)
 	echo "| (a) fetch alone ($NURLS requests, curl, concurrency $CONC) | $FETCH_SECS s |"
 	echo "| (b) write alone ($LOADED rows from files, same SQL) | $WRITE_SECS s |"
 	echo "| full sync / slower of (a), (b) | **$RATIO** (target at most 1.5) |"
-	echo "| worker peak RSS, $SMALL users | $SMALL_RSS MB (sync took $SMALL_SECS s) |"
-	echo "| worker peak RSS, $SCALE / $SMALL users | **$RSS_RATIO** (flat means it does not grow with the data) |"
+	echo "| worker peak private RSS (RssAnon), $SMALL users | $SMALL_RSS MB (sync took $SMALL_SECS s) |"
+	echo "| worker peak private RSS (RssAnon), $SCALE / $SMALL users | **$RSS_RATIO** (flat means it does not grow with the data) |"
 } | tee "$OUT/bench.md"

@@ -73,18 +73,26 @@ struct ClerkHttpClient
 
 	int64		pause_until;	/* no request starts before this (429) */
 
+	/* requests submitted and not yet released, indexed by request id */
+	struct HttpRequest *reqs;
+	int			nreqs;
+	int			maxreqs;
+	MemoryContext req_cxt;		/* paths and answer bodies */
+
 	ClerkHttpStats stats;
 };
 
-/* State of one logical request within a batch. */
+/* State of one logical request, from submit to release. */
 typedef struct HttpRequest
 {
-	const char *path;
+	char	   *path;
+	bool		in_use;
 	int			attempts;		/* failures so far, 429 excepted */
 	int			attempts_429;
 	int64		ready_at;		/* may start at this time (ms) */
 	bool		running;
 	bool		done;
+	ClerkHttpResult result;		/* once done */
 } HttpRequest;
 
 static int64
@@ -214,6 +222,9 @@ clerk_http_create(MemoryContext mcxt, const ClerkHttpConfig *config)
 		client->starts[i] = PG_INT64_MIN / 2;
 	for (i = 0; i < client->concurrency; i++)
 		client->slots[i].request = -1;
+	client->maxreqs = 64;
+	client->reqs = palloc0(sizeof(HttpRequest) * client->maxreqs);
+	client->req_cxt = AllocSetContextCreate(mcxt, "clerk_sync http answers", ALLOCSET_DEFAULT_SIZES);
 
 	/* From here on, whatever happens, the reset callback frees curl's part. */
 	client->cleanup.func = http_cleanup;
@@ -345,11 +356,13 @@ start_request(ClerkHttpClient *client, HttpSlot *slot, int index,
 	client->stats.requests++;
 }
 
+static MemoryContext error_cxt;
+
 static void
 set_error(ClerkHttpResult *res, int sqlerrcode, const char *fmt, const char *arg, long num)
 {
 	res->sqlerrcode = sqlerrcode;
-	res->error = psprintf(fmt, arg, num);
+	res->error = MemoryContextStrdup(error_cxt, psprintf(fmt, arg, num));
 }
 
 /* Is this curl failure worth another attempt? */
@@ -391,6 +404,7 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 	slot->request = -1;
 	req->running = false;
 	client->stats.bytes += slot->len;
+	error_cxt = client->req_cxt;
 
 	res->status = status;
 	res->latency_ms = total_us / 1000.0;
@@ -414,7 +428,8 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 		else
 		{
 			res->sqlerrcode = CLERK_ERRCODE_UNREACHABLE;
-			res->error = psprintf("request %s failed: %s", req->path, why);
+			res->error = MemoryContextStrdup(client->req_cxt,
+											 psprintf("request %s failed: %s", req->path, why));
 		}
 		retry = curl_retryable(rc) && !slot->overflow;
 		if (retry)
@@ -462,7 +477,7 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 	}
 
 	/* final: keep the body, whatever the status, for the caller to read */
-	res->body = palloc(slot->len + 1);
+	res->body = MemoryContextAlloc(client->req_cxt, slot->len + 1);
 	if (slot->len > 0)
 		memcpy(res->body, slot->buf, slot->len);
 	res->body[slot->len] = '\0';
@@ -479,80 +494,131 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 	slot->len = 0;
 }
 
-void
-clerk_http_get_many(ClerkHttpClient *client, int n, char **paths,
-					ClerkHttpResult *results)
+int
+clerk_http_submit(ClerkHttpClient *client, const char *path)
 {
-	HttpRequest *reqs = palloc0(sizeof(HttpRequest) * n);
-	int			remaining = n;
-	int			i;
+	int			id;
+	HttpRequest *req;
 
 	Assert(!client->destroyed);
-	for (i = 0; i < n; i++)
-		reqs[i].path = paths[i];
-
-	while (remaining > 0)
+	for (id = 0; id < client->nreqs; id++)
+		if (!client->reqs[id].in_use)
+			break;
+	if (id == client->nreqs)
 	{
-		int64		now = now_ms();
-		int64		wake = PG_INT64_MAX;
-		int			running = 0;
-		int			still;
-		CURLMsg    *msg;
-		int			nmsg;
-
-		http_check_interrupts();
-
-		/* start what may start */
-		for (i = 0; i < client->concurrency; i++)
-			if (client->slots[i].request >= 0)
-				running++;
-		for (i = 0; i < n && running < client->concurrency; i++)
+		if (client->nreqs == client->maxreqs)
 		{
-			HttpRequest *req = &reqs[i];
-			int64		at;
-			int			s;
-
-			if (req->done || req->running)
-				continue;
-			at = Max(req->ready_at, client->pause_until);
-			if (rate_permit_at(client) > Max(at, now))
-			{
-				if (rate_permit_at(client) > now && at <= now)
-					client->stats.rate_limit_waits++;
-				at = Max(at, rate_permit_at(client));
-			}
-			if (at > now)
-			{
-				wake = Min(wake, at);
-				continue;
-			}
-			for (s = 0; client->slots[s].request >= 0; s++)
-				;
-			start_request(client, &client->slots[s], i, req, now);
-			running++;
+			client->maxreqs *= 2;
+			client->reqs = repalloc(client->reqs, sizeof(HttpRequest) * client->maxreqs);
 		}
+		client->nreqs++;
+	}
+	req = &client->reqs[id];
+	memset(req, 0, sizeof(HttpRequest));
+	req->in_use = true;
+	req->path = MemoryContextStrdup(client->req_cxt, path);
+	return id;
+}
 
-		if (running == 0)
+/*
+ * Start what may start, move transfers along, and collect finished ones.
+ * Returns the earliest time something waiting may start (or PG_INT64_MAX),
+ * and the number of transfers running in *running.
+ */
+static int64
+http_step(ClerkHttpClient *client, int *running)
+{
+	int64		now = now_ms();
+	int64		wake = PG_INT64_MAX;
+	int			nrunning = 0;
+	int			still;
+	int			i;
+	CURLMsg    *msg;
+	int			nmsg;
+
+	for (i = 0; i < client->concurrency; i++)
+		if (client->slots[i].request >= 0)
+			nrunning++;
+	for (i = 0; i < client->nreqs && nrunning < client->concurrency; i++)
+	{
+		HttpRequest *req = &client->reqs[i];
+		int64		at;
+		int			s;
+
+		if (!req->in_use || req->done || req->running)
+			continue;
+		at = Max(req->ready_at, client->pause_until);
+		if (rate_permit_at(client) > Max(at, now))
 		{
-			/* everything left is waiting for its time */
-			http_sleep(wake == PG_INT64_MAX ? CLERK_HTTP_TICK_MS : wake - now);
+			if (rate_permit_at(client) > now && at <= now)
+				client->stats.rate_limit_waits++;
+			at = Max(at, rate_permit_at(client));
+		}
+		if (at > now)
+		{
+			wake = Min(wake, at);
 			continue;
 		}
+		for (s = 0; client->slots[s].request >= 0; s++)
+			;
+		start_request(client, &client->slots[s], i, req, now);
+		nrunning++;
+	}
 
+	if (nrunning > 0)
+	{
 		curl_multi_perform(client->multi, &still);
 		while ((msg = curl_multi_info_read(client->multi, &nmsg)) != NULL)
 		{
 			HttpSlot   *slot;
+			int			r;
 
 			if (msg->msg != CURLMSG_DONE)
 				continue;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &slot);
-			i = slot->request;
-			finish_transfer(client, slot, msg->data.result, &reqs[i], &results[i], now_ms());
-			if (reqs[i].done)
-				remaining--;
+			r = slot->request;
+			finish_transfer(client, slot, msg->data.result, &client->reqs[r],
+							&client->reqs[r].result, now_ms());
+			if (!client->reqs[r].done)
+				wake = Min(wake, client->reqs[r].ready_at);
+			nrunning--;
 		}
-		if (remaining > 0 && still > 0)
+	}
+	*running = nrunning;
+	return wake;
+}
+
+void
+clerk_http_pump(ClerkHttpClient *client)
+{
+	int			running;
+
+	(void) http_step(client, &running);
+}
+
+void
+clerk_http_wait(ClerkHttpClient *client, int id, ClerkHttpResult *result)
+{
+	HttpRequest *req = &client->reqs[id];
+
+	Assert(req->in_use);
+	while (!client->reqs[id].done)
+	{
+		int			running;
+		int64		wake;
+
+		http_check_interrupts();
+		wake = http_step(client, &running);
+		if (client->reqs[id].done)
+			break;
+		if (running == 0)
+		{
+			/* everything left is waiting for its time */
+			int64		now = now_ms();
+
+			http_sleep(wake == PG_INT64_MAX ? CLERK_HTTP_TICK_MS : Max(wake - now, 1));
+		}
+		else
 		{
 			int			timeout = CLERK_HTTP_TICK_MS;
 
@@ -561,7 +627,65 @@ clerk_http_get_many(ClerkHttpClient *client, int n, char **paths,
 			curl_multi_poll(client->multi, NULL, 0, timeout, NULL);
 		}
 	}
-	pfree(reqs);
+	req = &client->reqs[id];
+	*result = req->result;
+}
+
+void
+clerk_http_release(ClerkHttpClient *client, int id)
+{
+	HttpRequest *req = &client->reqs[id];
+	int			i;
+
+	if (!req->in_use)
+		return;
+	if (req->running)
+	{
+		/* still in flight: stop the transfer */
+		for (i = 0; i < client->concurrency; i++)
+			if (client->slots[i].request == id)
+			{
+				curl_multi_remove_handle(client->multi, client->slots[i].easy);
+				client->slots[i].request = -1;
+				client->slots[i].len = 0;
+			}
+	}
+	if (req->result.body)
+		pfree(req->result.body);
+	if (req->result.error)
+		pfree(req->result.error);
+	pfree(req->path);
+	memset(req, 0, sizeof(HttpRequest));
+	/* nothing left: start the answers' memory afresh */
+	for (i = 0; i < client->nreqs; i++)
+		if (client->reqs[i].in_use)
+			return;
+	client->nreqs = 0;
+	MemoryContextReset(client->req_cxt);
+}
+
+void
+clerk_http_get_many(ClerkHttpClient *client, int n, char **paths,
+					ClerkHttpResult *results)
+{
+	int		   *ids = palloc(sizeof(int) * n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		ids[i] = clerk_http_submit(client, paths[i]);
+	for (i = 0; i < n; i++)
+	{
+		ClerkHttpResult r;
+
+		clerk_http_wait(client, ids[i], &r);
+		/* copy out, so the answer outlives the request */
+		results[i] = r;
+		results[i].body = r.body ? pstrdup(r.body) : NULL;
+		results[i].error = r.error ? pstrdup(r.error) : NULL;
+	}
+	for (i = 0; i < n; i++)
+		clerk_http_release(client, ids[i]);
+	pfree(ids);
 }
 
 void

@@ -70,6 +70,19 @@ extern void clerk_http_destroy(ClerkHttpClient *client);
 extern void clerk_http_get_many(ClerkHttpClient *client, int n, char **paths,
 								ClerkHttpResult *results);
 
+/*
+ * The same, one request at a time, so a caller can work while requests are
+ * in flight: submit queues a GET and returns its id; pump moves transfers
+ * along without waiting (call it between other work); wait blocks until
+ * request `id` is done and fills *result (whose memory stays the client's
+ * until release); release forgets the request, stopping it if still in
+ * flight.
+ */
+extern int	clerk_http_submit(ClerkHttpClient *client, const char *path);
+extern void clerk_http_pump(ClerkHttpClient *client);
+extern void clerk_http_wait(ClerkHttpClient *client, int id, ClerkHttpResult *result);
+extern void clerk_http_release(ClerkHttpClient *client, int id);
+
 /* One GET; see clerk_http_get_many. */
 extern void clerk_http_get(ClerkHttpClient *client, const char *path, ClerkHttpResult *result);
 

@@ -180,66 +180,88 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 		   const char *stop_field, int64 since_ms, bool allow_404, int concurrency)
 {
 	int			limit = run->settings.page_size;
-	int64		offset = 0;
-	bool		done = false;
+	int64		next_offset = 0;
 	int64		before = run->counts[entity].fetched;
 	const char *sep = strchr(path, '?') ? "&" : "?";
+	int		   *ids = palloc(sizeof(int) * concurrency);
+	char	  **paths = palloc0(sizeof(char *) * concurrency);
+	int			head = 0;		/* the oldest request in flight */
+	int			inflight = 0;
+	bool		done = false;
+	bool		found = true;
 
+	/*
+	 * Keep `concurrency` pages in flight, in order: wait for the oldest,
+	 * ask for the next one, then write the page while the others arrive.
+	 */
 	while (!done)
 	{
-		MemoryContext old;
-		char	  **paths;
-		ClerkHttpResult *results;
+		ClerkHttpResult res;
+		PageArgs	a;
 		int			k;
 
-		MemoryContextReset(run->page_cxt);
-		old = MemoryContextSwitchTo(run->page_cxt);
-		paths = palloc(sizeof(char *) * concurrency);
-		results = palloc0(sizeof(ClerkHttpResult) * concurrency);
-		for (k = 0; k < concurrency; k++)
-			paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
-								path, sep, limit, offset + (int64) k * limit, order_by);
-		clerk_http_get_many(run->http, concurrency, paths, results);
-
-		for (k = 0; k < concurrency && !done; k++)
+		while (inflight < concurrency)
 		{
-			PageArgs	a;
-
-			if (allow_404 && offset == 0 && k == 0 && results[k].error == NULL &&
-				results[k].status == 404)
-			{
-				MemoryContextSwitchTo(old);
-				return false;
-			}
-			clerk_http_check(&results[k], paths[k]);
-
-			memset(&a, 0, sizeof(a));
-			a.run = run;
-			a.entity = entity;
-			a.body = results[k].body;
-			a.what = paths[k];
-			a.track_seen = !run->incremental;
-			a.stop_field = stop_field;
-			clerk_in_transaction(write_page, &a);
-			MemoryContextSwitchTo(run->page_cxt);
-			run->pages++;
-
-			if (entity == CLERK_USERS && a.max_updated_ms > run->high_water_ms)
-				run->high_water_ms = a.max_updated_ms;
-			if (a.count < limit)
-				done = true;
-			if (stop_field && a.min_ms >= 0 && a.min_ms < since_ms)
-				done = true;
-
-			clerk_run_progress(run, NULL, run->counts[entity].fetched - before, -2);
-			if (run->pages % MESSAGE_EVERY_PAGES == 0)
-				clerk_run_message(run, "%s: " INT64_FORMAT " fetched so far",
-								  clerk_entity_name(entity), run->counts[entity].fetched - before);
+			k = (head + inflight) % concurrency;
+			if (paths[k])
+				pfree(paths[k]);
+			paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
+								path, sep, limit, next_offset, order_by);
+			ids[k] = clerk_http_submit(run->http, paths[k]);
+			next_offset += limit;
+			inflight++;
 		}
-		offset += (int64) concurrency * limit;
-		MemoryContextSwitchTo(old);
+		clerk_http_pump(run->http);
+
+		clerk_http_wait(run->http, ids[head], &res);
+		if (allow_404 && run->counts[entity].fetched == before && res.error == NULL &&
+			res.status == 404 && strstr(paths[head], "offset=0&") != NULL)
+		{
+			found = false;
+			break;
+		}
+		clerk_http_check(&res, paths[head]);
+
+		memset(&a, 0, sizeof(a));
+		a.run = run;
+		a.entity = entity;
+		a.body = res.body;
+		a.what = paths[head];
+		a.track_seen = !run->incremental;
+		a.stop_field = stop_field;
+		clerk_in_transaction(write_page, &a);
+		MemoryContextSwitchTo(run->run_cxt);
+		clerk_http_release(run->http, ids[head]);
+		head = (head + 1) % concurrency;
+		inflight--;
+		run->pages++;
+
+		if (entity == CLERK_USERS && a.max_updated_ms > run->high_water_ms)
+			run->high_water_ms = a.max_updated_ms;
+		if (a.count < limit)
+			done = true;
+		if (stop_field && a.min_ms >= 0 && a.min_ms < since_ms)
+			done = true;
+
+		clerk_run_progress(run, NULL, run->counts[entity].fetched - before, -2);
+		if (run->pages % MESSAGE_EVERY_PAGES == 0)
+			clerk_run_message(run, "%s: " INT64_FORMAT " fetched so far",
+							  clerk_entity_name(entity), run->counts[entity].fetched - before);
 	}
-	return true;
+
+	/* pages asked for beyond the end are not needed */
+	while (inflight > 0)
+	{
+		clerk_http_release(run->http, ids[head]);
+		head = (head + 1) % concurrency;
+		inflight--;
+	}
+	for (int k = 0; k < concurrency; k++)
+		if (paths[k])
+			pfree(paths[k]);
+	pfree(paths);
+	pfree(ids);
+	return found;
 }
 
 static void
