@@ -111,6 +111,27 @@ FULL=("$SYNC_SECS" "$SYNC_ROWS" "$SYNC_REQ" "$SYNC_429" "$SYNC_RSS_MB" "$SYNC_WA
 sync again
 AGAIN=("$SYNC_SECS" "$SYNC_ROWS" "$SYNC_REQ" "$SYNC_429" "$SYNC_RSS_MB" "$SYNC_WAL" "$SYNC_WRITTEN")
 
+# --- incremental: 1% of the users change, then clerk_sync_changes() ---
+CHANGED=$((SCALE / 100))
+$PSQL -c "SELECT id FROM clerk.users ORDER BY md5(id) LIMIT $CHANGED" >"$OUT/changed.txt"
+"$PYTHON" - "$MOCK_URL" "$OUT/changed.txt" <<'PY'
+import json, sys, urllib.request
+base = sys.argv[1].rsplit("/v1", 1)[0]
+for n, line in enumerate(open(sys.argv[2])):
+    uid = line.strip()
+    req = urllib.request.Request(f"{base}/__mock/users/{uid}", method="PATCH",
+                                 data=json.dumps({"last_name": f"Changed{n}"}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
+PY
+lsn0=$($PSQL -c "SELECT pg_current_wal_insert_lsn()")
+id=$( { settings; echo "SELECT id FROM clerk_sync_changes();"; } | $PSQL 2>/dev/null)
+INC_SECS=$($PSQL -c "SELECT round(extract(epoch FROM finished_at - started_at), 2) FROM clerk.sync_runs WHERE id = $id")
+INC_REQ=$($PSQL -c "SELECT stats ->> 'requests' FROM clerk.sync_runs WHERE id = $id")
+INC_UPD=$($PSQL -c "SELECT stats -> 'users' ->> 'updated' FROM clerk.sync_runs WHERE id = $id")
+INC_GOT=$($PSQL -c "SELECT count(*) FROM clerk.users WHERE last_name LIKE 'Changed%'")
+INC_PCT=$(echo "scale=1; 100 * $INC_REQ / ${FULL[2]}" | bc)
+
 # --- (a) the fetch alone: the same requests, same concurrency, nothing written ---
 PAGES=$OUT/pages
 rm -rf "$PAGES"; mkdir -p "$PAGES"
@@ -125,7 +146,7 @@ while read -r url; do
 	printf 'url = "%s"\noutput = "%s/%05d.json"\n' "$url" "$PAGES" "$i" >>"$OUT/curl.cfg"
 done <"$OUT/urls.txt"
 t0=$(now)
-curl -s --fail --parallel --parallel-max $CONC -H @"$OUT/headers.txt" -K "$OUT/curl.cfg"
+curl -s --no-progress-meter --fail --parallel --parallel-max $CONC -H @"$OUT/headers.txt" -K "$OUT/curl.cfg"
 t1=$(now)
 FETCH_SECS=$(printf '%.2f' "$(elapsed "$t0" "$t1")")
 rm -f "$OUT/headers.txt"
@@ -171,6 +192,9 @@ RPS=$(echo "${FULL[1]} / ${FULL[0]}" | bc)
 	echo "| unchanged re-sync: wall time | ${AGAIN[0]} s |"
 	echo "| unchanged re-sync: rows written | ${AGAIN[6]} |"
 	echo "| unchanged re-sync: WAL bytes | ${AGAIN[5]} |"
+	echo "| incremental after $CHANGED users changed: wall time | $INC_SECS s (full sync: ${FULL[0]} s) |"
+	echo "| incremental: requests | $INC_REQ = **$INC_PCT%** of the full sync's ${FULL[2]} (target at most 5%) |"
+	echo "| incremental: users updated / changes present afterwards | $INC_UPD / $INC_GOT of $CHANGED |"
 	echo "| (a) fetch alone ($NURLS requests, curl, concurrency $CONC) | $FETCH_SECS s |"
 	echo "| (b) write alone ($LOADED rows from files, same SQL) | $WRITE_SECS s |"
 	echo "| full sync / slower of (a), (b) | **$RATIO** (target at most 1.5) |"

@@ -292,6 +292,14 @@ object_id(Jsonb *obj)
 	return pnstrdup(v.val.string.val, v.val.string.len);
 }
 
+/* Objects a successful plan saw: what it inserted, updated or left alone. */
+static int64
+counts_total(ClerkPageCounts *now, ClerkPageCounts *before)
+{
+	return (now->inserted - before->inserted) + (now->updated - before->updated) +
+		(now->unchanged - before->unchanged);
+}
+
 void
 clerk_store_page(ClerkEntity entity, Jsonb *page, bool dry_run, bool track_seen,
 				 int64 run_id, ClerkPageCounts *counts)
@@ -302,20 +310,24 @@ clerk_store_page(ClerkEntity entity, Jsonb *page, bool dry_run, bool track_seen,
 	ListCell   *lc;
 	List	   *objects;
 
+	ClerkPageCounts before = *counts;
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(mcxt);
 
 	plan = dry_run ? classify_plan(entity) : upsert_plan(entity);
-	objects = page_elements(page, mcxt);
-	counts->fetched += list_length(objects);
 	if (track_seen)
 		record_seen(entity, page);
 
 	edata = try_plan(plan, page, counts, mcxt);
-	if (edata != NULL)
+	if (edata == NULL)
+		counts->fetched += counts_total(counts, &before);
+	else
 	{
 		/* the page failed as a whole: store what can be stored, one by one */
+		objects = page_elements(page, mcxt);
+		counts->fetched += list_length(objects);
 		foreach(lc, objects)
 		{
 			Jsonb	   *obj = (Jsonb *) lfirst(lc);

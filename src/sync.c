@@ -183,16 +183,18 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 	int64		next_offset = 0;
 	int64		before = run->counts[entity].fetched;
 	const char *sep = strchr(path, '?') ? "&" : "?";
-	int		   *ids = palloc(sizeof(int) * concurrency);
-	char	  **paths = palloc0(sizeof(char *) * concurrency);
-	int			head = 0;		/* the oldest request in flight */
-	int			inflight = 0;
+	int			ring = concurrency + 1;	/* the page being written, and those in flight */
+	int		   *ids = palloc(sizeof(int) * ring);
+	char	  **paths = palloc0(sizeof(char *) * ring);
+	int			head = 0;		/* the oldest request not yet written */
+	int			inflight = 0;	/* submitted and not yet written */
 	bool		done = false;
 	bool		found = true;
 
 	/*
-	 * Keep `concurrency` pages in flight, in order: wait for the oldest,
-	 * ask for the next one, then write the page while the others arrive.
+	 * Keep `concurrency` requests in flight, in order: wait for the oldest,
+	 * ask for the next page at once, then write the oldest while the others
+	 * arrive.
 	 */
 	while (!done)
 	{
@@ -202,7 +204,7 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 
 		while (inflight < concurrency)
 		{
-			k = (head + inflight) % concurrency;
+			k = (head + inflight) % ring;
 			if (paths[k])
 				pfree(paths[k]);
 			paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
@@ -222,6 +224,17 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 		}
 		clerk_http_check(&res, paths[head]);
 
+		/* the next page goes out before this one is written */
+		k = (head + inflight) % ring;
+		if (paths[k])
+			pfree(paths[k]);
+		paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
+							path, sep, limit, next_offset, order_by);
+		ids[k] = clerk_http_submit(run->http, paths[k]);
+		next_offset += limit;
+		inflight++;
+		clerk_http_pump(run->http);
+
 		memset(&a, 0, sizeof(a));
 		a.run = run;
 		a.entity = entity;
@@ -232,7 +245,7 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 		clerk_in_transaction(write_page, &a);
 		MemoryContextSwitchTo(run->run_cxt);
 		clerk_http_release(run->http, ids[head]);
-		head = (head + 1) % concurrency;
+		head = (head + 1) % ring;
 		inflight--;
 		run->pages++;
 
@@ -253,10 +266,10 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 	while (inflight > 0)
 	{
 		clerk_http_release(run->http, ids[head]);
-		head = (head + 1) % concurrency;
+		head = (head + 1) % ring;
 		inflight--;
 	}
-	for (int k = 0; k < concurrency; k++)
+	for (int k = 0; k < ring; k++)
 		if (paths[k])
 			pfree(paths[k]);
 	pfree(paths);
