@@ -153,7 +153,16 @@ write_page(void *varg)
 {
 	PageArgs   *a = (PageArgs *) varg;
 	ClerkRun   *run = a->run;
-	Jsonb	   *page = clerk_parse_json(a->body, a->what);
+	Jsonb	   *page;
+
+	/*
+	 * The answers of the requests in flight keep arriving meanwhile; read
+	 * them off the sockets between the steps, so that a full socket buffer
+	 * never holds the API up while a page is written.
+	 */
+	clerk_http_pump(run->http);
+	page = clerk_parse_json(a->body, a->what);
+	clerk_http_pump(run->http);
 
 	a->count = clerk_json_array_length(page);
 	if (a->count < 0)
@@ -163,6 +172,7 @@ write_page(void *varg)
 				 errdetail("A list endpoint must answer with a JSON array or an object with a \"data\" array.")));
 	clerk_store_page(a->entity, page, run->dry_run, a->track_seen, run->run_id,
 					 &run->counts[a->entity]);
+	clerk_http_pump(run->http);
 	if (a->entity == CLERK_USERS || a->stop_field)
 		page_times(page, a->stop_field, &a->min_ms, &a->max_updated_ms);
 }
