@@ -1,6 +1,8 @@
 -- clerk_test_connection() against the mock Clerk API the harness started
 -- (clerk_sync.api_url and clerk_sync.secret_key are set in postgresql.conf).
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS clerk_sync;
+RESET client_min_messages;
 
 SELECT r ->> 'ok' AS ok, r ->> 'status' AS status, (r ->> 'users_total')::int > 0 AS has_users,
        r ->> 'error' AS error, (r ->> 'latency_ms')::numeric >= 0 AS timed,

@@ -1,5 +1,7 @@
 -- The one mapping from Clerk JSON to rows, on the shapes the Backend API sends.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS clerk_sync;
+RESET client_min_messages;
 SET timezone = 'UTC';
 \pset null '(null)'
 

@@ -1,6 +1,8 @@
 -- The SQL surface without the network: pages applied through the sync's
 -- write path, the summary and listing functions, and permissions.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS clerk_sync;
+RESET client_min_messages;
 SET timezone = 'UTC';
 
 TRUNCATE clerk.users, clerk.organizations, clerk.organization_members;
