@@ -36,6 +36,10 @@ start_mock() {
 }
 
 now() { date +%s.%N; }
+# CPU time (s) all processes of the machine used so far, and the cores
+cpu_busy() { awk '/^cpu / {print ($2 + $3 + $4 + $7 + $8) / 100}' /proc/stat; }
+NCPU=$(nproc)
+busy_pct() { echo "scale=0; 100 * ($2 - $1) / ($3 * $NCPU)" | bc; }
 elapsed() { echo "$2 - $1" | bc; }
 
 settings() {
@@ -104,7 +108,9 @@ SMALL_SECS=$SYNC_SECS
 # --- the full sync ---
 start_mock $SCALE $ORGS $MEMS
 reset_tables
+c0=$(cpu_busy)
 sync full
+FULL_BUSY=$(busy_pct "$c0" "$(cpu_busy)" "$SYNC_SECS")
 FULL=("$SYNC_SECS" "$SYNC_ROWS" "$SYNC_REQ" "$SYNC_429" "$SYNC_RSS_MB" "$SYNC_WAL" "$SYNC_WRITTEN")
 
 # --- unchanged re-sync ---
@@ -146,9 +152,11 @@ while read -r url; do
 	printf 'url = "%s"\noutput = "%s/%05d.json"\n' "$url" "$PAGES" "$i" >>"$OUT/curl.cfg"
 done <"$OUT/urls.txt"
 t0=$(now)
+c0=$(cpu_busy)
 curl -s --no-progress-meter --fail --parallel --parallel-max $CONC -H @"$OUT/headers.txt" -K "$OUT/curl.cfg"
 t1=$(now)
 FETCH_SECS=$(printf '%.2f' "$(elapsed "$t0" "$t1")")
+FETCH_BUSY=$(busy_pct "$c0" "$(cpu_busy)" "$FETCH_SECS")
 rm -f "$OUT/headers.txt"
 
 # --- (b) the write alone: the same JSON from local files through the same SQL ---
@@ -167,9 +175,11 @@ while read -r url; do
 	echo "SELECT clerk_apply_page('$e', pg_read_file('$f')::jsonb);" >>"$OUT/load.sql"
 done <"$OUT/urls.txt"
 t0=$(now)
+c0=$(cpu_busy)
 $PSQL -f "$OUT/load.sql" >/dev/null
 t1=$(now)
 WRITE_SECS=$(printf '%.2f' "$(elapsed "$t0" "$t1")")
+WRITE_BUSY=$(busy_pct "$c0" "$(cpu_busy)" "$WRITE_SECS")
 LOADED=$($PSQL -c "SELECT (SELECT count(*) FROM clerk.users) + (SELECT count(*) FROM clerk.organizations) + (SELECT count(*) FROM clerk.organization_members)")
 rm -rf "$PAGES"
 
@@ -183,7 +193,7 @@ RPS=$(echo "${FULL[1]} / ${FULL[0]}" | bc)
 	echo "|---|---|"
 	echo "| data set | $SCALE users, $ORGS organizations, $MEMS memberships |"
 	echo "| mock | ${LATENCY} ms added per request, $LIMIT requests per 10 s |"
-	echo "| full sync: wall time | ${FULL[0]} s |"
+	echo "| full sync: wall time | ${FULL[0]} s (CPU busy: ${FULL_BUSY}% of $NCPU cores) |"
 	echo "| full sync: rows/s | $RPS |"
 	echo "| full sync: requests | ${FULL[2]} |"
 	echo "| full sync: 429s received | ${FULL[3]} |"
@@ -195,8 +205,8 @@ RPS=$(echo "${FULL[1]} / ${FULL[0]}" | bc)
 	echo "| incremental after $CHANGED users changed: wall time | $INC_SECS s (full sync: ${FULL[0]} s) |"
 	echo "| incremental: requests | $INC_REQ = **$INC_PCT%** of the full sync's ${FULL[2]} (target at most 5%) |"
 	echo "| incremental: users updated / changes present afterwards | $INC_UPD / $INC_GOT of $CHANGED |"
-	echo "| (a) fetch alone ($NURLS requests, curl, concurrency $CONC) | $FETCH_SECS s |"
-	echo "| (b) write alone ($LOADED rows from files, same SQL) | $WRITE_SECS s |"
+	echo "| (a) fetch alone ($NURLS requests, curl, concurrency $CONC) | $FETCH_SECS s (CPU busy: ${FETCH_BUSY}%) |"
+	echo "| (b) write alone ($LOADED rows from files, same SQL) | $WRITE_SECS s (CPU busy: ${WRITE_BUSY}%) |"
 	echo "| full sync / slower of (a), (b) | **$RATIO** (target at most 1.5) |"
 	echo "| worker peak private RSS (RssAnon), $SMALL users | $SMALL_RSS MB (sync took $SMALL_SECS s) |"
 	echo "| worker peak private RSS (RssAnon), $SCALE / $SMALL users | **$RSS_RATIO** (flat means it does not grow with the data) |"

@@ -201,6 +201,19 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 	bool		done = false;
 	bool		found = true;
 
+	/* ask for the page after the last one asked for */
+#define SUBMIT_NEXT_PAGE() \
+	do { \
+		int			k_ = (head + inflight) % ring; \
+		if (paths[k_]) \
+			pfree(paths[k_]); \
+		paths[k_] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s", \
+							 path, sep, limit, next_offset, order_by); \
+		ids[k_] = clerk_http_submit(run->http, paths[k_]); \
+		next_offset += limit; \
+		inflight++; \
+	} while (0)
+
 	/*
 	 * Keep `concurrency` requests in flight, in order: wait for the oldest,
 	 * ask for the next page at once, then write the oldest while the others
@@ -210,19 +223,9 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 	{
 		ClerkHttpResult res;
 		PageArgs	a;
-		int			k;
 
 		while (inflight < concurrency)
-		{
-			k = (head + inflight) % ring;
-			if (paths[k])
-				pfree(paths[k]);
-			paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
-								path, sep, limit, next_offset, order_by);
-			ids[k] = clerk_http_submit(run->http, paths[k]);
-			next_offset += limit;
-			inflight++;
-		}
+			SUBMIT_NEXT_PAGE();
 		clerk_http_pump(run->http);
 
 		clerk_http_wait(run->http, ids[head], &res);
@@ -235,14 +238,7 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 		clerk_http_check(&res, paths[head]);
 
 		/* the next page goes out before this one is written */
-		k = (head + inflight) % ring;
-		if (paths[k])
-			pfree(paths[k]);
-		paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
-							path, sep, limit, next_offset, order_by);
-		ids[k] = clerk_http_submit(run->http, paths[k]);
-		next_offset += limit;
-		inflight++;
+		SUBMIT_NEXT_PAGE();
 		clerk_http_pump(run->http);
 
 		memset(&a, 0, sizeof(a));
@@ -285,6 +281,7 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 	pfree(paths);
 	pfree(ids);
 	return found;
+#undef SUBMIT_NEXT_PAGE
 }
 
 static void
