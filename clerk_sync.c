@@ -18,6 +18,7 @@
 #include "clerk_sync.h"
 #include "launcher.h"
 #include "vault.h"
+#include "webhook.h"
 
 PG_MODULE_MAGIC;
 
@@ -62,7 +63,10 @@ check_api_url(char **newval, void **extra, GucSource source)
 	}
 	if (memchr(rest, '@', strcspn(rest, "/?#")) != NULL)
 	{
-		GUC_check_errdetail("The Clerk API URL must not carry credentials; use clerk_sync.secret_key.");
+		/* say what is wrong without repeating the value, which holds a secret */
+		GUC_check_errmsg("the Clerk API URL must not carry credentials");
+		GUC_check_errdetail("Credentials in clerk_sync.api_url would show wherever the setting does.");
+		GUC_check_errhint("Put the key in clerk_sync.secret_key or store it with clerk_set_secret_key().");
 		return false;
 	}
 	return true;
@@ -73,6 +77,7 @@ check_secret_key(char **newval, void **extra, GucSource source)
 {
 	if (*newval != NULL && strlen(*newval) >= CLERK_MAX_KEY_LEN)
 	{
+		GUC_check_errmsg("the Clerk secret key is too long");
 		GUC_check_errdetail("The Clerk secret key must be shorter than %d bytes.", CLERK_MAX_KEY_LEN);
 		return false;
 	}
@@ -185,6 +190,9 @@ _PG_init(void)
 							300, 0, 7 * 24 * 3600,
 							PGC_USERSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	/* webhooks: the signing secret and the test clock */
+	clerk_webhook_init();
 
 	MarkGUCPrefixReserved("clerk_sync");
 

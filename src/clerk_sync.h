@@ -52,12 +52,20 @@ extern char *clerk_resolve_secret_key(void);
 /* Error unless the library was preloaded (shared memory and workers). */
 extern void clerk_require_preload(const char *what);
 
-/* Run the rest of the caller's work with the extension owner's rights. */
+/*
+ * Run the rest of the caller's work with the extension owner's rights, and
+ * with search_path pinned to pg_catalog so that no object of the caller's
+ * can stand in for a built-in one.  Restore in the same transaction.
+ */
 typedef struct ClerkSavedUser
 {
 	Oid			userid;
 	int			sec_context;
+	int			guc_nestlevel;	/* search_path is pinned until restore */
 } ClerkSavedUser;
+
+/* The role a run's worker connects as (the caller's, if it may log in). */
+extern Oid	clerk_worker_role(void);
 
 extern void clerk_become_owner(ClerkSavedUser *saved);
 extern void clerk_restore_user(ClerkSavedUser *saved);

@@ -5,7 +5,9 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_authid.h"
 #include "catalog/pg_extension.h"
+#include "utils/syscache.h"
 #include "commands/extension.h"
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -13,6 +15,7 @@
 #include "catalog/indexing.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 
@@ -46,6 +49,24 @@ clerk_require_preload(const char *what)
 				 errhint("Add clerk_sync to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
+/*
+ * The role a run's worker connects as: the current role, or the session's
+ * when the current role may not log in (SET ROLE to a group role).
+ */
+Oid
+clerk_worker_role(void)
+{
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+	bool		canlogin = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+		ReleaseSysCache(tup);
+	}
+	return canlogin ? GetUserId() : GetSessionUserId();
+}
+
 /* The role that owns the extension, and so its tables. */
 static Oid
 extension_owner(void)
@@ -73,13 +94,19 @@ extension_owner(void)
 void
 clerk_become_owner(ClerkSavedUser *saved)
 {
+	Oid			owner = extension_owner();
+
 	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
-	SetUserIdAndSecContext(extension_owner(),
-						   saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	saved->guc_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	SetUserIdAndSecContext(owner, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
 }
 
 void
 clerk_restore_user(ClerkSavedUser *saved)
 {
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+	AtEOXact_GUC(true, saved->guc_nestlevel);
 }

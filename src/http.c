@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 
 #include "common/pg_prng.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
 #include "storage/latch.h"
@@ -28,6 +29,8 @@
 #define CLERK_HTTP_MAX_BODY (256 * 1024 * 1024)
 /* a 429 is retried this many times per request, whatever max_retries says */
 #define CLERK_HTTP_MAX_429 50
+/* longest wait a Retry-After header can ask for */
+#define CLERK_HTTP_MAX_RETRY_AFTER_S 60
 /* longest backoff between two attempts */
 #define CLERK_HTTP_MAX_BACKOFF_MS 30000
 /* slack added to the 10 s window so clocks on both ends can disagree a little */
@@ -240,9 +243,16 @@ clerk_http_create(MemoryContext mcxt, const ClerkHttpConfig *config)
 
 	authlen = strlen(config->secret_key) + 32;
 	auth = palloc(authlen);
-	snprintf(auth, authlen, "Authorization: Bearer %s", config->secret_key);
-	add_header(client, auth);
-	explicit_bzero(auth, authlen);
+	PG_TRY();
+	{
+		snprintf(auth, authlen, "Authorization: Bearer %s", config->secret_key);
+		add_header(client, auth);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(auth, authlen);
+	}
+	PG_END_TRY();
 	pfree(auth);
 	add_header(client, "Accept: application/json");
 	add_header(client, "Clerk-API-Version: " CLERK_API_VERSION);
@@ -295,9 +305,10 @@ clerk_http_stats(ClerkHttpClient *client)
 static void
 http_check_interrupts(void)
 {
-	CHECK_FOR_INTERRUPTS();
+	/* the caller's own reasons first: they say best why the work stops */
 	if (clerk_http_interrupt_check != NULL)
 		clerk_http_interrupt_check();
+	CHECK_FOR_INTERRUPTS();
 }
 
 /* Sleep up to ms milliseconds, waking for interrupts. */
@@ -442,13 +453,17 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 
 		client->stats.rate_limited++;
 		curl_easy_getinfo(slot->easy, CURLINFO_RETRY_AFTER, &ra);
-		wait_ms = ra > 0 ? (int64) ra * 1000 : backoff_ms(client, req->attempts_429 + 1);
+		/* a hostile or broken Retry-After must not stall the run for hours */
+		wait_ms = (ra > 0 && ra <= CLERK_HTTP_MAX_RETRY_AFTER_S) ? (int64) ra * 1000 :
+			ra > CLERK_HTTP_MAX_RETRY_AFTER_S ? CLERK_HTTP_MAX_RETRY_AFTER_S * 1000 :
+			backoff_ms(client, req->attempts_429 + 1);
 		/* every request waits: the limit is the instance's, not this request's */
 		client->pause_until = Max(client->pause_until, now + wait_ms);
 		set_error(res, CLERK_ERRCODE_API_ERROR,
 				  "request %s was still rate limited (HTTP %ld) after many retries",
 				  req->path, status);
-		if (++req->attempts_429 <= CLERK_HTTP_MAX_429)
+		/* without retries (clerk_test_connection), a 429 is the answer */
+		if (client->max_retries > 0 && ++req->attempts_429 <= CLERK_HTTP_MAX_429)
 		{
 			client->stats.retries++;
 			req->ready_at = client->pause_until;
@@ -716,9 +731,12 @@ clerk_http_check(const ClerkHttpResult *result, const char *what)
 	if (result->status < 200 || result->status > 299)
 	{
 		/* Clerk's error body names the problem; show its first message */
+		const char *body = result->body ? result->body : "";
+		int			cut = pg_mbcliplen(body, strlen(body), 300);
+
 		ereport(ERROR,
 				(errcode(CLERK_ERRCODE_API_ERROR),
 				 errmsg("Clerk answered the request for %s with HTTP %ld", what, result->status),
-				 errdetail("The answer was: %.300s", result->body ? result->body : "")));
+				 errdetail("The answer began: %.*s", cut, body)));
 	}
 }

@@ -184,63 +184,123 @@ relay_messages(ClerkRunSlot *slot, uint64 generation, uint64 *seq)
 		ereport(NOTICE, (errmsg_internal("%s", msgs[i])));
 }
 
-/* Ask the worker of a slot to stop; the run ends "canceled". */
+/*
+ * Ask the worker of a slot to stop; the run ends "canceled".  SIGINT makes
+ * the worker cancel whatever it is doing, a lock wait or a query included.
+ * The signal is sent under the lock: the worker cannot exit meanwhile, so
+ * the pid is still its own.
+ */
 static void
 request_cancel(ClerkRunSlot *slot, uint64 generation)
 {
-	pid_t		pid = 0;
-
 	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
-	if (slot->generation == generation && slot->state != CLERK_SLOT_DONE &&
-		slot->state != CLERK_SLOT_FREE)
+	if (slot->generation == generation &&
+		(slot->state == CLERK_SLOT_STARTING || slot->state == CLERK_SLOT_RUNNING))
 	{
 		slot->cancel_requested = true;
-		pid = slot->worker_pid;
+		if (slot->worker_pid > 0)
+			kill(slot->worker_pid, SIGINT);
 	}
 	LWLockRelease(clerk_shared->lock);
-	if (pid > 0)
-		kill(pid, SIGUSR2);
+}
+
+typedef struct WaitState
+{
+	ClerkRunSlot *slot;
+	uint64		generation;
+} WaitState;
+
+/* The session that started a run takes it down with it, on ERROR or exit. */
+static void
+cancel_on_exit(int code, Datum arg)
+{
+	WaitState  *ws = (WaitState *) DatumGetPointer(arg);
+
+	request_cancel(ws->slot, ws->generation);
 }
 
 /*
  * Wait until the slot's run has a run id (and, with until_done, has
  * ended), relaying messages.  Returns the run id, 0 if the worker ended
- * without recording one.
+ * without recording one.  The starter passes its worker's handle, to notice
+ * a worker that died before it could take its slot.
  */
 static int64
-wait_for_run(ClerkRunSlot *slot, uint64 generation, bool until_done,
-			 bool starter, uint64 *seq)
+wait_loop(ClerkRunSlot *slot, uint64 generation, bool until_done,
+		  BackgroundWorkerHandle *handle, uint64 *seq)
 {
-	volatile int64 run_id = 0;
+	int64		run_id = 0;
 
-	PG_TRY();
 	{
 		for (;;)
 		{
 			bool		done;
+			ClerkSlotState state;
+			pid_t		pid;
 
 			relay_messages(slot, generation, seq);
 			LWLockAcquire(clerk_shared->lock, LW_SHARED);
-			done = slot->generation != generation || slot->state == CLERK_SLOT_DONE;
+			state = slot->state;
+			done = slot->generation != generation || state == CLERK_SLOT_DONE ||
+				state == CLERK_SLOT_FREE;
 			if (slot->generation == generation)
 				run_id = slot->run_id;
 			LWLockRelease(clerk_shared->lock);
 			if (done || (!until_done && run_id != 0))
 				break;
+			if (handle != NULL && state == CLERK_SLOT_STARTING &&
+				GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
+			{
+				/* the worker is gone without having taken its slot */
+				LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
+				if (slot->generation == generation && slot->state == CLERK_SLOT_STARTING)
+				{
+					explicit_bzero(slot->settings.secret_key, sizeof(slot->settings.secret_key));
+					slot->state = CLERK_SLOT_FREE;
+				}
+				LWLockRelease(clerk_shared->lock);
+				ConditionVariableBroadcast(&slot->cv);
+				continue;
+			}
 			ConditionVariableTimedSleep(&slot->cv, 250, PG_WAIT_EXTENSION);
 		}
 		ConditionVariableCancelSleep();
+		/* the last words of a run that just ended */
+		relay_messages(slot, generation, seq);
 	}
-	PG_CATCH();
-	{
-		ConditionVariableCancelSleep();
-		/* the session that started the run takes it down with it */
-		if (starter)
-			request_cancel(slot, generation);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
 	return run_id;
+}
+
+/*
+ * wait_loop(); the starter (who passes its worker's handle) cancels the run
+ * if it fails or exits while waiting.
+ */
+static int64
+wait_for_run(ClerkRunSlot *slot, uint64 generation, bool until_done,
+			 BackgroundWorkerHandle *handle, uint64 *seq)
+{
+	volatile int64 run_id = 0;
+	WaitState	ws = {slot, generation};
+
+	if (handle == NULL)
+		return wait_loop(slot, generation, until_done, NULL, seq);
+
+	PG_ENSURE_ERROR_CLEANUP(cancel_on_exit, PointerGetDatum(&ws));
+	{
+		run_id = wait_loop(slot, generation, until_done, handle, seq);
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(cancel_on_exit, PointerGetDatum(&ws));
+	return run_id;
+}
+
+/* May a call for (incremental, dry_run) take the running run as its own? */
+static bool
+can_join(ClerkRunSlot *s, bool incremental, bool dry_run)
+{
+	if (s->dry_run != dry_run)
+		return false;
+	/* a full run does all an incremental one would, and more */
+	return s->incremental == incremental || (incremental && !s->incremental);
 }
 
 /*
@@ -258,17 +318,18 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 	int			i;
 	int64		run_id;
 	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
+	BackgroundWorkerHandle *handle = NULL;
 	pid_t		pid;
+	Oid			connect_as;
 
 	clerk_require_preload(incremental ? "clerk_sync_changes()" : "clerk_sync_all()");
 	clerk_shmem_attach();
-	if (wait && IsolationUsesXactSnapshot())
+	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("cannot wait for a sync run in a REPEATABLE READ or SERIALIZABLE transaction"),
-				 errdetail("The run commits its work in other transactions, which this transaction's snapshot cannot see."),
-				 errhint("Call it in a READ COMMITTED transaction, or with wait => false.")));
+				 errmsg("cannot start a sync run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("The run records itself in its own transactions, which this transaction's snapshot cannot see."),
+				 errhint("Call it in a READ COMMITTED transaction.")));
 
 	key = clerk_resolve_secret_key();
 	if (key == NULL)
@@ -276,63 +337,98 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 				(errcode(CLERK_ERRCODE_NO_KEY),
 				 errmsg("no Clerk secret key is configured"),
 				 errhint("Set clerk_sync.secret_key, call clerk_set_secret_key(), or set CLERK_SECRET_KEY in the server's environment.")));
-
-	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < CLERK_MAX_RUNS; i++)
+	if (strlen(key) >= CLERK_MAX_KEY_LEN)
 	{
-		ClerkRunSlot *s = &clerk_shared->slots[i];
-
-		if ((s->state == CLERK_SLOT_STARTING || s->state == CLERK_SLOT_RUNNING) &&
-			s->dboid == MyDatabaseId)
-		{
-			slot = s;
-			generation = s->generation;
-			seq = s->msg_seq;
-			break;
-		}
+		explicit_bzero(key, strlen(key));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the Clerk secret key is too long"),
+				 errdetail("A Clerk secret key must be shorter than %d bytes.", CLERK_MAX_KEY_LEN)));
 	}
-	if (slot == NULL)
+	connect_as = clerk_worker_role();
+
+	for (;;)
 	{
+		ClerkRunSlot *other = NULL;
+		uint64		other_generation = 0;
+
+		LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
 		for (i = 0; i < CLERK_MAX_RUNS; i++)
 		{
 			ClerkRunSlot *s = &clerk_shared->slots[i];
 
-			if (s->state == CLERK_SLOT_FREE || s->state == CLERK_SLOT_DONE)
+			if ((s->state == CLERK_SLOT_STARTING || s->state == CLERK_SLOT_RUNNING) &&
+				s->dboid == MyDatabaseId)
 			{
-				slot = s;
+				if (can_join(s, incremental, dry_run))
+				{
+					slot = s;
+					generation = s->generation;
+					seq = s->msg_seq;
+				}
+				else
+				{
+					other = s;
+					other_generation = s->generation;
+				}
 				break;
 			}
 		}
-		if (slot == NULL)
+		if (slot == NULL && other == NULL)
 		{
-			LWLockRelease(clerk_shared->lock);
-			explicit_bzero(key, strlen(key));
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("too many sync runs in progress"),
-					 errdetail("At most %d databases can sync at the same time.", CLERK_MAX_RUNS)));
+			for (i = 0; i < CLERK_MAX_RUNS; i++)
+			{
+				ClerkRunSlot *s = &clerk_shared->slots[i];
+
+				if (s->state == CLERK_SLOT_FREE || s->state == CLERK_SLOT_DONE)
+				{
+					slot = s;
+					break;
+				}
+			}
+			if (slot == NULL)
+			{
+				LWLockRelease(clerk_shared->lock);
+				explicit_bzero(key, strlen(key));
+				ereport(ERROR,
+						(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+						 errmsg("too many sync runs in progress"),
+						 errdetail("At most %d databases can sync at the same time.", CLERK_MAX_RUNS)));
+			}
+			starter = true;
+			slot->state = CLERK_SLOT_STARTING;
+			slot->generation++;
+			generation = slot->generation;
+			slot->dboid = MyDatabaseId;
+			slot->userid = connect_as;
+			slot->started_by_pid = MyProcPid;
+			slot->worker_pid = 0;
+			slot->run_id = 0;
+			slot->dry_run = dry_run;
+			slot->incremental = incremental;
+			slot->cancel_requested = false;
+			snapshot_settings(&slot->settings, key);
+			memset(&slot->progress, 0, sizeof(slot->progress));
+			slot->progress.total_hint = -1;
+			slot->msg_seq = 0;
 		}
-		starter = true;
-		slot->state = CLERK_SLOT_STARTING;
-		slot->generation++;
-		generation = slot->generation;
-		slot->dboid = MyDatabaseId;
-		slot->userid = GetUserId();
-		slot->started_by_pid = MyProcPid;
-		slot->worker_pid = 0;
-		slot->run_id = 0;
-		slot->dry_run = dry_run;
-		slot->incremental = incremental;
-		slot->cancel_requested = false;
-		snapshot_settings(&slot->settings, key);
-		memset(&slot->progress, 0, sizeof(slot->progress));
-		slot->msg_seq = 0;
+		LWLockRelease(clerk_shared->lock);
+		if (slot != NULL)
+			break;
+
+		/* a run of another kind is going: let it finish, then start ours */
+		ereport(NOTICE,
+				(errmsg("waiting for the %s sync run in progress to finish",
+						other->dry_run ? "dry" : other->incremental ? "incremental" : "full")));
+		(void) wait_for_run(other, other_generation, true, NULL, &seq);
+		seq = 0;
 	}
-	LWLockRelease(clerk_shared->lock);
 	explicit_bzero(key, strlen(key));
 
 	if (starter)
 	{
+		BgwHandleStatus status;
+
 		memset(&worker, 0, sizeof(worker));
 		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
@@ -345,21 +441,30 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 		memcpy(worker.bgw_extra, &generation, sizeof(generation));
 		worker.bgw_notify_pid = MyProcPid;
 
-		if (!RegisterDynamicBackgroundWorker(&worker, &handle) ||
-			WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+		if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 		{
 			LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
-			explicit_bzero(slot->settings.secret_key, sizeof(slot->settings.secret_key));
-			slot->state = CLERK_SLOT_FREE;
+			if (slot->generation == generation && slot->state == CLERK_SLOT_STARTING)
+			{
+				explicit_bzero(slot->settings.secret_key, sizeof(slot->settings.secret_key));
+				slot->state = CLERK_SLOT_FREE;
+			}
 			LWLockRelease(clerk_shared->lock);
+			ConditionVariableBroadcast(&slot->cv);
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 					 errmsg("could not start a clerk_sync background worker"),
 					 errhint("Raise max_worker_processes; clerk_sync needs one worker per running sync.")));
 		}
+		/* a worker that already stopped is noticed by wait_for_run */
+		status = WaitForBackgroundWorkerStartup(handle, &pid);
+		if (status == BGWH_POSTMASTER_DIED)
+			ereport(ERROR,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("the server is shutting down")));
 	}
 
-	run_id = wait_for_run(slot, generation, wait, starter, &seq);
+	run_id = wait_for_run(slot, generation, wait, handle, &seq);
 	if (run_id == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -373,7 +478,13 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 				   *code;
 
 		run_outcome(run_id, &status, &error, &code);
-		if (status != NULL && strcmp(status, "failed") == 0)
+		if (status == NULL || strcmp(status, "running") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("sync run " INT64_FORMAT " stopped without recording how it ended", run_id),
+					 errdetail("The next run marks it failed."),
+					 errhint("The server log has the worker's error.")));
+		if (strcmp(status, "failed") == 0)
 		{
 			int			sqlstate = ERRCODE_EXTERNAL_ROUTINE_EXCEPTION;
 
@@ -385,7 +496,7 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 					 errdetail("The run is recorded in clerk.sync_runs; pages committed before the failure are kept."),
 					 errhint("See clerk_sync_logs() and clerk.audit_logs for details.")));
 		}
-		if (status != NULL && strcmp(status, "canceled") == 0)
+		if (strcmp(status, "canceled") == 0)
 			ereport(WARNING,
 					(errmsg("sync run " INT64_FORMAT " was canceled", run_id),
 					 errdetail("Pages committed before the cancel are kept; nothing was deleted.")));

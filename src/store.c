@@ -21,6 +21,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/timestamp.h"
 
 #include "store.h"
 
@@ -354,4 +355,216 @@ clerk_store_page(ClerkEntity entity, Jsonb *page, bool dry_run, bool track_seen,
 	}
 	SPI_finish();
 	MemoryContextSwitchTo(mcxt);
+}
+
+
+/* ---------------------------------------------------------------------
+ * Single events (webhooks)
+ *
+ * An event carries one object as it was at some moment; events can arrive
+ * late, twice, or out of order.  They go through the same mapping and
+ * column list as a page, with two more rules: an object never replaces a
+ * stored row whose updated_at is later, and a soft-deleted row stays
+ * deleted.  A deletion of an object not stored yet leaves a deleted row
+ * behind (a tombstone) so that the rule also holds for a create or update
+ * that arrives after it.
+ * ---------------------------------------------------------------------
+ */
+
+static SPIPlanPtr event_plans[CLERK_NENTITIES];
+static SPIPlanPtr event_classify_plans[CLERK_NENTITIES];
+static SPIPlanPtr delete_plans[CLERK_NENTITIES];
+static SPIPlanPtr cascade_plans[CLERK_NENTITIES];
+
+static const char *const event_outcome_names[] = {
+	"inserted", "updated", "unchanged", "stale", "gone", "deleted", "tombstone"
+};
+
+const char *
+clerk_event_outcome_name(ClerkEventOutcome outcome)
+{
+	return event_outcome_names[outcome];
+}
+
+/*
+ * The upsert of one event: like upsert_plan(), but the update (and the
+ * pre-filter that spares unchanged rows a lock) also requires the stored
+ * row to be live and not newer.  Returns zero rows or one (inserted).
+ */
+static SPIPlanPtr
+event_plan(ClerkEntity e)
+{
+	if (event_plans[e] == NULL)
+	{
+		const EntityInfo *ei = &entities[e];
+		Oid			types[1] = {JSONBOID};
+		char	   *sql;
+
+		sql = psprintf("WITH m AS (SELECT * FROM %s(pg_catalog.jsonb_build_array($1))) "
+					   "INSERT INTO %s AS t "
+					   "SELECT m.* FROM m WHERE NOT EXISTS "
+					   "  (SELECT 1 FROM %s s WHERE s.id = m.id AND "
+					   "     (s.deleted_at IS NOT NULL OR s.raw = m.raw OR s.updated_at > m.updated_at)) "
+					   "ON CONFLICT (id) DO UPDATE SET (%s) = ROW(%s) "
+					   "WHERE t.deleted_at IS NULL "
+					   "  AND (t.updated_at IS NULL OR t.updated_at <= EXCLUDED.updated_at) "
+					   "  AND t.raw IS DISTINCT FROM EXCLUDED.raw "
+					   "RETURNING (t.xmax = 0) AS inserted",
+					   ei->map, ei->table, ei->table, ei->columns, excluded_list(ei->columns));
+		event_plans[e] = prepare_saved(sql, 1, types);
+	}
+	return event_plans[e];
+}
+
+/* Why an event wrote nothing: "gone", "unchanged" or "stale". */
+static SPIPlanPtr
+event_classify_plan(ClerkEntity e)
+{
+	if (event_classify_plans[e] == NULL)
+	{
+		const EntityInfo *ei = &entities[e];
+		Oid			types[1] = {JSONBOID};
+		char	   *sql;
+
+		sql = psprintf("SELECT CASE WHEN s.deleted_at IS NOT NULL THEN 'gone' "
+					   "  WHEN s.raw = m.raw THEN 'unchanged' ELSE 'stale' END "
+					   "FROM %s(pg_catalog.jsonb_build_array($1)) m JOIN %s s ON s.id = m.id",
+					   ei->map, ei->table);
+		event_classify_plans[e] = prepare_saved(sql, 1, types);
+	}
+	return event_classify_plans[e];
+}
+
+/*
+ * The deletion of one object: mark a live row deleted, or insert the
+ * mapped object as a deleted row when there is none.  The column list is
+ * the upsert's, with deleted_at taken from $2.  Returns zero rows (the row
+ * was deleted already) or one (inserted).
+ */
+static SPIPlanPtr
+delete_plan(ClerkEntity e)
+{
+	if (delete_plans[e] == NULL)
+	{
+		const EntityInfo *ei = &entities[e];
+		Oid			types[2] = {JSONBOID, TIMESTAMPTZOID};
+		StringInfoData select;
+		char	   *copy = pstrdup(ei->columns);
+		char	   *tok;
+		char	   *save;
+		char	   *sql;
+
+		initStringInfo(&select);
+		appendStringInfoString(&select, "m.id");
+		for (tok = strtok_r(copy, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save))
+		{
+			if (strcmp(tok, "deleted_at") == 0)
+				appendStringInfoString(&select, ", $2");
+			else
+				appendStringInfo(&select, ", m.%s", tok);
+		}
+		sql = psprintf("INSERT INTO %s AS t (id, %s) "
+					   "SELECT %s FROM %s(pg_catalog.jsonb_build_array($1)) m "
+					   "ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at "
+					   "WHERE t.deleted_at IS NULL "
+					   "RETURNING (t.xmax = 0) AS inserted",
+					   ei->table, ei->columns, select.data, ei->map);
+		delete_plans[e] = prepare_saved(sql, 2, types);
+	}
+	return delete_plans[e];
+}
+
+/* The live memberships of a deleted user or organization, soft-deleted. */
+static SPIPlanPtr
+cascade_plan(ClerkEntity e)
+{
+	if (cascade_plans[e] == NULL)
+	{
+		Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
+		char	   *sql;
+
+		sql = psprintf("UPDATE %s SET deleted_at = $2 WHERE %s = $1 AND deleted_at IS NULL",
+					   entities[CLERK_MEMBERSHIPS].table,
+					   e == CLERK_USERS ? "user_id" : "organization_id");
+		cascade_plans[e] = prepare_saved(sql, 2, types);
+	}
+	return cascade_plans[e];
+}
+
+/* Whether the one row an INSERT ... RETURNING (t.xmax = 0) gave was inserted. */
+static bool
+returned_inserted(void)
+{
+	bool		isnull;
+
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+ClerkEventOutcome
+clerk_store_event(ClerkEntity entity, Jsonb *obj)
+{
+	Datum		value = JsonbPGetDatum(obj);
+	ClerkEventOutcome outcome;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (SPI_execute_plan(event_plan(entity), &value, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "clerk_sync event upsert failed");
+	if (SPI_processed == 1)
+		outcome = returned_inserted() ? CLERK_EVENT_INSERTED : CLERK_EVENT_UPDATED;
+	else
+	{
+		char	   *why = NULL;
+
+		/* nothing written: say why (the row may have changed since, so this is a report only) */
+		if (SPI_execute_plan(event_classify_plan(entity), &value, NULL, false, 1) == SPI_OK_SELECT &&
+			SPI_processed == 1)
+			why = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (why != NULL && strcmp(why, "gone") == 0)
+			outcome = CLERK_EVENT_GONE;
+		else if (why != NULL && strcmp(why, "unchanged") == 0)
+			outcome = CLERK_EVENT_UNCHANGED;
+		else
+			outcome = CLERK_EVENT_STALE;
+	}
+	SPI_finish();
+	return outcome;
+}
+
+ClerkEventOutcome
+clerk_store_delete(ClerkEntity entity, Jsonb *obj, TimestampTz deleted_at, int64 *cascaded)
+{
+	Datum		values[2];
+	ClerkEventOutcome outcome;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	values[0] = JsonbPGetDatum(obj);
+	values[1] = TimestampTzGetDatum(deleted_at);
+	if (SPI_execute_plan(delete_plan(entity), values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "clerk_sync soft delete failed");
+	if (SPI_processed == 1)
+		outcome = returned_inserted() ? CLERK_EVENT_TOMBSTONE : CLERK_EVENT_DELETED;
+	else
+		outcome = CLERK_EVENT_GONE;
+
+	if (cascaded != NULL)
+		*cascaded = 0;
+	if (entity == CLERK_USERS || entity == CLERK_ORGANIZATIONS)
+	{
+		char	   *id = object_id(obj);
+
+		if (id != NULL)
+		{
+			values[0] = CStringGetTextDatum(id);
+			if (SPI_execute_plan(cascade_plan(entity), values, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "clerk_sync could not soft-delete memberships");
+			if (cascaded != NULL)
+				*cascaded = (int64) SPI_processed;
+		}
+	}
+	SPI_finish();
+	return outcome;
 }

@@ -6,6 +6,7 @@
 #ifndef CLERK_STORE_H
 #define CLERK_STORE_H
 
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
 typedef enum ClerkEntity
@@ -49,5 +50,47 @@ extern void clerk_store_page(ClerkEntity entity, Jsonb *page, bool dry_run,
 extern void clerk_audit(const char *action, const char *entity_type,
 						const char *entity_id, const char *organization_id,
 						int64 run_id, const char *details_json);
+
+/* ---- single events, as webhooks deliver them ---- */
+
+/* What clerk_store_event() or clerk_store_delete() did with one object. */
+typedef enum ClerkEventOutcome
+{
+	CLERK_EVENT_INSERTED,		/* no row yet: inserted */
+	CLERK_EVENT_UPDATED,		/* the stored row was as old or older: replaced */
+	CLERK_EVENT_UNCHANGED,		/* the stored row already holds this object */
+	CLERK_EVENT_STALE,			/* the stored row is newer: left as it is */
+	CLERK_EVENT_GONE,			/* the row is soft-deleted: left deleted */
+	CLERK_EVENT_DELETED,		/* a live row was soft-deleted */
+	CLERK_EVENT_TOMBSTONE		/* no row yet: stored already deleted */
+} ClerkEventOutcome;
+
+/* "inserted", "updated", "unchanged", "stale", "gone", "deleted", "tombstone" */
+extern const char *clerk_event_outcome_name(ClerkEventOutcome outcome);
+
+/*
+ * Write one object of `entity` that an event says is current, through the
+ * same mapping (clerk.map_*) and column list as clerk_store_page(), but
+ * never over newer data: the stored row is replaced only when it is live
+ * and its updated_at is not later than the object's.  A soft-deleted row
+ * stays deleted, so an event delivered late cannot resurrect it.
+ *
+ * Call inside a transaction, with a snapshot, as the role that owns the
+ * tables; the function connects to SPI itself.  Errors are not caught.
+ */
+extern ClerkEventOutcome clerk_store_event(ClerkEntity entity, Jsonb *obj);
+
+/*
+ * Soft-delete the object `obj` (at least {"id": ...}; a membership carries
+ * all of itself) as of `deleted_at`.  When no row exists yet, the mapped
+ * object is stored as a deleted row, a tombstone, so that a create or
+ * update delivered after the deletion cannot add it back.  Deleting a user
+ * or an organization also soft-deletes its live memberships, as Clerk
+ * does; their number goes to *cascaded when it is not NULL.
+ *
+ * Same calling conventions as clerk_store_event().
+ */
+extern ClerkEventOutcome clerk_store_delete(ClerkEntity entity, Jsonb *obj,
+											TimestampTz deleted_at, int64 *cascaded);
 
 #endif							/* CLERK_STORE_H */

@@ -11,6 +11,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -36,6 +37,8 @@ clerk_run_message(ClerkRun *run, const char *fmt,...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	/* never cut a character in two: the NOTICE is converted to the client's encoding */
+	buf[pg_mbcliplen(buf, strlen(buf), sizeof(buf) - 1)] = '\0';
 	elog(DEBUG1, "clerk_sync: %s", buf);
 	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
 	strlcpy(run->slot->msgs[run->slot->msg_seq % CLERK_MSG_RING], buf, CLERK_MSG_LEN);
@@ -55,7 +58,8 @@ clerk_run_progress(ClerkRun *run, const char *phase, int64 rows, int64 total_hin
 	run->slot->progress.pages = run->pages;
 	if (rows >= 0)
 		run->slot->progress.rows = rows;
-	run->slot->progress.total_hint = total_hint;
+	if (total_hint >= -1)		/* -2 keeps what is there */
+		run->slot->progress.total_hint = total_hint;
 	if (hs)
 	{
 		run->slot->progress.requests = hs->requests;
@@ -118,6 +122,7 @@ typedef struct PageArgs
 	bool		track_seen;
 	/* out */
 	int			count;			/* objects in the page */
+	int64		total;			/* the page's total_count, or -1 */
 	int64		min_ms;			/* oldest value of the stop field in the page */
 	int64		max_updated_ms;
 	const char *stop_field;
@@ -165,6 +170,7 @@ write_page(void *varg)
 	clerk_http_pump(run->http);
 
 	a->count = clerk_json_array_length(page);
+	a->total = clerk_json_int(page, "total_count");
 	if (a->count < 0)
 		ereport(ERROR,
 				(errcode(CLERK_ERRCODE_BAD_RESPONSE),
@@ -187,7 +193,8 @@ write_page(void *varg)
  */
 static bool
 list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *order_by,
-		   const char *stop_field, int64 since_ms, bool allow_404, int concurrency)
+		   const char *stop_field, int64 since_ms, bool allow_404, int concurrency,
+		   int64 total_hint)
 {
 	int			limit = run->settings.page_size;
 	int64		next_offset = 0;
@@ -200,6 +207,16 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 	int			inflight = 0;	/* submitted and not yet written */
 	bool		done = false;
 	bool		found = true;
+
+	/*
+	 * How many objects there are, when known (the user count, or a list's
+	 * total_count): no page is asked for past the one that ends the list.
+	 * Until it is known, the first page goes alone.
+	 */
+	int64		total = stop_field ? -1 : total_hint;
+	int			allowed = total >= 0 ? concurrency : 1;
+
+#define WITHIN_TOTAL() (total < 0 || next_offset <= total)
 
 	/* ask for the page after the last one asked for */
 #define SUBMIT_NEXT_PAGE() \
@@ -224,7 +241,8 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 		ClerkHttpResult res;
 		PageArgs	a;
 
-		while (inflight < concurrency)
+		/* (the list can outgrow its total while it is read: then go on) */
+		while (inflight < allowed && (WITHIN_TOTAL() || inflight == 0))
 			SUBMIT_NEXT_PAGE();
 		clerk_http_pump(run->http);
 
@@ -237,9 +255,12 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 		}
 		clerk_http_check(&res, paths[head]);
 
-		/* the next page goes out before this one is written */
-		SUBMIT_NEXT_PAGE();
-		clerk_http_pump(run->http);
+		/* the next page goes out before this one is written (the head is in hand) */
+		if (allowed > 1 && inflight - 1 < allowed && WITHIN_TOTAL())
+		{
+			SUBMIT_NEXT_PAGE();
+			clerk_http_pump(run->http);
+		}
 
 		memset(&a, 0, sizeof(a));
 		a.run = run;
@@ -257,6 +278,9 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 
 		if (entity == CLERK_USERS && a.max_updated_ms > run->high_water_ms)
 			run->high_water_ms = a.max_updated_ms;
+		if (!stop_field && a.total >= 0)
+			total = a.total;
+		allowed = concurrency;
 		if (a.count < limit)
 			done = true;
 		if (stop_field && a.min_ms >= 0 && a.min_ms < since_ms)
@@ -282,6 +306,7 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 	pfree(ids);
 	return found;
 #undef SUBMIT_NEXT_PAGE
+#undef WITHIN_TOTAL
 }
 
 static void
@@ -371,11 +396,11 @@ sync_memberships(ClerkRun *run)
 	{
 		/* newest first; memberships made since the mark are at the front */
 		if (list_pages(run, CLERK_MEMBERSHIPS, "/organization_memberships", "-created_at",
-					   "created_at", run->since_ms, true, 1))
+					   "created_at", run->since_ms, true, 1, -1))
 			return;
 	}
 	else if (list_pages(run, CLERK_MEMBERSHIPS, "/organization_memberships", "created_at",
-						NULL, 0, true, run->settings.concurrency))
+						NULL, 0, true, run->settings.concurrency, -1))
 		return;
 
 	/* no instance-wide listing here: ask each organization listed in this run */
@@ -392,7 +417,7 @@ sync_memberships(ClerkRun *run)
 			continue;
 		path = psprintf("/organizations/%s/memberships", org);
 		/* an organization deleted meanwhile answers 404: it has no members */
-		(void) list_pages(run, CLERK_MEMBERSHIPS, path, "created_at", NULL, 0, true, 1);
+		(void) list_pages(run, CLERK_MEMBERSHIPS, path, "created_at", NULL, 0, true, 1, -1);
 		pfree(path);
 	}
 }
@@ -662,16 +687,17 @@ clerk_sync_execute(ClerkRun *run)
 					  full_listing ? "listing" : "fetching recent changes", run->users_total_hint);
 	clerk_run_progress(run, "users", 0, run->users_total_hint);
 	if (full_listing)
-		list_pages(run, CLERK_USERS, "/users", "created_at", NULL, 0, false, run->settings.concurrency);
+		list_pages(run, CLERK_USERS, "/users", "created_at", NULL, 0, false,
+				   run->settings.concurrency, run->users_total_hint);
 	else
-		list_pages(run, CLERK_USERS, "/users", "-updated_at", "updated_at", run->since_ms, false, 1);
+		list_pages(run, CLERK_USERS, "/users", "-updated_at", "updated_at", run->since_ms, false, 1, -1);
 	phase_message(run, CLERK_USERS);
 
 	/* organizations: few, so always listed in full */
 	clerk_run_progress(run, "organizations", 0, -1);
 	clerk_run_message(run, "organizations: listing");
 	list_pages(run, CLERK_ORGANIZATIONS, "/organizations?include_members_count=true", "created_at",
-			   NULL, 0, false, run->settings.concurrency);
+			   NULL, 0, false, run->settings.concurrency, -1);
 	phase_message(run, CLERK_ORGANIZATIONS);
 
 	clerk_run_message(run, "memberships: listing");

@@ -41,15 +41,9 @@ worker_sigterm(SIGNAL_ARGS)
 	int			save_errno = errno;
 
 	got_sigterm = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-
-static void
-worker_sigusr2(SIGNAL_ARGS)
-{
-	int			save_errno = errno;
-
+	/* also stop a query or lock wait in progress, as a cancel would */
+	InterruptPending = true;
+	QueryCancelPending = true;
 	SetLatch(MyLatch);
 	errno = save_errno;
 }
@@ -225,8 +219,9 @@ clerk_sync_worker_main(Datum main_arg)
 	ErrorData  *volatile edata = NULL;
 	MemoryContext mcxt;
 
+	/* SIGINT (clerk_sync_cancel) keeps the standard statement cancel handler */
+	pqsignal(SIGINT, StatementCancelHandler);
 	pqsignal(SIGTERM, worker_sigterm);
-	pqsignal(SIGUSR2, worker_sigusr2);
 	BackgroundWorkerUnblockSignals();
 
 	clerk_shmem_attach();
@@ -331,7 +326,10 @@ clerk_sync_worker_main(Datum main_arg)
 	/* recording the outcome must not be cut short by the cancel that caused it */
 	got_sigterm = false;
 	clerk_http_interrupt_check = NULL;
+	HOLD_INTERRUPTS();
+	QueryCancelPending = false;
 	clerk_in_transaction(end_run, &eargs);
+	RESUME_INTERRUPTS();
 
 	proc_exit(0);
 }

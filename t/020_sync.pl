@@ -242,6 +242,38 @@ is($state, '42501', 'nor call what it was not granted');
 unlike($node->safe_psql('postgres', 'SET ROLE clerk_operator; SELECT clerk_status()::text'), qr/\Q${\ $mock->secret_key }\E/,
    'clerk_status does not show the key');
 
+# ---- a caller's search_path cannot put its objects in the run's queries ----
+q1(q{CREATE SCHEMA evil AUTHORIZATION clerk_operator});
+$node->safe_psql('postgres', q{
+    SET ROLE clerk_operator;
+    CREATE FUNCTION evil.eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS
+      $$ BEGIN RAISE EXCEPTION 'evil operator ran as %', current_user; END $$;
+    CREATE OPERATOR evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.eq);
+    CREATE FUNCTION evil.jsonb_array_elements(jsonb) RETURNS SETOF jsonb LANGUAGE plpgsql AS
+      $$ BEGIN RAISE EXCEPTION 'evil function ran as %', current_user; END $$;
+    ALTER ROLE clerk_operator SET search_path = evil, pg_catalog, public;});
+is($node->safe_psql('postgres', 'SET ROLE clerk_operator; SET search_path = evil, pg_catalog, public; SELECT status FROM clerk_sync_all()'),
+   'succeeded', 'a sync with a hostile search_path succeeds');
+unlike(slurp_file($node->logfile), qr/ERROR:  evil (operator|function) ran as/, "and never runs the caller's objects");
+q1(q{ALTER ROLE clerk_operator RESET search_path});
+
+# ---- the caller's statement_timeout takes its run down ----
+$mock->configure(latency_ms => 300);
+($state) = sql_error($node, q{SET clerk_sync.concurrency = 1; SET statement_timeout = '1500ms'; SELECT clerk_sync_all()});
+is($state, '57014', 'statement_timeout cancels the waiting call');
+$id = q1('SELECT max(id) FROM clerk.sync_runs');
+is(wait_for_run($node, $id), 'canceled', 'and the run it started ends canceled');
+$mock->configure(latency_ms => 0);
+
+# ---- a call of another kind waits for the run in progress, then runs ----
+$mock->configure(latency_ms => 200);
+$id = q1(q{SET clerk_sync.concurrency = 1; SELECT id FROM clerk_sync_all(wait => false)});
+$node->psql('postgres', 'SELECT dry_run FROM clerk_sync_all(dry_run => true)', stdout => \$stdout, stderr => \$stderr);
+is($stdout, 't', 'a dry run asked for during a full run is a dry run');
+like($stderr, qr/waiting for the full sync run in progress to finish/, 'after waiting for the full run');
+is(q1("SELECT status FROM clerk.sync_runs WHERE id = $id"), 'succeeded', 'which finished first');
+$mock->configure(latency_ms => 0);
+
 # ---- the key is in no table and not in the server log ----
 my $key = $mock->secret_key;
 # (the key is read server-side, so these queries do not put it in the log)

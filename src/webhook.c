@@ -1,0 +1,682 @@
+/*
+ * webhook.c
+ *		Clerk webhooks: Svix signature verification and event dispatch.
+ *
+ * clerk_handle_webhook() takes what an HTTP endpoint received from Clerk
+ * (the raw body and the svix-id, svix-timestamp and svix-signature
+ * headers), verifies it the way Svix's own libraries do, records the
+ * delivery id so that a retried delivery is applied once, and writes the
+ * event's object through the same mapping and upsert as the sync
+ * (store.c), which also keeps late or reordered events from overwriting
+ * newer data.  Nothing is read from the body, and nothing is written,
+ * before the signature has been checked.
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <sodium.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "clerk_sync.h"
+#include "store.h"
+#include "webhook.h"
+
+/*
+ * The stored secret lives in webhook_secret.c, which is built only together
+ * with the credentials vault; until then these are NULL.
+ */
+#pragma weak clerk_webhook_stored_secret
+#pragma weak clerk_webhook_store_secret
+
+PG_FUNCTION_INFO_V1(clerk_handle_webhook);
+PG_FUNCTION_INFO_V1(clerk_set_webhook_secret);
+
+#define WHSEC_PREFIX "whsec_"
+#define WHSEC_PREFIX_LEN 6
+#define WEBHOOK_SECRET_MAX_LEN 1024
+#define WEBHOOK_PRUNE_BATCH 100
+
+/* Settings */
+static char *clerk_sync_webhook_secret = NULL;
+static char *clerk_sync_webhook_now = NULL;
+
+/* What an event type does. */
+typedef enum WebhookAction
+{
+	WEBHOOK_UPSERT,				/* data is the object as it is now */
+	WEBHOOK_DELETE				/* data is the deleted object (or just its id) */
+} WebhookAction;
+
+typedef struct WebhookEventType
+{
+	const char *type;
+	ClerkEntity entity;
+	WebhookAction action;
+} WebhookEventType;
+
+static const WebhookEventType webhook_event_types[] = {
+	{"user.created", CLERK_USERS, WEBHOOK_UPSERT},
+	{"user.updated", CLERK_USERS, WEBHOOK_UPSERT},
+	{"user.deleted", CLERK_USERS, WEBHOOK_DELETE},
+	{"organization.created", CLERK_ORGANIZATIONS, WEBHOOK_UPSERT},
+	{"organization.updated", CLERK_ORGANIZATIONS, WEBHOOK_UPSERT},
+	{"organization.deleted", CLERK_ORGANIZATIONS, WEBHOOK_DELETE},
+	{"organizationMembership.created", CLERK_MEMBERSHIPS, WEBHOOK_UPSERT},
+	{"organizationMembership.updated", CLERK_MEMBERSHIPS, WEBHOOK_UPSERT},
+	{"organizationMembership.deleted", CLERK_MEMBERSHIPS, WEBHOOK_DELETE},
+};
+
+/* One parsed event. */
+typedef struct WebhookEvent
+{
+	char	   *type;
+	const WebhookEventType *known;	/* NULL for types clerk_sync ignores */
+	Jsonb	   *data;			/* the "data" object, if there is one */
+	char	   *object_id;
+	char	   *organization_id;
+	int64		timestamp_ms;	/* when Clerk says it happened; 0 if unknown */
+} WebhookEvent;
+
+/* Saved plans, made on first use. */
+static SPIPlanPtr delivery_plan;
+static SPIPlanPtr outcome_plan;
+static SPIPlanPtr prune_plan;
+
+
+/* ---------------------------------------------------------------------
+ * Settings
+ * ---------------------------------------------------------------------
+ */
+
+/* clerk_sync.webhook_now: empty, or a whole number of seconds. */
+static bool
+check_webhook_now(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+
+	if (p == NULL || *p == '\0')
+		return true;
+	if (strlen(p) > 18 || strspn(p, "0123456789") != strlen(p))
+	{
+		GUC_check_errdetail("clerk_sync.webhook_now is a Unix time in whole seconds, or 0 for the server clock.");
+		return false;
+	}
+	return true;
+}
+
+void
+clerk_webhook_init(void)
+{
+	/*
+	 * No check hook: a rejected value would be repeated in the error
+	 * message, and this one is a secret.  clerk_handle_webhook() says when
+	 * it cannot be used.
+	 */
+	DefineCustomStringVariable("clerk_sync.webhook_secret",
+							   "Signing secret of the Clerk webhook endpoint (whsec_...).",
+							   "clerk_handle_webhook() uses it when no secret was stored with clerk_set_webhook_secret().",
+							   &clerk_sync_webhook_secret,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("clerk_sync.webhook_now",
+							   "Unix time, in seconds, that webhook verification takes for the current time.",
+							   "For tests with fixed signed deliveries; 0 uses the server clock.",
+							   &clerk_sync_webhook_now,
+							   "0",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   check_webhook_now, NULL, NULL);
+}
+
+
+/* ---------------------------------------------------------------------
+ * Svix verification
+ * ---------------------------------------------------------------------
+ */
+
+/* The current Unix time, or clerk_sync.webhook_now when it is set. */
+static int64
+webhook_clock(void)
+{
+	if (clerk_sync_webhook_now != NULL && clerk_sync_webhook_now[0] != '\0')
+	{
+		int64		fixed = strtoi64(clerk_sync_webhook_now, NULL, 10);
+
+		if (fixed > 0)
+			return fixed;
+	}
+	return (int64) timestamptz_to_time_t(GetCurrentTimestamp());
+}
+
+/*
+ * The webhook secret: the stored one if there is one, else the setting;
+ * NULL when neither is set.  The result is palloc'd; callers zero it.
+ */
+static char *
+webhook_secret(void)
+{
+	char	   *secret = NULL;
+
+	if (clerk_webhook_stored_secret != NULL)
+	{
+		secret = clerk_webhook_stored_secret();
+		if (secret != NULL && secret[0] != '\0')
+			return secret;
+	}
+	if (clerk_sync_webhook_secret != NULL && clerk_sync_webhook_secret[0] != '\0')
+		return pstrdup(clerk_sync_webhook_secret);
+	return NULL;
+}
+
+/*
+ * The HMAC key of a Svix secret: "whsec_" (optional) and standard base64.
+ * Returns NULL, with nothing of the secret left behind, when it is not one.
+ */
+static unsigned char *
+webhook_key(const char *secret, size_t *keylen)
+{
+	const char *b64 = secret;
+	size_t		len;
+	size_t		cap;
+	unsigned char *key;
+
+	if (strncmp(b64, WHSEC_PREFIX, WHSEC_PREFIX_LEN) == 0)
+		b64 += WHSEC_PREFIX_LEN;
+	len = strlen(b64);
+	if (len == 0 || len > WEBHOOK_SECRET_MAX_LEN)
+		return NULL;
+	cap = len / 4 * 3 + 3;
+	key = palloc(cap);
+	if (sodium_base642bin(key, cap, b64, len, NULL, keylen, NULL,
+						  sodium_base64_VARIANT_ORIGINAL) != 0 || *keylen == 0)
+	{
+		sodium_memzero(key, cap);
+		pfree(key);
+		return NULL;
+	}
+	return key;
+}
+
+static void
+report_unusable_secret(void)
+{
+	ereport(ERROR,
+			(errcode(CLERK_ERRCODE_WEBHOOK_NO_SECRET),
+			 errmsg("the webhook secret is not a Svix signing secret"),
+			 errdetail("A signing secret is \"whsec_\" followed by standard base64, as the Clerk Dashboard shows it for the endpoint."),
+			 errhint("Set clerk_sync.webhook_secret, or call clerk_set_webhook_secret(), with the endpoint's signing secret.")));
+}
+
+/*
+ * Check one delivery: the timestamp within the tolerance, and one of the
+ * v1 signatures equal to HMAC-SHA256(key, "id.timestamp.body").  Returns
+ * only if the delivery is authentic; every failure is an ERROR with its
+ * own SQLSTATE, and no message carries the secret or the expected
+ * signature.
+ */
+static void
+webhook_verify(const char *body, size_t bodylen, const char *msg_id,
+			   const char *ts_text, const char *signatures)
+{
+	char	   *secret;
+	unsigned char *key;
+	size_t		keylen;
+	int64		ts;
+	int64		now;
+	char	   *end;
+	char		ts_canonical[32];
+	crypto_auth_hmacsha256_state state;
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+	char		expected[sodium_base64_ENCODED_LEN(crypto_auth_hmacsha256_BYTES,
+												   sodium_base64_VARIANT_ORIGINAL)];
+	size_t		expected_len;
+	char	   *list;
+	char	   *entry;
+	char	   *save;
+	bool		any_v1 = false;
+	bool		matched = false;
+
+	/* the timestamp: a whole number of seconds, close to now */
+	errno = 0;
+	ts = strtoi64(ts_text, &end, 10);
+	if (errno != 0 || end == ts_text || *end != '\0' ||
+		!(ts_text[0] == '-' || ts_text[0] == '+' || isdigit((unsigned char) ts_text[0])))
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_WEBHOOK_BAD_TIMESTAMP),
+				 errmsg("invalid svix-timestamp header"),
+				 errdetail("The svix-timestamp header must be a Unix time in whole seconds.")));
+	now = webhook_clock();
+	if (ts < now - CLERK_WEBHOOK_TOLERANCE_SECONDS || ts > now + CLERK_WEBHOOK_TOLERANCE_SECONDS)
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_WEBHOOK_TOLERANCE),
+				 errmsg("webhook timestamp is too far in the %s", ts < now ? "past" : "future"),
+				 errdetail("The svix-timestamp is " INT64_FORMAT " and the database server's clock is at " INT64_FORMAT "; they may be at most %d seconds apart.",
+						   ts, now, CLERK_WEBHOOK_TOLERANCE_SECONDS),
+				 errhint("A replayed old delivery is rejected by design; otherwise check the clocks.")));
+
+	secret = webhook_secret();
+	if (secret == NULL)
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_WEBHOOK_NO_SECRET),
+				 errmsg("no webhook secret is configured"),
+				 errdetail("clerk_handle_webhook() verifies each delivery with the endpoint's signing secret."),
+				 errhint("Set clerk_sync.webhook_secret, or call clerk_set_webhook_secret(), with the signing secret the Clerk Dashboard shows for the endpoint.")));
+
+	key = webhook_key(secret, &keylen);
+	sodium_memzero(secret, strlen(secret));
+	pfree(secret);
+	if (key == NULL)
+		report_unusable_secret();
+
+	/* Svix signs the timestamp as a plain integer */
+	snprintf(ts_canonical, sizeof(ts_canonical), INT64_FORMAT, ts);
+	crypto_auth_hmacsha256_init(&state, key, keylen);
+	crypto_auth_hmacsha256_update(&state, (const unsigned char *) msg_id, strlen(msg_id));
+	crypto_auth_hmacsha256_update(&state, (const unsigned char *) ".", 1);
+	crypto_auth_hmacsha256_update(&state, (const unsigned char *) ts_canonical, strlen(ts_canonical));
+	crypto_auth_hmacsha256_update(&state, (const unsigned char *) ".", 1);
+	crypto_auth_hmacsha256_update(&state, (const unsigned char *) body, bodylen);
+	crypto_auth_hmacsha256_final(&state, mac);
+	sodium_memzero(&state, sizeof(state));
+	sodium_memzero(key, keylen);
+	pfree(key);
+	sodium_bin2base64(expected, sizeof(expected), mac, sizeof(mac), sodium_base64_VARIANT_ORIGINAL);
+	sodium_memzero(mac, sizeof(mac));
+	expected_len = strlen(expected);
+
+	/*
+	 * "v1,<base64> v1,<base64> ...": entries of other versions, and entries
+	 * without a comma, are skipped.  Every v1 entry is compared, in
+	 * constant time, even after a match.
+	 */
+	list = pstrdup(signatures);
+	for (entry = strtok_r(list, " ", &save); entry != NULL; entry = strtok_r(NULL, " ", &save))
+	{
+		char	   *comma = strchr(entry, ',');
+
+		if (comma == NULL)
+			continue;
+		*comma = '\0';
+		if (strcmp(entry, "v1") != 0)
+			continue;
+		any_v1 = true;
+		if (strlen(comma + 1) == expected_len &&
+			sodium_memcmp(comma + 1, expected, expected_len) == 0)
+			matched = true;
+	}
+	pfree(list);
+	sodium_memzero(expected, sizeof(expected));
+
+	if (!matched)
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_WEBHOOK_BAD_SIGNATURE),
+				 errmsg("webhook signature does not match"),
+				 any_v1 ?
+				 errdetail("No v1 signature in the svix-signature header matches the body, svix-id and svix-timestamp signed with the webhook secret.") :
+				 errdetail("The svix-signature header has no v1 signature."),
+				 errhint("Check that the webhook secret is this endpoint's signing secret, and that the body is passed exactly as received.")));
+}
+
+
+/* ---------------------------------------------------------------------
+ * The event
+ * ---------------------------------------------------------------------
+ */
+
+static void
+webhook_body_context(void *arg)
+{
+	errcontext("webhook body of delivery %s", (const char *) arg);
+}
+
+/* Member `key` of a JSON object as a palloc'd string, or NULL. */
+static char *
+json_string(JsonbContainer *obj, const char *key)
+{
+	JsonbValue	v;
+
+	if (getKeyJsonValueFromContainer(obj, key, strlen(key), &v) == NULL || v.type != jbvString)
+		return NULL;
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
+static void
+report_bad_payload(const char *msg_id, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(CLERK_ERRCODE_WEBHOOK_BAD_PAYLOAD),
+			 errmsg("webhook %s is not a Clerk event", msg_id),
+			 errdetail("%s", detail)));
+}
+
+/* Parse a verified body into the event it carries. */
+static void
+webhook_parse(const char *body, const char *msg_id, WebhookEvent *ev)
+{
+	ErrorContextCallback errcallback;
+	Jsonb	   *j;
+	JsonbValue	v;
+	int			i;
+
+	errcallback.callback = webhook_body_context;
+	errcallback.arg = (void *) msg_id;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body)));
+	error_context_stack = errcallback.previous;
+
+	memset(ev, 0, sizeof(*ev));
+	if (!JB_ROOT_IS_OBJECT(j))
+		report_bad_payload(msg_id, "The body is not a JSON object.");
+	ev->type = json_string(&j->root, "type");
+	if (ev->type == NULL || ev->type[0] == '\0')
+		report_bad_payload(msg_id, "The body has no \"type\" string.");
+
+	/* the envelope's timestamp: Unix milliseconds (a value in seconds is taken as such) */
+	if (getKeyJsonValueFromContainer(&j->root, "timestamp", 9, &v) != NULL && v.type == jbvNumeric)
+	{
+		double		t = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+														   NumericGetDatum(v.val.numeric)));
+
+		if (t > 0 && t < 1e11)
+			t *= 1000;
+		if (t > 0 && t < 1e15)
+			ev->timestamp_ms = (int64) t;
+	}
+
+	/* the object, and its id (recorded for every event type) */
+	if (getKeyJsonValueFromContainer(&j->root, "data", 4, &v) != NULL &&
+		v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
+	{
+		ev->data = JsonbValueToJsonb(&v);
+		ev->object_id = json_string(&ev->data->root, "id");
+	}
+
+	for (i = 0; i < lengthof(webhook_event_types); i++)
+		if (strcmp(ev->type, webhook_event_types[i].type) == 0)
+			ev->known = &webhook_event_types[i];
+	if (ev->known == NULL)
+		return;
+
+	if (ev->data == NULL)
+		report_bad_payload(msg_id, psprintf("A %s event has a \"data\" object.", ev->type));
+	if (ev->object_id == NULL || ev->object_id[0] == '\0')
+		report_bad_payload(msg_id, psprintf("The \"data\" of a %s event has an \"id\" string.", ev->type));
+
+	if (ev->known->entity == CLERK_ORGANIZATIONS)
+		ev->organization_id = pstrdup(ev->object_id);
+	else if (ev->known->entity == CLERK_MEMBERSHIPS)
+	{
+		if (getKeyJsonValueFromContainer(&ev->data->root, "organization", 12, &v) != NULL &&
+			v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
+			ev->organization_id = json_string(v.val.binary.data, "id");
+	}
+}
+
+
+/* ---------------------------------------------------------------------
+ * Writing
+ * ---------------------------------------------------------------------
+ */
+
+static SPIPlanPtr
+webhook_prepare(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * Record the delivery; false if its id was recorded already.  Being the
+ * first write, it also orders concurrent deliveries of one id: the second
+ * waits for the first to commit, and then finds it.
+ */
+static bool
+record_delivery(const char *msg_id, const WebhookEvent *ev, const char *result)
+{
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	if (delivery_plan == NULL)
+	{
+		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+
+		delivery_plan = webhook_prepare("INSERT INTO clerk.webhook_deliveries "
+										"(svix_id, event_type, object_id, result) "
+										"VALUES ($1, $2, $3, $4) ON CONFLICT (svix_id) DO NOTHING",
+										4, types);
+	}
+	values[0] = CStringGetTextDatum(msg_id);
+	values[1] = CStringGetTextDatum(ev->type);
+	if (ev->object_id != NULL)
+		values[2] = CStringGetTextDatum(ev->object_id);
+	else
+		nulls[2] = 'n';
+	values[3] = CStringGetTextDatum(result);
+	if (SPI_execute_plan(delivery_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the webhook delivery");
+	return SPI_processed == 1;
+}
+
+static void
+record_outcome(const char *msg_id, const char *outcome)
+{
+	Datum		values[2];
+
+	if (outcome_plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+
+		outcome_plan = webhook_prepare("UPDATE clerk.webhook_deliveries SET outcome = $2 "
+									   "WHERE svix_id = $1", 2, types);
+	}
+	values[0] = CStringGetTextDatum(msg_id);
+	values[1] = CStringGetTextDatum(outcome);
+	if (SPI_execute_plan(outcome_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the outcome of the webhook delivery");
+}
+
+/*
+ * Forget deliveries older than clerk_sync.log_retention, a batch at a time,
+ * skipping rows another session is pruning: a busy endpoint shares the
+ * work out without anyone waiting.
+ */
+static void
+prune_deliveries(void)
+{
+	Datum		value;
+
+	if (clerk_sync_log_retention <= 0)
+		return;
+	if (prune_plan == NULL)
+	{
+		Oid			types[1] = {INT4OID};
+
+		prune_plan = webhook_prepare("DELETE FROM clerk.webhook_deliveries WHERE svix_id IN "
+									 "(SELECT svix_id FROM clerk.webhook_deliveries "
+									 " WHERE received_at < pg_catalog.now() - pg_catalog.make_interval(mins => $1) "
+									 " ORDER BY received_at LIMIT " CppAsString2(WEBHOOK_PRUNE_BATCH)
+									 " FOR UPDATE SKIP LOCKED)",
+									 1, types);
+	}
+	value = Int32GetDatum(clerk_sync_log_retention);
+	if (SPI_execute_plan(prune_plan, &value, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not prune clerk.webhook_deliveries");
+}
+
+/* Unix milliseconds as a timestamptz. */
+static TimestampTz
+ms_to_timestamptz(int64 ms)
+{
+	return (TimestampTz) (ms * 1000) -
+		((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+}
+
+/* Apply a known event through store.c and audit it; returns the outcome. */
+static const char *
+apply_event(const char *msg_id, const WebhookEvent *ev)
+{
+	ClerkEventOutcome outcome;
+	int64		cascaded = 0;
+	StringInfoData details;
+
+	if (ev->known->action == WEBHOOK_UPSERT)
+		outcome = clerk_store_event(ev->known->entity, ev->data);
+	else
+	{
+		TimestampTz at = ev->timestamp_ms > 0 ? ms_to_timestamptz(ev->timestamp_ms) :
+			GetCurrentTransactionStartTimestamp();
+
+		outcome = clerk_store_delete(ev->known->entity, ev->data, at, &cascaded);
+	}
+
+	initStringInfo(&details);
+	appendStringInfoString(&details, "{\"svix_id\": ");
+	escape_json(&details, msg_id);
+	appendStringInfo(&details, ", \"outcome\": \"%s\"", clerk_event_outcome_name(outcome));
+	if (ev->timestamp_ms > 0)
+		appendStringInfo(&details, ", \"event_timestamp\": " INT64_FORMAT, ev->timestamp_ms);
+	if (cascaded > 0)
+		appendStringInfo(&details, ", \"memberships_deleted\": " INT64_FORMAT, cascaded);
+	appendStringInfoChar(&details, '}');
+	clerk_audit(psprintf("webhook.%s", ev->type), clerk_entity_name(ev->known->entity),
+				ev->object_id, ev->organization_id, 0, details.data);
+
+	return clerk_event_outcome_name(outcome);
+}
+
+/* The value of a header argument; a missing or empty one is an error. */
+static char *
+header_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	char	   *value = PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
+
+	if (value == NULL || value[0] == '\0')
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_WEBHOOK_MISSING),
+				 errmsg("webhook header %s is missing", name),
+				 errdetail("Every Clerk webhook delivery carries svix-id, svix-timestamp and svix-signature headers."),
+				 errhint("Pass the three headers as received (webhook-id, webhook-timestamp and webhook-signature are the same).")));
+	return value;
+}
+
+/*
+ * clerk_handle_webhook(body text, svix_id text, svix_timestamp text,
+ *                      svix_signature text) returns text
+ *
+ * Verify and apply one delivery.  Returns the event type applied,
+ * "duplicate" for a delivery id applied before, or "ignored:<type>" for
+ * an event type clerk_sync does not store (recorded, not an error).  The
+ * writes run as the extension's owner, so a role needs only EXECUTE.
+ */
+Datum
+clerk_handle_webhook(PG_FUNCTION_ARGS)
+{
+	text	   *body;
+	char	   *msg_id;
+	char	   *ts_text;
+	char	   *signatures;
+	WebhookEvent ev;
+	char	   *result;
+	ClerkSavedUser saved;
+	int			nestlevel;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_WEBHOOK_MISSING),
+				 errmsg("webhook body is missing"),
+				 errdetail("clerk_handle_webhook() needs the request body exactly as received.")));
+	body = PG_GETARG_TEXT_PP(0);
+	msg_id = header_arg(fcinfo, 1, "svix-id");
+	ts_text = header_arg(fcinfo, 2, "svix-timestamp");
+	signatures = header_arg(fcinfo, 3, "svix-signature");
+
+	webhook_verify(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), msg_id, ts_text, signatures);
+	webhook_parse(text_to_cstring(body), msg_id, &ev);
+	result = ev.known != NULL ? ev.type : psprintf("ignored:%s", ev.type);
+
+	/* as the owner of the tables, with nothing but pg_catalog in the path */
+	clerk_become_owner(&saved);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	if (!record_delivery(msg_id, &ev, result))
+		result = "duplicate";
+	else
+	{
+		if (ev.known != NULL)
+			record_outcome(msg_id, apply_event(msg_id, &ev));
+		prune_deliveries();
+	}
+
+	SPI_finish();
+	AtEOXact_GUC(true, nestlevel);
+	clerk_restore_user(&saved);
+
+	PG_RETURN_TEXT_P(cstring_to_text(result));
+}
+
+/*
+ * clerk_set_webhook_secret(secret text) returns void
+ *
+ * Store the endpoint's signing secret encrypted, preferred over the
+ * clerk_sync.webhook_secret setting; an empty string removes it.
+ */
+Datum
+clerk_set_webhook_secret(PG_FUNCTION_ARGS)
+{
+	text	   *arg = PG_GETARG_TEXT_PP(0);
+	char	   *secret;
+
+	if (clerk_webhook_store_secret == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("this build of clerk_sync cannot store the webhook secret"),
+				 errdetail("Storing the secret encrypted needs the credentials vault, which this build does not include."),
+				 errhint("Set clerk_sync.webhook_secret instead, in postgresql.conf or with ALTER SYSTEM.")));
+
+	secret = text_to_cstring(arg);
+	if (secret[0] != '\0')
+	{
+		size_t		keylen;
+		unsigned char *key = webhook_key(secret, &keylen);
+
+		if (key == NULL)
+		{
+			sodium_memzero(secret, strlen(secret));
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid webhook secret"),
+					 errdetail("A signing secret is \"whsec_\" followed by standard base64, as the Clerk Dashboard shows it for the endpoint.")));
+		}
+		sodium_memzero(key, keylen);
+		pfree(key);
+	}
+
+	clerk_webhook_store_secret(secret);
+
+	sodium_memzero(secret, strlen(secret));
+	if ((Pointer) arg != DatumGetPointer(PG_GETARG_DATUM(0)))
+		sodium_memzero(arg, VARSIZE_ANY(arg));
+	PG_RETURN_VOID();
+}
