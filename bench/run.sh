@@ -39,6 +39,8 @@ now() { date +%s.%N; }
 # CPU time (s) all processes of the machine used so far, and the cores
 cpu_busy() { awk '/^cpu / {print ($2 + $3 + $4 + $7 + $8) / 100}' /proc/stat; }
 NCPU=$(nproc)
+# CPU seconds a process has used (user + system)
+proc_cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 busy_pct() { echo "scale=0; 100 * ($2 - $1) / ($3 * $NCPU)" | bc; }
 elapsed() { echo "$2 - $1" | bc; }
 
@@ -64,23 +66,31 @@ reset_tables() {
 sync() {
 	local lsn0 lsn1 id pid hwm=0 v
 	lsn0=$($PSQL -c "SELECT pg_current_wal_insert_lsn()")
+	SYNC_WORKER_CPU=0
+	local mock0
+	mock0=$(proc_cpu "$MOCK_PID")
 	id=$( { settings; echo "SELECT id FROM clerk_sync_all(wait => false);"; } | $PSQL)
 	pid=$($PSQL -c "SELECT pid FROM clerk.sync_progress WHERE run_id = $id")
-	while [ "$($PSQL -c "SELECT status FROM clerk.sync_runs WHERE id = $id")" = running ]; do
-		if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
+	# watch the worker through /proc only, so the watching costs next to nothing
+	while [ -n "$pid" ] && [ -d "/proc/$pid" ]; do
+		if [ -r "/proc/$pid/status" ]; then
 			# private memory only: shared buffers the worker touches are not its own
 			v=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+			SYNC_WORKER_CPU=$(proc_cpu "$pid")
 			[ -n "$v" ] && [ "$v" -gt "$hwm" ] && hwm=$v
 		fi
-		sleep 0.2
+		sleep 0.25
 	done
+	while [ "$($PSQL -c "SELECT status FROM clerk.sync_runs WHERE id = $id")" = running ]; do sleep 0.1; done
 	lsn1=$($PSQL -c "SELECT pg_current_wal_insert_lsn()")
+	SYNC_MOCK_CPU=$(echo "$(proc_cpu "$MOCK_PID") - $mock0" | bc)
 	SYNC_STATUS=$($PSQL -c "SELECT status FROM clerk.sync_runs WHERE id = $id")
 	SYNC_SECS=$($PSQL -c "SELECT round(extract(epoch FROM finished_at - started_at), 2) FROM clerk.sync_runs WHERE id = $id")
 	SYNC_REQ=$($PSQL -c "SELECT stats ->> 'requests' FROM clerk.sync_runs WHERE id = $id")
 	SYNC_429=$($PSQL -c "SELECT stats ->> 'rate_limited' FROM clerk.sync_runs WHERE id = $id")
 	SYNC_ROWS=$($PSQL -c "SELECT sum((v ->> 'fetched')::int) FROM clerk.sync_runs, jsonb_each(stats) e(k, v) WHERE id = $id AND jsonb_typeof(v) = 'object'")
 	SYNC_WRITTEN=$($PSQL -c "SELECT sum((v ->> 'inserted')::int + (v ->> 'updated')::int + (v ->> 'deleted')::int) FROM clerk.sync_runs, jsonb_each(stats) e(k, v) WHERE id = $id AND jsonb_typeof(v) = 'object'")
+	SYNC_SPLIT=$($PSQL -c "SELECT round((stats ->> 'wait_ms')::numeric / 1000, 1) || ' s waiting for answers, ' || round((stats ->> 'write_ms')::numeric / 1000, 1) || ' s writing pages' FROM clerk.sync_runs WHERE id = $id")
 	SYNC_WAL=$($PSQL -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint")
 	SYNC_RSS_MB=$(echo "scale=1; $hwm / 1024" | bc)
 	[ "$SYNC_STATUS" = succeeded ] || { echo "bench sync $1 ended $SYNC_STATUS" >&2; $PSQL -c "SELECT error FROM clerk.sync_runs WHERE id = $id" >&2; exit 1; }
@@ -111,6 +121,9 @@ reset_tables
 c0=$(cpu_busy)
 sync full
 FULL_BUSY=$(busy_pct "$c0" "$(cpu_busy)" "$SYNC_SECS")
+FULL_WORKER_CPU=$SYNC_WORKER_CPU
+FULL_SPLIT=$SYNC_SPLIT
+FULL_MOCK_CPU=$SYNC_MOCK_CPU
 FULL=("$SYNC_SECS" "$SYNC_ROWS" "$SYNC_REQ" "$SYNC_429" "$SYNC_RSS_MB" "$SYNC_WAL" "$SYNC_WRITTEN")
 
 # --- unchanged re-sync ---
@@ -153,10 +166,12 @@ while read -r url; do
 done <"$OUT/urls.txt"
 t0=$(now)
 c0=$(cpu_busy)
+m0=$(proc_cpu "$MOCK_PID")
 curl -s --no-progress-meter --fail --parallel --parallel-max $CONC -H @"$OUT/headers.txt" -K "$OUT/curl.cfg"
 t1=$(now)
 FETCH_SECS=$(printf '%.2f' "$(elapsed "$t0" "$t1")")
 FETCH_BUSY=$(busy_pct "$c0" "$(cpu_busy)" "$FETCH_SECS")
+FETCH_MOCK_CPU=$(echo "$(proc_cpu "$MOCK_PID") - $m0" | bc)
 rm -f "$OUT/headers.txt"
 
 # --- (b) the write alone: the same JSON from local files through the same SQL ---
@@ -195,6 +210,8 @@ RPS=$(echo "${FULL[1]} / ${FULL[0]}" | bc)
 	echo "| mock | ${LATENCY} ms added per request, $LIMIT requests per 10 s |"
 	echo "| full sync: wall time | ${FULL[0]} s (CPU busy: ${FULL_BUSY}% of $NCPU cores) |"
 	echo "| full sync: rows/s | $RPS |"
+	echo "| full sync: where the worker's time went | $FULL_SPLIT |"
+	echo "| full sync: CPU seconds of the worker / of the mock | $FULL_WORKER_CPU / $FULL_MOCK_CPU |"
 	echo "| full sync: requests | ${FULL[2]} |"
 	echo "| full sync: 429s received | ${FULL[3]} |"
 	echo "| full sync: worker peak private RSS (RssAnon) | ${FULL[4]} MB |"
@@ -205,7 +222,7 @@ RPS=$(echo "${FULL[1]} / ${FULL[0]}" | bc)
 	echo "| incremental after $CHANGED users changed: wall time | $INC_SECS s (full sync: ${FULL[0]} s) |"
 	echo "| incremental: requests | $INC_REQ = **$INC_PCT%** of the full sync's ${FULL[2]} (target at most 5%) |"
 	echo "| incremental: users updated / changes present afterwards | $INC_UPD / $INC_GOT of $CHANGED |"
-	echo "| (a) fetch alone ($NURLS requests, curl, concurrency $CONC) | $FETCH_SECS s (CPU busy: ${FETCH_BUSY}%) |"
+	echo "| (a) fetch alone ($NURLS requests, curl, concurrency $CONC) | $FETCH_SECS s (CPU busy: ${FETCH_BUSY}%; mock CPU $FETCH_MOCK_CPU s) |"
 	echo "| (b) write alone ($LOADED rows from files, same SQL) | $WRITE_SECS s (CPU busy: ${WRITE_BUSY}%) |"
 	echo "| full sync / slower of (a), (b) | **$RATIO** (target at most 1.5) |"
 	echo "| worker peak private RSS (RssAnon), $SMALL users | $SMALL_RSS MB (sync took $SMALL_SECS s) |"

@@ -181,9 +181,10 @@ record_seen(ClerkEntity e, Jsonb *page)
 	{
 		Oid			types[2] = {TEXTOID, JSONBOID};
 
-		seen_plan = prepare_saved("INSERT INTO pg_temp.clerk_seen (entity, id) "
-								  "SELECT $1, o ->> 'id' FROM clerk.objects($2) o "
-								  "WHERE o ->> 'id' IS NOT NULL ON CONFLICT DO NOTHING",
+		/* one row per page: the cheapest record that still costs no memory */
+		seen_plan = prepare_saved("INSERT INTO pg_temp.clerk_seen (entity, ids) "
+								  "SELECT $1, array_agg(o ->> 'id') FROM clerk.objects($2) o "
+								  "WHERE o ->> 'id' IS NOT NULL",
 								  2, types);
 	}
 	values[0] = CStringGetTextDatum(entities[e].name);

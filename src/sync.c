@@ -13,11 +13,13 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "portability/instr_time.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "clerk_api.h"
@@ -103,6 +105,7 @@ clerk_run_stats_json(ClerkRun *run)
 		appendStringInfoString(&buf, ", \"deletion\": ");
 		escape_json(&buf, run->deletion_note);
 	}
+	appendStringInfo(&buf, ", \"wait_ms\": %.0f, \"write_ms\": %.0f", run->wait_ms, run->write_ms);
 	if (run->high_water_ms > 0)
 		appendStringInfo(&buf, ", \"high_water_ms\": " INT64_FORMAT, run->high_water_ms);
 	if (run->incremental)
@@ -128,29 +131,58 @@ typedef struct PageArgs
 	const char *stop_field;
 } PageArgs;
 
-/* min(stop_field) and max(updated_at) over a page, in milliseconds. */
+/* A member of a JSON object as a whole number of milliseconds, or -1. */
+static int64
+member_ms(JsonbContainer *obj, const char *key)
+{
+	JsonbValue	v;
+	double		d;
+
+	if (getKeyJsonValueFromContainer(obj, key, strlen(key), &v) == NULL ||
+		v.type != jbvNumeric)
+		return -1;
+	/* through float8, which never fails: a nonsense value is just ignored */
+	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+										   NumericGetDatum(v.val.numeric)));
+	if (!(d >= 0 && d < 1e15))
+		return -1;
+	return (int64) d;
+}
+
+/* min(stop_field) and max(updated_at) over a page, in milliseconds (-1: none). */
 static void
 page_times(Jsonb *page, const char *stop_field, int64 *min_ms, int64 *max_updated)
 {
-	Datum		values[2];
-	Oid			types[2] = {JSONBOID, TEXTOID};
-	bool		isnull;
+	JsonbContainer *list = &page->root;
+	JsonbValue	data;
+	uint32		i,
+				n;
 
-	values[0] = JsonbPGetDatum(page);
-	values[1] = CStringGetTextDatum(stop_field ? stop_field : "updated_at");
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT min((o ->> $2)::numeric)::int8, max((o ->> 'updated_at')::numeric)::int8 "
-							  "FROM clerk.objects($1) o",
-							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read a page's timestamps");
-	*min_ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (isnull)
-		*min_ms = -1;
-	*max_updated = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	if (isnull)
-		*max_updated = -1;
-	SPI_finish();
+	*min_ms = *max_updated = -1;
+	if (JB_ROOT_IS_OBJECT(page))
+	{
+		if (getKeyJsonValueFromContainer(&page->root, "data", 4, &data) == NULL ||
+			data.type != jbvBinary)
+			return;
+		list = data.val.binary.data;
+	}
+	if (!JsonContainerIsArray(list))
+		return;
+	n = JsonContainerSize(list);
+	for (i = 0; i < n; i++)
+	{
+		JsonbValue *elem = getIthJsonbValueFromContainer(list, i);
+		int64		t;
+
+		if (elem == NULL || elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
+			continue;
+		t = member_ms(elem->val.binary.data, stop_field ? stop_field : "updated_at");
+		if (t >= 0 && (*min_ms < 0 || t < *min_ms))
+			*min_ms = t;
+		t = member_ms(elem->val.binary.data, "updated_at");
+		if (t > *max_updated)
+			*max_updated = t;
+	}
 }
 
 static void
@@ -200,7 +232,14 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 	int64		next_offset = 0;
 	int64		before = run->counts[entity].fetched;
 	const char *sep = strchr(path, '?') ? "&" : "?";
-	int			ring = concurrency + 1;	/* the page being written, and those in flight */
+	/*
+	 * Up to `concurrency` requests run at once (the HTTP client sees to
+	 * that); as many again wait queued behind them, so that a connection
+	 * whose answer has arrived starts on the next page at once, even while
+	 * a page is being written.
+	 */
+	int			depth = concurrency * 2;
+	int			ring = depth + 1;	/* the page being written, and those asked for */
 	int		   *ids = palloc(sizeof(int) * ring);
 	char	  **paths = palloc0(sizeof(char *) * ring);
 	int			head = 0;		/* the oldest request not yet written */
@@ -214,7 +253,7 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 	 * Until it is known, the first page goes alone.
 	 */
 	int64		total = stop_field ? -1 : total_hint;
-	int			allowed = total >= 0 ? concurrency : 1;
+	int			allowed = total >= 0 ? depth : 1;
 
 #define WITHIN_TOTAL() (total < 0 || next_offset <= total)
 
@@ -240,13 +279,19 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 	{
 		ClerkHttpResult res;
 		PageArgs	a;
+		instr_time	t0,
+					t1;
 
 		/* (the list can outgrow its total while it is read: then go on) */
 		while (inflight < allowed && (WITHIN_TOTAL() || inflight == 0))
 			SUBMIT_NEXT_PAGE();
 		clerk_http_pump(run->http);
 
+		INSTR_TIME_SET_CURRENT(t0);
 		clerk_http_wait(run->http, ids[head], &res);
+		INSTR_TIME_SET_CURRENT(t1);
+		INSTR_TIME_SUBTRACT(t1, t0);
+		run->wait_ms += INSTR_TIME_GET_MILLISEC(t1);
 		if (allow_404 && run->counts[entity].fetched == before && res.error == NULL &&
 			res.status == 404 && strstr(paths[head], "offset=0&") != NULL)
 		{
@@ -269,7 +314,11 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 		a.what = paths[head];
 		a.track_seen = !run->incremental;
 		a.stop_field = stop_field;
+		INSTR_TIME_SET_CURRENT(t0);
 		clerk_in_transaction(write_page, &a);
+		INSTR_TIME_SET_CURRENT(t1);
+		INSTR_TIME_SUBTRACT(t1, t0);
+		run->write_ms += INSTR_TIME_GET_MILLISEC(t1);
 		MemoryContextSwitchTo(run->run_cxt);
 		clerk_http_release(run->http, ids[head]);
 		head = (head + 1) % ring;
@@ -280,7 +329,7 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 			run->high_water_ms = a.max_updated_ms;
 		if (!stop_field && a.total >= 0)
 			total = a.total;
-		allowed = concurrency;
+		allowed = depth;
 		if (a.count < limit)
 			done = true;
 		if (stop_field && a.min_ms >= 0 && a.min_ms < since_ms)
@@ -407,7 +456,8 @@ sync_memberships(ClerkRun *run)
 	clerk_run_message(run, "memberships: the instance-wide listing is not available, listing per organization");
 	orgs = query_rows(run, run->incremental ?
 					  "SELECT id FROM clerk.organizations WHERE deleted_at IS NULL ORDER BY id" :
-					  "SELECT id FROM pg_temp.clerk_seen WHERE entity = 'organizations' ORDER BY id");
+					  "SELECT DISTINCT unnest(ids) AS id FROM pg_temp.clerk_seen "
+					  "WHERE entity = 'organizations' ORDER BY id");
 	foreach(lc, orgs)
 	{
 		char	   *org = ((char **) lfirst(lc))[0];
@@ -581,11 +631,13 @@ deletion_sweep(ClerkRun *run)
 		rows = query_rows(run, psprintf("SELECT count(*) FROM %s WHERE deleted_at IS NULL", table));
 		active[e] = strtoll(((char **) linitial(rows))[0], NULL, 10);
 		candidates[e] = query_rows(run, psprintf(
+												 "WITH seen AS (SELECT unnest(ids) AS id FROM pg_temp.clerk_seen WHERE entity = '%s') "
 												 "SELECT t.id%s FROM %s t WHERE t.deleted_at IS NULL AND NOT EXISTS "
-												 "(SELECT 1 FROM pg_temp.clerk_seen s WHERE s.entity = '%s' AND s.id = t.id) "
+												 "(SELECT 1 FROM seen s WHERE s.id = t.id) "
 												 "ORDER BY t.id",
+												 clerk_entity_name(e),
 												 e == CLERK_MEMBERSHIPS ? ", t.organization_id, t.user_id" : "",
-												 table, clerk_entity_name(e)));
+												 table));
 		if (list_length(candidates[e]) > 0 &&
 			list_length(candidates[e]) > run->settings.max_delete_fraction * active[e])
 		{

@@ -29,6 +29,8 @@ typedef struct ClerkRun
 	int64		high_water_ms;	/* newest user updated_at seen (incremental) */
 	int64		since_ms;		/* incremental: fetch users updated after this */
 	int64		users_total_hint;
+	double		wait_ms;		/* time spent waiting for answers */
+	double		write_ms;		/* time spent writing pages */
 } ClerkRun;
 
 /* Do the run's work; throws on failure (the worker records the outcome). */

@@ -151,9 +151,8 @@ begin_run(void *varg)
 	details = psprintf("{\"kind\": \"%s\", \"dry_run\": %s}",
 					   run->incremental ? "incremental" : "full", run->dry_run ? "true" : "false");
 	clerk_audit("sync.start", NULL, NULL, NULL, run->run_id, details);
-	/* ids listed during this run, for the deletion sweep */
-	SPI_execute("CREATE TEMP TABLE IF NOT EXISTS clerk_seen "
-				"(entity text, id text, PRIMARY KEY (entity, id))", false, 0);
+	/* ids listed during this run, a row per page, for the deletion sweep */
+	SPI_execute("CREATE TEMP TABLE IF NOT EXISTS clerk_seen (entity text, ids text[])", false, 0);
 	SPI_finish();
 }
 
