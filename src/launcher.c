@@ -204,6 +204,23 @@ request_cancel(ClerkRunSlot *slot, uint64 generation)
 	LWLockRelease(clerk_shared->lock);
 }
 
+/*
+ * Give back a slot whose worker never took it (it could not be started, or
+ * died first); waiters see it free and stop waiting.
+ */
+static void
+release_unstarted(ClerkRunSlot *slot, uint64 generation)
+{
+	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
+	if (slot->generation == generation && slot->state == CLERK_SLOT_STARTING)
+	{
+		explicit_bzero(slot->settings.secret_key, sizeof(slot->settings.secret_key));
+		slot->state = CLERK_SLOT_FREE;
+	}
+	LWLockRelease(clerk_shared->lock);
+	ConditionVariableBroadcast(&slot->cv);
+}
+
 typedef struct WaitState
 {
 	ClerkRunSlot *slot;
@@ -252,14 +269,7 @@ wait_loop(ClerkRunSlot *slot, uint64 generation, bool until_done,
 				GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
 			{
 				/* the worker is gone without having taken its slot */
-				LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
-				if (slot->generation == generation && slot->state == CLERK_SLOT_STARTING)
-				{
-					explicit_bzero(slot->settings.secret_key, sizeof(slot->settings.secret_key));
-					slot->state = CLERK_SLOT_FREE;
-				}
-				LWLockRelease(clerk_shared->lock);
-				ConditionVariableBroadcast(&slot->cv);
+				release_unstarted(slot, generation);
 				continue;
 			}
 			ConditionVariableTimedSleep(&slot->cv, 250, PG_WAIT_EXTENSION);
@@ -443,14 +453,7 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 
 		if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 		{
-			LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
-			if (slot->generation == generation && slot->state == CLERK_SLOT_STARTING)
-			{
-				explicit_bzero(slot->settings.secret_key, sizeof(slot->settings.secret_key));
-				slot->state = CLERK_SLOT_FREE;
-			}
-			LWLockRelease(clerk_shared->lock);
-			ConditionVariableBroadcast(&slot->cv);
+			release_unstarted(slot, generation);
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 					 errmsg("could not start a clerk_sync background worker"),

@@ -67,8 +67,8 @@ clerk_entity_table(ClerkEntity entity)
 	return entities[entity].table;
 }
 
-static SPIPlanPtr
-prepare_saved(const char *sql, int nargs, Oid *types)
+SPIPlanPtr
+clerk_prepare_saved(const char *sql, int nargs, Oid *types)
 {
 	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
 
@@ -116,7 +116,7 @@ upsert_plan(ClerkEntity e)
 					   "SELECT (SELECT count(*) FROM m), "
 					   "  count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w",
 					   ei->map, ei->table, ei->table, ei->columns, excluded_list(ei->columns));
-		upsert_plans[e] = prepare_saved(sql, 1, types);
+		upsert_plans[e] = clerk_prepare_saved(sql, 1, types);
 	}
 	return upsert_plans[e];
 }
@@ -136,7 +136,7 @@ classify_plan(ClerkEntity e)
 					   "    (t.raw IS DISTINCT FROM m.raw OR t.deleted_at IS NOT NULL)) "
 					   "FROM %s($1) m LEFT JOIN %s t ON t.id = m.id",
 					   ei->map, ei->table);
-		classify_plans[e] = prepare_saved(sql, 1, types);
+		classify_plans[e] = clerk_prepare_saved(sql, 1, types);
 	}
 	return classify_plans[e];
 }
@@ -152,7 +152,7 @@ clerk_audit(const char *action, const char *entity_type, const char *entity_id,
 	{
 		Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID};
 
-		audit_plan = prepare_saved("INSERT INTO clerk.audit_logs "
+		audit_plan = clerk_prepare_saved("INSERT INTO clerk.audit_logs "
 								   "(actor, action, entity_type, entity_id, organization_id, run_id, details) "
 								   "VALUES (session_user, $1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'))",
 								   6, types);
@@ -182,7 +182,7 @@ record_seen(ClerkEntity e, Jsonb *page)
 		Oid			types[2] = {TEXTOID, JSONBOID};
 
 		/* one row per page: the cheapest record that still costs no memory */
-		seen_plan = prepare_saved("INSERT INTO pg_temp.clerk_seen (entity, ids) "
+		seen_plan = clerk_prepare_saved("INSERT INTO pg_temp.clerk_seen (entity, ids) "
 								  "SELECT $1, array_agg(o ->> 'id') FROM clerk.objects($2) o "
 								  "WHERE o ->> 'id' IS NOT NULL",
 								  2, types);
@@ -265,7 +265,7 @@ page_elements(Jsonb *page, MemoryContext mcxt)
 	{
 		Oid			types[1] = {JSONBOID};
 
-		elements_plan = prepare_saved("SELECT o FROM clerk.objects($1) o", 1, types);
+		elements_plan = clerk_prepare_saved("SELECT o FROM clerk.objects($1) o", 1, types);
 	}
 	if (SPI_execute_plan(elements_plan, &value, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not split a page into objects");
@@ -412,7 +412,7 @@ event_plan(ClerkEntity e)
 					   "  AND t.raw IS DISTINCT FROM EXCLUDED.raw "
 					   "RETURNING (t.xmax = 0) AS inserted",
 					   ei->map, ei->table, ei->table, ei->columns, excluded_list(ei->columns));
-		event_plans[e] = prepare_saved(sql, 1, types);
+		event_plans[e] = clerk_prepare_saved(sql, 1, types);
 	}
 	return event_plans[e];
 }
@@ -431,7 +431,7 @@ event_classify_plan(ClerkEntity e)
 					   "  WHEN s.raw = m.raw THEN 'unchanged' ELSE 'stale' END "
 					   "FROM %s(pg_catalog.jsonb_build_array($1)) m JOIN %s s ON s.id = m.id",
 					   ei->map, ei->table);
-		event_classify_plans[e] = prepare_saved(sql, 1, types);
+		event_classify_plans[e] = clerk_prepare_saved(sql, 1, types);
 	}
 	return event_classify_plans[e];
 }
@@ -470,7 +470,7 @@ delete_plan(ClerkEntity e)
 					   "WHERE t.deleted_at IS NULL "
 					   "RETURNING (t.xmax = 0) AS inserted",
 					   ei->table, ei->columns, select.data, ei->map);
-		delete_plans[e] = prepare_saved(sql, 2, types);
+		delete_plans[e] = clerk_prepare_saved(sql, 2, types);
 	}
 	return delete_plans[e];
 }
@@ -487,7 +487,7 @@ cascade_plan(ClerkEntity e)
 		sql = psprintf("UPDATE %s SET deleted_at = $2 WHERE %s = $1 AND deleted_at IS NULL",
 					   entities[CLERK_MEMBERSHIPS].table,
 					   e == CLERK_USERS ? "user_id" : "organization_id");
-		cascade_plans[e] = prepare_saved(sql, 2, types);
+		cascade_plans[e] = clerk_prepare_saved(sql, 2, types);
 	}
 	return cascade_plans[e];
 }

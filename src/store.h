@@ -7,6 +7,7 @@
 #define CLERK_STORE_H
 
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "utils/jsonb.h"
 
 typedef enum ClerkEntity
@@ -45,6 +46,9 @@ extern const char *clerk_entity_table(ClerkEntity entity);
  */
 extern void clerk_store_page(ClerkEntity entity, Jsonb *page, bool dry_run,
 							 bool track_seen, int64 run_id, ClerkPageCounts *counts);
+
+/* Prepare a plan and keep it for the life of the process (SPI connected). */
+extern SPIPlanPtr clerk_prepare_saved(const char *sql, int nargs, Oid *types);
 
 /* Write one row of clerk.audit_logs (inside a transaction, SPI connected). */
 extern void clerk_audit(const char *action, const char *entity_type,

@@ -432,16 +432,6 @@ webhook_parse(const char *body, const char *msg_id, WebhookEvent *ev)
  * ---------------------------------------------------------------------
  */
 
-static SPIPlanPtr
-webhook_prepare(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
 
 /*
  * Record the delivery; false if its id was recorded already.  Being the
@@ -458,7 +448,7 @@ record_delivery(const char *msg_id, const WebhookEvent *ev, const char *result)
 	{
 		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
-		delivery_plan = webhook_prepare("INSERT INTO clerk.webhook_deliveries "
+		delivery_plan = clerk_prepare_saved("INSERT INTO clerk.webhook_deliveries "
 										"(svix_id, event_type, object_id, result) "
 										"VALUES ($1, $2, $3, $4) ON CONFLICT (svix_id) DO NOTHING",
 										4, types);
@@ -484,7 +474,7 @@ record_outcome(const char *msg_id, const char *outcome)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
 
-		outcome_plan = webhook_prepare("UPDATE clerk.webhook_deliveries SET outcome = $2 "
+		outcome_plan = clerk_prepare_saved("UPDATE clerk.webhook_deliveries SET outcome = $2 "
 									   "WHERE svix_id = $1", 2, types);
 	}
 	values[0] = CStringGetTextDatum(msg_id);
@@ -509,7 +499,7 @@ prune_deliveries(void)
 	{
 		Oid			types[1] = {INT4OID};
 
-		prune_plan = webhook_prepare("DELETE FROM clerk.webhook_deliveries WHERE svix_id IN "
+		prune_plan = clerk_prepare_saved("DELETE FROM clerk.webhook_deliveries WHERE svix_id IN "
 									 "(SELECT svix_id FROM clerk.webhook_deliveries "
 									 " WHERE received_at < pg_catalog.now() - pg_catalog.make_interval(mins => $1) "
 									 " ORDER BY received_at LIMIT " CppAsString2(WEBHOOK_PRUNE_BATCH)
