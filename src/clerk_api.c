@@ -134,7 +134,7 @@ clerk_test_connection(PG_FUNCTION_ARGS)
 	else
 	{
 		ClerkHttpConfig config;
-		ClerkHttpClient *client;
+		ClerkHttpClient *volatile client = NULL;
 		ClerkHttpResult res;
 
 		config.api_url = clerk_sync_api_url;
@@ -144,8 +144,15 @@ clerk_test_connection(PG_FUNCTION_ARGS)
 		config.retry_backoff_ms = clerk_sync_retry_backoff;
 		config.rate_limit = clerk_sync_rate_limit;
 		config.concurrency = 1;
-		client = clerk_http_create(CurrentMemoryContext, &config);
-		explicit_bzero(key, strlen(key));
+		PG_TRY();
+		{
+			client = clerk_http_create(CurrentMemoryContext, &config);
+		}
+		PG_FINALLY();
+		{
+			explicit_bzero(key, strlen(key));
+		}
+		PG_END_TRY();
 
 		clerk_http_get(client, "/users/count", &res);
 		clerk_http_destroy(client);

@@ -701,8 +701,15 @@ clerk_sync_execute(ClerkRun *run)
 	config.retry_backoff_ms = run->settings.retry_backoff;
 	config.rate_limit = run->settings.rate_limit;
 	config.concurrency = run->settings.concurrency;
-	run->http = clerk_http_create(run->run_cxt, &config);
-	explicit_bzero(run->settings.secret_key, sizeof(run->settings.secret_key));
+	PG_TRY();
+	{
+		run->http = clerk_http_create(run->run_cxt, &config);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(run->settings.secret_key, sizeof(run->settings.secret_key));
+	}
+	PG_END_TRY();
 
 	full_listing = !run->incremental;
 	if (run->incremental)
