@@ -32,13 +32,7 @@ clerk_apply_page(PG_FUNCTION_ARGS)
 	ClerkEntity e;
 	char	   *result;
 
-	if (strcmp(entity, "users") == 0)
-		e = CLERK_USERS;
-	else if (strcmp(entity, "organizations") == 0)
-		e = CLERK_ORGANIZATIONS;
-	else if (strcmp(entity, "memberships") == 0)
-		e = CLERK_MEMBERSHIPS;
-	else
+	if (!clerk_entity_by_name(entity, &e))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown entity \"%s\"", entity),

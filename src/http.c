@@ -367,13 +367,13 @@ start_request(ClerkHttpClient *client, HttpSlot *slot, int index,
 	client->stats.requests++;
 }
 
-static MemoryContext error_cxt;
-
+/* Say why a request has no usable answer; the text lives with the answers. */
 static void
-set_error(ClerkHttpResult *res, int sqlerrcode, const char *fmt, const char *arg, long num)
+set_error(ClerkHttpClient *client, ClerkHttpResult *res, int sqlerrcode,
+		  const char *fmt, const char *arg, long num)
 {
 	res->sqlerrcode = sqlerrcode;
-	res->error = MemoryContextStrdup(error_cxt, psprintf(fmt, arg, num));
+	res->error = MemoryContextStrdup(client->req_cxt, psprintf(fmt, arg, num));
 }
 
 /* Is this curl failure worth another attempt? */
@@ -415,7 +415,6 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 	slot->request = -1;
 	req->running = false;
 	client->stats.bytes += slot->len;
-	error_cxt = client->req_cxt;
 
 	res->status = status;
 	res->latency_ms = total_us / 1000.0;
@@ -429,11 +428,11 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 		const char *why = slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(rc);
 
 		if (slot->overflow)
-			set_error(res, CLERK_ERRCODE_BAD_RESPONSE,
+			set_error(client, res, CLERK_ERRCODE_BAD_RESPONSE,
 					  "the answer to %s was larger than %ld bytes", req->path,
 					  (long) CLERK_HTTP_MAX_BODY);
 		else if (rc == CURLE_OPERATION_TIMEDOUT)
-			set_error(res, CLERK_ERRCODE_UNREACHABLE,
+			set_error(client, res, CLERK_ERRCODE_UNREACHABLE,
 					  "request %s timed out after %ld ms", req->path,
 					  (long) client->timeout_ms);
 		else
@@ -459,7 +458,7 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 			backoff_ms(client, req->attempts_429 + 1);
 		/* every request waits: the limit is the instance's, not this request's */
 		client->pause_until = Max(client->pause_until, now + wait_ms);
-		set_error(res, CLERK_ERRCODE_API_ERROR,
+		set_error(client, res, CLERK_ERRCODE_API_ERROR,
 				  "request %s was still rate limited (HTTP %ld) after many retries",
 				  req->path, status);
 		/* without retries (clerk_test_connection), a 429 is the answer */
@@ -472,12 +471,12 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 	}
 	else if (status == 401 || status == 403)
 	{
-		set_error(res, CLERK_ERRCODE_KEY_REJECTED,
+		set_error(client, res, CLERK_ERRCODE_KEY_REJECTED,
 				  "Clerk rejected the secret key (%s answered HTTP %ld)", req->path, status);
 	}
 	else if (status >= 500 || status == 408)
 	{
-		set_error(res, CLERK_ERRCODE_API_ERROR,
+		set_error(client, res, CLERK_ERRCODE_API_ERROR,
 				  "Clerk answered %s with HTTP %ld", req->path, status);
 		retry = true;
 		delay = backoff_ms(client, req->attempts + 1);

@@ -106,14 +106,21 @@ snapshot_settings(ClerkRunSettings *s, const char *key)
 	s->max_delete_fraction = clerk_sync_max_delete_fraction;
 }
 
-/* The run row, as a composite Datum of type clerk.sync_runs. */
+/*
+ * The run row, as a composite Datum of type clerk.sync_runs, and its
+ * status, error and error_code (palloc'd text or NULL).
+ */
 static Datum
-fetch_run_row(int64 run_id)
+read_run(int64 run_id, char **status, char **error, char **code)
 {
 	ClerkSavedUser saved;
 	Datum		arg = Int64GetDatum(run_id);
 	Oid			argtype = INT8OID;
 	HeapTupleHeader result;
+	MemoryContext mcxt = CurrentMemoryContext;
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	MemoryContext old;
 
 	clerk_become_owner(&saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -126,39 +133,17 @@ fetch_run_row(int64 run_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("sync run " INT64_FORMAT " is not recorded in clerk.sync_runs", run_id)));
-	result = SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	old = MemoryContextSwitchTo(mcxt);
+	*status = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "status"));
+	*error = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "error"));
+	*code = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "error_code"));
+	MemoryContextSwitchTo(old);
+	result = SPI_returntuple(tuple, desc);
 	SPI_finish();
 	clerk_restore_user(&saved);
 	return PointerGetDatum(result);
-}
-
-/* status, error and error_code of a run, read like fetch_run_row. */
-static void
-run_outcome(int64 run_id, char **status, char **error, char **code)
-{
-	ClerkSavedUser saved;
-	Datum		arg = Int64GetDatum(run_id);
-	Oid			argtype = INT8OID;
-	MemoryContext mcxt = CurrentMemoryContext;
-
-	clerk_become_owner(&saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args("SELECT status, error, error_code FROM clerk.sync_runs WHERE id = $1",
-							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read clerk.sync_runs");
-	*status = *error = *code = NULL;
-	if (SPI_processed == 1)
-	{
-		MemoryContext old = MemoryContextSwitchTo(mcxt);
-
-		*status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		*error = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-		*code = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
-		MemoryContextSwitchTo(old);
-	}
-	SPI_finish();
-	clerk_restore_user(&saved);
 }
 
 /* Relay messages posted since *seq as NOTICEs. */
@@ -331,6 +316,10 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 	BackgroundWorkerHandle *handle = NULL;
 	pid_t		pid;
 	Oid			connect_as;
+	Datum		row;
+	char	   *status,
+			   *error,
+			   *code;
 
 	clerk_require_preload(incremental ? "clerk_sync_changes()" : "clerk_sync_all()");
 	clerk_shmem_attach();
@@ -411,7 +400,6 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 			generation = slot->generation;
 			slot->dboid = MyDatabaseId;
 			slot->userid = connect_as;
-			slot->started_by_pid = MyProcPid;
 			slot->worker_pid = 0;
 			slot->run_id = 0;
 			slot->dry_run = dry_run;
@@ -474,13 +462,9 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 				 errmsg("the clerk_sync worker stopped before recording its run"),
 				 errhint("The server log has the worker's error.")));
 
+	row = read_run(run_id, &status, &error, &code);
 	if (wait)
 	{
-		char	   *status,
-				   *error,
-				   *code;
-
-		run_outcome(run_id, &status, &error, &code);
 		if (status == NULL || strcmp(status, "running") == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
@@ -504,7 +488,7 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 					(errmsg("sync run " INT64_FORMAT " was canceled", run_id),
 					 errdetail("Pages committed before the cancel are kept; nothing was deleted.")));
 	}
-	return fetch_run_row(run_id);
+	return row;
 }
 
 /*

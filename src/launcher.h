@@ -65,7 +65,6 @@ typedef struct ClerkRunSlot
 	uint64		generation;		/* bumped on each reservation */
 	Oid			dboid;
 	Oid			userid;
-	int			started_by_pid;
 	pid_t		worker_pid;
 	int64		run_id;			/* 0 until the worker has recorded the run */
 	bool		dry_run;

@@ -61,6 +61,20 @@ clerk_entity_name(ClerkEntity entity)
 	return entities[entity].name;
 }
 
+bool
+clerk_entity_by_name(const char *name, ClerkEntity *entity)
+{
+	int			e;
+
+	for (e = 0; e < CLERK_NENTITIES; e++)
+		if (strcmp(entities[e].name, name) == 0)
+		{
+			*entity = (ClerkEntity) e;
+			return true;
+		}
+	return false;
+}
+
 const char *
 clerk_entity_table(ClerkEntity entity)
 {

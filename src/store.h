@@ -30,6 +30,8 @@ typedef struct ClerkPageCounts
 
 /* "users", "organizations", "memberships" */
 extern const char *clerk_entity_name(ClerkEntity entity);
+/* The entity called `name` ("users", ...); false if there is none. */
+extern bool clerk_entity_by_name(const char *name, ClerkEntity *entity);
 /* "clerk.users", ... */
 extern const char *clerk_entity_table(ClerkEntity entity);
 

@@ -24,7 +24,6 @@ typedef struct ClerkRun
 	ClerkPageCounts counts[CLERK_NENTITIES];
 	int64		deleted[CLERK_NENTITIES];
 	int64		pages;
-	bool		complete[CLERK_NENTITIES];	/* listed to the end, no page skipped */
 	char	   *deletion_note;	/* why nothing was deleted, if so */
 	int64		high_water_ms;	/* newest user updated_at seen (incremental) */
 	int64		since_ms;		/* incremental: fetch users updated after this */
