@@ -1,32 +1,55 @@
 # clerk_sync: keep a PostgreSQL database in step with Clerk.
 #
-#   make test    install what is missing, build, start throwaway servers, run every test
-#   make demo    the same set-up, then one sync against the bundled mock (or a real Clerk)
-#   make bench   the benchmark (prints a table; see bench/README.md)
+#   make test          install what is missing, build, start throwaway servers, run every test
+#   make demo          the same set-up, then one sync against the bundled mock (or a real Clerk)
+#   make bench         the benchmark (prints a table; see bench/README.md)
+#   make installcheck  the regression (REGRESS) and TAP (t/*.pl) suites, PGXS style, on a
+#                      machine that already has the packages; see test/README.md
+#   make dist          the PGXN archive of the last commit, clerk_sync-<version>.zip (git archive)
 
 MODULE_big = clerk_sync
 OBJS = clerk_sync.o $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 EXTENSION = clerk_sync
-DATA_built = clerk_sync--1.0.sql
 PGFILEDESC = "clerk_sync - sync Clerk users and organizations into PostgreSQL"
+
+# Released install and upgrade scripts.  A released script never changes:
+# every change of a release goes into its upgrade script, and
+# test/released.sha256 holds the checksum of each released script.
+#
+# A fresh install of the newest version runs clerk_sync--1.0.sql and then
+# each upgrade script in turn (there is no clerk_sync--1.1.sql).  So a fresh
+# database and an upgraded one are built by the very same statements, each
+# change is written once, and the upgrade test (t/060_upgrade.pl) checks
+# what a chain cannot promise by itself: that an upgrade of a database
+# holding data ends with the same catalog and every row still readable.
+# When the chain grows long, a release may ship a rolled-up full script;
+# the same test then compares it against the chain.
+DATA = clerk_sync--1.0.sql clerk_sync--1.0--1.1.sql
 
 SHLIB_LINK += -lcurl -lsodium
 PG_CPPFLAGS += -I$(srcdir)/src
 PG_CFLAGS += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
 
-EXTRA_CLEAN = results regression.diffs regression.out tmp_check log
+# pg_regress: the SQL surface; settings in test/regress.conf (also the
+# --temp-config of a pg_regress temporary instance)
+REGRESS = connection digest mapping surface vault webhook
+REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf
+# TAP: each file starts its own servers and mock Clerk API
+TAP_TESTS = 1
+PROVE_FLAGS += -I $(srcdir)/test/perl
+
+EXTRA_CLEAN = results regression.diffs regression.out tmp_check log clerk_sync-*.zip
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# The install script is assembled from one file per concern.
-clerk_sync--1.0.sql: $(sort $(wildcard src/sql/*.sql))
-	cat $^ > $@
-
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: test demo bench
+# the release version, as META.json states it for PGXN (1.1.0 for 1.1)
+DIST_VERSION = $(shell sed -n 's/^   "version": "\(.*\)",$$/\1/p' META.json)
+
+.PHONY: test demo bench dist
 test:
 	bash test/run.sh test
 
@@ -35,3 +58,6 @@ demo:
 
 bench:
 	bash test/run.sh bench
+
+dist:
+	git archive --format zip --prefix=clerk_sync-$(DIST_VERSION)/ -o clerk_sync-$(DIST_VERSION).zip HEAD

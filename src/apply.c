@@ -38,7 +38,7 @@ clerk_apply_page(PG_FUNCTION_ARGS)
 				 errmsg("unknown entity \"%s\"", entity),
 				 errhint("Use users, organizations or memberships.")));
 
-	clerk_become_owner(&saved);
+	clerk_become_owner(&saved, CLERK_SQL_FOR_SYNC);
 	clerk_store_page(e, page, false, false, 0, &counts);
 	clerk_restore_user(&saved);
 

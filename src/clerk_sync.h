@@ -8,6 +8,8 @@
 
 #include "postgres.h"
 
+#include "extension.h"
+
 /* Settings (clerk_sync.*), defined in clerk_sync.c */
 extern char *clerk_sync_api_url;
 extern char *clerk_sync_secret_key;
@@ -36,7 +38,7 @@ extern bool clerk_sync_preloaded;
 
 /* the Clerk Backend API version every request pins */
 #define CLERK_API_VERSION "2026-05-12"
-#define CLERK_USER_AGENT "clerk_sync/1.0"
+#define CLERK_USER_AGENT "clerk_sync/" CLERK_LIBRARY_VERSION
 
 /* Longest values copied into shared memory */
 #define CLERK_MAX_URL_LEN 1024
@@ -56,6 +58,8 @@ extern void clerk_require_preload(const char *what);
  * Run the rest of the caller's work with the extension owner's rights, and
  * with search_path pinned to pg_catalog so that no object of the caller's
  * can stand in for a built-in one.  Restore in the same transaction.
+ * needs is the oldest SQL version the caller works with (CLERK_SQL_FOR_*
+ * in extension.h); an older or unknown one is an error.
  */
 typedef struct ClerkSavedUser
 {
@@ -67,7 +71,7 @@ typedef struct ClerkSavedUser
 /* The role a run's worker connects as (the caller's, if it may log in). */
 extern Oid	clerk_worker_role(void);
 
-extern void clerk_become_owner(ClerkSavedUser *saved);
+extern void clerk_become_owner(ClerkSavedUser *saved, int needs);
 extern void clerk_restore_user(ClerkSavedUser *saved);
 
 #endif							/* CLERK_SYNC_H */

@@ -6,20 +6,14 @@
 #include "postgres.h"
 
 #include "catalog/pg_authid.h"
-#include "catalog/pg_extension.h"
 #include "utils/syscache.h"
-#include "commands/extension.h"
-#include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/table.h"
-#include "catalog/indexing.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/fmgroids.h"
-#include "utils/rel.h"
 
 #include "clerk_sync.h"
+#include "extension.h"
 #include "vault.h"
 
 char *
@@ -67,34 +61,10 @@ clerk_worker_role(void)
 	return canlogin ? GetUserId() : GetSessionUserId();
 }
 
-/* The role that owns the extension, and so its tables. */
-static Oid
-extension_owner(void)
-{
-	Oid			extoid = get_extension_oid("clerk_sync", false);
-	Relation	rel;
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-	Oid			owner;
-
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(extoid));
-	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "could not find extension clerk_sync");
-	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return owner;
-}
-
 void
-clerk_become_owner(ClerkSavedUser *saved)
+clerk_become_owner(ClerkSavedUser *saved, int needs)
 {
-	Oid			owner = extension_owner();
+	Oid			owner = clerk_extension_owner(needs);
 
 	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
 	saved->guc_nestlevel = NewGUCNestLevel();

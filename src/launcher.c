@@ -122,7 +122,7 @@ read_run(int64 run_id, char **status, char **error, char **code)
 	TupleDesc	desc;
 	MemoryContext old;
 
-	clerk_become_owner(&saved);
+	clerk_become_owner(&saved, CLERK_SQL_FOR_SYNC);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* a fresh snapshot: the worker committed the row after we started */
@@ -322,6 +322,7 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 			   *code;
 
 	clerk_require_preload(incremental ? "clerk_sync_changes()" : "clerk_sync_all()");
+	clerk_require_sql_version(CLERK_SQL_FOR_SYNC);
 	clerk_shmem_attach();
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,

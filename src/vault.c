@@ -690,7 +690,7 @@ static void
 vault_spi_begin(VaultSpi *spi)
 {
 	spi->caller_cxt = CurrentMemoryContext;
-	clerk_become_owner(&spi->saved);
+	clerk_become_owner(&spi->saved, CLERK_SQL_FOR_VAULT);
 	spi->guc_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,

@@ -603,7 +603,7 @@ clerk_handle_webhook(PG_FUNCTION_ARGS)
 	result = ev.known != NULL ? ev.type : psprintf("ignored:%s", ev.type);
 
 	/* as the owner of the tables, with nothing but pg_catalog in the path */
-	clerk_become_owner(&saved);
+	clerk_become_owner(&saved, CLERK_SQL_FOR_WEBHOOKS);
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);

@@ -94,7 +94,7 @@ clerk_in_transaction(void (*fn) (void *arg), void *arg)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	clerk_become_owner(&saved);
+	clerk_become_owner(&saved, CLERK_SQL_FOR_SYNC);
 	fn(arg);
 	clerk_restore_user(&saved);
 	PopActiveSnapshot();

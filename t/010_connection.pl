@@ -1,4 +1,4 @@
-# clerk_test_connection(): timeouts, cancel of a hanging request, and the
+# clerk_test_connection(): answers from the mock, a wrong key, timeouts, cancel of a hanging request, and the
 # clear error of a library that was not preloaded.
 use strict;
 use warnings;
@@ -21,6 +21,23 @@ like($msg, qr/must be loaded via shared_preload_libraries/, 'and says how to fix
 $plain->stop;
 
 my $node = clerk_node('main', $mock);
+
+# Against the mock: ok, HTTP 200, the user count, a latency, the URL; never the key.
+$res = q1(q{SELECT concat_ws('|', r ->> 'ok', r ->> 'status', r ->> 'users_total', r ->> 'error',
+                             (r ->> 'latency_ms')::numeric >= 0,
+                             r ->> 'api_url' = current_setting('clerk_sync.api_url'))
+            FROM clerk_test_connection() r});
+is($res, 'true|200|30|t|t', 'clerk_test_connection reports ok, status, count, latency and URL');
+is(q1(q{SELECT position(current_setting('clerk_sync.secret_key') IN clerk_test_connection()::text)}),
+   '0', 'the result never holds the key');
+
+# A wrong key: ok false, HTTP 401, an error that says so, and not the key.
+$res = q1(q{SET clerk_sync.secret_key = 'sk_test_mock_wrong_key';
+            SELECT concat_ws('|', r ->> 'ok', r ->> 'status', r ->> 'error',
+                             position('sk_test_mock_wrong_key' IN r::text))
+            FROM clerk_test_connection() r});
+is($res, 'false|401|Clerk rejected the secret key (/users/count answered HTTP 401)|0',
+   'a wrong key is reported as rejected, without the key');
 
 # A hung answer hits clerk_sync.request_timeout: ok false, a clear error.
 $mock->add_fault(kind => 'hang', path => '/v1/users/count', count => 1);

@@ -13,12 +13,6 @@ use ClerkTest;
 my $mock = ClerkMock->new(users => 300, organizations => 10, memberships => 200, seed => 3);
 my $node = clerk_node('sync', $mock, conf => "clerk_sync.page_size = 50\nclerk_sync.max_delete_fraction = 0.5");
 
-sub q1 { $node->safe_psql('postgres', $_[0]) }
-sub mock_requests {
-    my ($path) = @_;
-    my $r = $mock->control(GET => 'requests' . ($path ? "?path=$path" : ''));
-    return ref $r eq 'HASH' ? $r->{requests} : $r;
-}
 sub mock_ids {
     my ($path) = @_;
     my $res = $mock->get($path);
@@ -150,7 +144,7 @@ is(q1(q{SET clerk_sync.concurrency = 1; SELECT status FROM clerk_sync_all()}), '
 my %live = map { $_ => 1 } mock_ids('/users?limit=500&order_by=created_at');
 my @wrongly = grep { $live{$_} } split /\n/, q1('SELECT id FROM clerk.users WHERE deleted_at IS NOT NULL');
 is(scalar(@wrongly), 0, 'no live user is marked deleted');
-my @confirms = grep { $_->{path} =~ m{^/v1/users/user_} } @{ mock_requests('/v1/users/user_') };
+my @confirms = grep { $_->{path} =~ m{^/v1/users/user_} } @{ $mock->requests('/v1/users/user_') };
 ok(@confirms >= 10, 'the live users the shifted offsets skipped were confirmed with Clerk (' . scalar(@confirms) . ' lookups)');
 is(q1("SELECT count(*) FROM clerk.users WHERE deleted_at IS NOT NULL AND id IN ('" . join("','", @victims) . "')"), '0',
    'users listed before Clerk deleted them stay until the next run');

@@ -12,7 +12,6 @@ use ClerkTest;
 
 my $mock = ClerkMock->new(users => 40, organizations => 4, memberships => 30);
 my $node = clerk_node('cron', $mock);
-sub q1 { $node->safe_psql('postgres', $_[0]) }
 
 q1('CREATE EXTENSION pg_cron');
 

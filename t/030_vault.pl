@@ -15,6 +15,7 @@ use MIME::Base64;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use ClerkTest;
 
 sub random_bytes
 {
@@ -58,12 +59,9 @@ my %secret = (
 	chatwoot_b => "chatwoot_test_fake_b${tag}",
 	clerk => "sk_test_mock_${tag}");
 
-my $node = PostgreSQL::Test::Cluster->new('vault');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'clerk_sync, pg_stat_statements'
-pg_stat_statements.track = all
-});
+# the shared test server set-up, started below with each key source in turn
+my $node = clerk_node('vault', undef, preload => 'clerk_sync, pg_stat_statements',
+	conf => 'pg_stat_statements.track = all', start => 0);
 my $dir = abs_path($node->basedir);
 
 append_to_file("$dir/cliniko_a.json",

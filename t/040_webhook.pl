@@ -11,7 +11,6 @@ use strict;
 use warnings;
 
 use Cwd qw(abs_path);
-use Digest::SHA qw(hmac_sha256);
 use File::Basename qw(dirname);
 use IPC::Run;
 use JSON::PP;
@@ -40,15 +39,9 @@ my $node = clerk_node('webhook', $mock, conf => join("\n",
     "clerk_sync.max_delete_fraction = 0.5",
     "max_connections = 40"));
 
-sub q1 { $node->safe_psql('postgres', $_[0]) }
 
 # ---- signing, as Svix does ----
 
-sub sign {
-    my ($secret, $id, $ts, $body) = @_;
-    (my $b64 = $secret) =~ s/^whsec_//;
-    return 'v1,' . encode_base64(hmac_sha256("$id.$ts.$body", decode_base64($b64)), '');
-}
 
 my $msg_seq = 0;
 sub msg_id { return sprintf('msg_tap_%s_%06d', $tag, ++$msg_seq) }
@@ -60,7 +53,6 @@ sub event_body {
                            timestamp => $ts_ms // int(time() * 1000), instance_id => 'ins_test_fake' });
 }
 
-sub lit { my ($s) = @_; $s =~ s/'/''/g; return "'$s'" }
 
 # A signed delivery: { body, id, ts, sig }.
 sub delivery {
@@ -68,13 +60,13 @@ sub delivery {
     my $body = $opt{body} // event_body($type, $data, $opt{event_ms});
     my $id = $opt{id} // msg_id();
     my $ts = $opt{ts} // time();
-    return { body => $body, id => $id, ts => "$ts", sig => sign($opt{secret} // $SECRET, $id, $ts, $body) };
+    return { body => $body, id => $id, ts => "$ts", sig => svix_sign($opt{secret} // $SECRET, $id, $ts, $body) };
 }
 
 sub call_sql {
     my ($d) = @_;
     return sprintf('SELECT clerk_handle_webhook(%s, %s, %s, %s);',
-                   lit($d->{body}), lit($d->{id}), lit($d->{ts}), lit($d->{sig}));
+                   sql_literal($d->{body}), sql_literal($d->{id}), sql_literal($d->{ts}), sql_literal($d->{sig}));
 }
 
 # Apply deliveries in one session, in order; returns the results.
@@ -113,7 +105,7 @@ sub fingerprint {
                            init => sub { $ENV{CLERK_WEBHOOK_SECRET} = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' });
     chomp $out;
     is($out, 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=', 'send_webhook.py reproduces the official Svix vector');
-    is(sign('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}'),
+    is(svix_sign('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}'),
        $out, 'and so does the signing in this test');
 }
 
@@ -268,7 +260,7 @@ is(q1(q{SELECT (stats -> 'users' ->> 'inserted') || '/' || (stats -> 'users' ->>
              WHERE action LIKE 'webhook.%' AND details ->> 'svix_id' IN (SELECT svix_id FROM wh_queue)}),
        (880 - $ignored) . '/' . (880 - $ignored), 'every applied event is audited once (ignored types and duplicates are not)');
 
-    my $ids = join(',', map { lit($_) } keys %{ $expect{users} });
+    my $ids = join(',', map { sql_literal($_) } keys %{ $expect{users} });
     is(q1("SELECT count(*) FROM clerk.users WHERE id IN ($ids) AND first_name = 'Conc 8' AND deleted_at IS NULL"
           . " AND updated_at = to_timestamp(" . ($base + 8000) . " / 1000.0)"),
        '50', 'for each user updated 8 times in any order, the newest version is stored');
@@ -280,7 +272,7 @@ is(q1(q{SELECT (stats -> 'users' ->> 'inserted') || '/' || (stats -> 'users' ->>
        'no deleted user is resurrected');
     is(q1("SELECT count(*) FROM clerk.organizations WHERE name = 'Conc org 10'"), scalar(@orgs),
        'each organization holds its newest version');
-    my $mids = join(',', map { lit($_->{id}) } @conc_mems);
+    my $mids = join(',', map { sql_literal($_->{id}) } @conc_mems);
     is(q1("SELECT count(*) FROM clerk.organization_members WHERE id IN ($mids) AND role = 'org:admin'"
           . " AND updated_at = to_timestamp(" . ($base + 3000) . " / 1000.0)"),
        scalar(@conc_mems), 'each membership holds its newest version (' . scalar(@conc_mems) . ')');
@@ -295,7 +287,7 @@ is(q1(q{SELECT (stats -> 'users' ->> 'inserted') || '/' || (stats -> 'users' ->>
     # through a file, so that no statement text (logged here) carries the secret
     my $file = PostgreSQL::Test::Utils::tempdir() . '/webhook_secret';
     PostgreSQL::Test::Utils::append_to_file($file, $STORED_SECRET);
-    my ($state, $msg) = sql_error($node, "SELECT clerk_set_webhook_secret(pg_read_file(" . lit($file) . "))");
+    my ($state, $msg) = sql_error($node, "SELECT clerk_set_webhook_secret(pg_read_file(" . sql_literal($file) . "))");
   SKIP: {
         skip 'this build keeps the webhook secret in the setting only', 7 if $state eq '0A000';
         is($state, '', 'clerk_set_webhook_secret stores the secret') or diag($msg);
@@ -304,7 +296,7 @@ is(q1(q{SELECT (stats -> 'users' ->> 'inserted') || '/' || (stats -> 'users' ->>
         ($state) = sql_error($node, call_sql(delivery('session.created', { id => 'sess_guc' })));
         is($state, '28P01', 'the stored secret is preferred over clerk_sync.webhook_secret');
         is(q1("SELECT count(*) FROM clerk.secrets WHERE name = 'webhook_secret' AND position(convert_to("
-              . "regexp_replace(pg_read_file(" . lit($file) . "), '^whsec_', ''), 'UTF8') IN value_encrypted) = 0"),
+              . "regexp_replace(pg_read_file(" . sql_literal($file) . "), '^whsec_', ''), 'UTF8') IN value_encrypted) = 0"),
            '1', 'it is stored encrypted');
         ($state, $msg) = sql_error($node, "SELECT clerk_set_webhook_secret('whsec_not base64')");
         is($state, '22023', 'a malformed secret is refused');

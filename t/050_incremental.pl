@@ -10,8 +10,6 @@ use ClerkTest;
 
 my $mock = ClerkMock->new(users => 1000, organizations => 8, memberships => 300, seed => 5);
 my $node = clerk_node('incr', $mock, conf => "clerk_sync.page_size = 50");
-sub q1 { $node->safe_psql('postgres', $_[0]) }
-sub last_run { q1("SELECT $_[0] FROM clerk.sync_runs ORDER BY id DESC LIMIT 1") }
 
 # with no earlier successful run, an incremental run lists everything
 is(q1('SELECT kind || \' \' || status FROM clerk_sync_changes()'), 'incremental succeeded', 'first incremental run succeeds');

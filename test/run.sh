@@ -4,9 +4,10 @@
 # As root: installs the missing Debian packages, builds and installs the
 # extension, copies the tree to a scratch directory owned by the postgres
 # OS user and runs the rest as that user (PostgreSQL refuses to run as
-# root): a throwaway cluster with clerk_sync and pg_cron preloaded, the
-# bundled mock Clerk API, then the chosen mode.  Everything started is
-# stopped on exit.
+# root).  test: a throwaway server with test/regress.conf's settings for
+# `make installcheck`'s pg_regress suite, then its TAP suite (each TAP
+# file starts its own servers and mock); demo: test/demo.pl; bench:
+# bench/run.sh.  Everything started is stopped on exit.
 set -euo pipefail
 
 MODE=${1:-test}
@@ -63,6 +64,8 @@ outer() {
 	if [ $rc -ne 0 ] && [ "$MODE" = test ]; then
 		mkdir -p "$HERE/results"
 		cp -r "$WORK/out/." "$HERE/results/" 2>/dev/null || true
+		cp -r "$WORK/tmp_check/log" "$HERE/results/tap-logs" 2>/dev/null || true
+		cp -r "$WORK/results" "$HERE/results/regress" 2>/dev/null || true
 		say "logs kept in $HERE/results"
 	fi
 	rm -rf "$WORK"
@@ -71,101 +74,63 @@ outer() {
 
 # ---- everything below runs as the postgres user, inside $WORK ----
 
-free_port() {
-	"$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-MOCK_PID=
 cleanup() {
-	[ -n "$MOCK_PID" ] && kill "$MOCK_PID" 2>/dev/null
 	[ -d "$WORK/data" ] && $PGBIN/pg_ctl -D "$WORK/data" -m immediate -w stop >/dev/null 2>&1
 	true
 }
 
-start_mock() {
-	# start_mock <secret key> [mock options...]
-	local key=$1
-	shift
-	rm -f "$WORK/mock.port"
-	# the key goes through the environment, so it is not in a process listing
-	MOCK_CLERK_SECRET_KEY="$key" "$PYTHON" "$WORK/test/mock_clerk.py" --port 0 --port-file "$WORK/mock.port" \
-		--log-file "$WORK/out/mock.log" "$@" &
-	MOCK_PID=$!
-	for _ in $(seq 100); do
-		[ -s "$WORK/mock.port" ] && break
-		sleep 0.1
-	done
-	[ -s "$WORK/mock.port" ] || { echo "the mock Clerk API did not start" >&2; exit 1; }
-	MOCK_URL="http://127.0.0.1:$(cat "$WORK/mock.port")/v1"
-}
-
 start_cluster() {
-	# start_cluster <api url> [key for postgresql.conf]
-	PGPORT=$(free_port)
+	# a server with the settings of every test server (test/regress.conf)
+	PGPORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 	export PGPORT PGHOST="$WORK" PGUSER=postgres
 	$PGBIN/initdb -D "$WORK/data" -A trust -U postgres -E UTF8 --locale=C >"$WORK/out/initdb.log"
 	cat >>"$WORK/data/postgresql.conf" <<-EOF
+		include '$WORK/test/regress.conf'
 		port = $PGPORT
 		listen_addresses = ''
 		unix_socket_directories = '$WORK'
-		shared_preload_libraries = 'clerk_sync, pg_cron'
-		cron.database_name = 'postgres'
-		cron.use_background_workers = on
-		max_worker_processes = 32
 		fsync = off
-		clerk_sync.api_url = '$1'
 	EOF
-	if [ -n "${2:-}" ]; then
-		# a throwaway key made up for this run, in a file only postgres reads
-		echo "clerk_sync.secret_key = '$2'" >>"$WORK/data/postgresql.conf"
-	fi
-	# a random encryption root key for the credential vault, for this run only
-	CREDENTIALS_ENCRYPTION_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') \
-		$PGBIN/pg_ctl -D "$WORK/data" -l "$WORK/out/postgresql.log" -w start >/dev/null
+	$PGBIN/pg_ctl -D "$WORK/data" -l "$WORK/out/postgresql.log" -w start >/dev/null
+}
+
+selected() {
+	# selected <name>: whether TESTS (if set) names this test
+	[ -z "${TESTS:-}" ] || [[ " $TESTS " == *" $1 "* ]]
 }
 
 run_tests() {
-	local key="sk_test_mock_$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-	local passed=0 failed=0 n
-	start_mock "$key"
-	start_cluster "$MOCK_URL" "$key"
-	export CLERK_MOCK_URL="$MOCK_URL" CLERK_MOCK_KEY="$key"
-
+	local passed=0 failed=0 n f rc
 	cd "$WORK"
-	local regress=()
-	for f in sql/*.sql; do
-		[ -e "$f" ] || continue
-		n=$(basename "$f" .sql)
-		if [ -z "${TESTS:-}" ] || [[ " $TESTS " == *" $n "* ]]; then regress+=("$n"); fi
+	local regress=() taps=()
+	for n in $(make -s --no-print-directory -f Makefile -f - <<<'print-regress: ; @echo $(REGRESS)' print-regress); do
+		selected "$n" && regress+=("$n")
 	done
+	for f in t/*.pl; do
+		selected "$(basename "$f" .pl)" && taps+=("$f")
+	done
+
 	if [ ${#regress[@]} -gt 0 ]; then
-		say "pg_regress: ${regress[*]}"
+		start_cluster
+		say "pg_regress (make installcheck): ${regress[*]}"
 		set +e
-		"$PGXS_DIR/src/test/regress/pg_regress" --bindir="$PGBIN" --host="$WORK" --port="$PGPORT" \
-			--inputdir=. --outputdir="$WORK/out/regress" --dbname=contrib_regression \
-			"${regress[@]}" >"$WORK/out/regress.log" 2>&1
+		make -s installcheck TAP_TESTS= REGRESS="${regress[*]}" >"$WORK/out/regress.log" 2>&1
 		set -e
 		cat "$WORK/out/regress.log"
-		n=$(grep -cE '^(test |     )?[ ]*[a-z0-9_]+ +\.\.\. ok' "$WORK/out/regress.log" || true)
+		n=$(grep -cE '[a-z0-9_]+ +\.\.\. ok' "$WORK/out/regress.log" || true)
 		passed=$((passed + n))
 		n=$(grep -cE '\.\.\. FAILED' "$WORK/out/regress.log" || true)
 		failed=$((failed + n))
-		[ -f "$WORK/out/regress/regression.diffs" ] && cat "$WORK/out/regress/regression.diffs"
+		[ -f regression.diffs ] && cat regression.diffs
+		cleanup
+		rm -rf "$WORK/data"
 	fi
 
-	local taps=()
-	for f in t/*.pl; do
-		[ -e "$f" ] || continue
-		n=$(basename "$f" .pl)
-		if [ -z "${TESTS:-}" ] || [[ " $TESTS " == *" $n "* ]]; then taps+=("$f"); fi
-	done
 	if [ ${#taps[@]} -gt 0 ]; then
-		say "TAP: ${taps[*]}"
-		local rc
+		say "TAP (make installcheck): ${taps[*]}"
 		set +e
-		PERL5LIB="$PGXS_DIR/src/test/perl:$WORK/test/perl" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
-			TESTDIR="$WORK/out" PGHOST= PGPORT= \
-			prove -v "${taps[@]}" >"$WORK/out/tap.log" 2>&1
+		env -u PGHOST -u PGPORT make -s installcheck REGRESS= PROVE_FLAGS="-v -I test/perl" \
+			PROVE_TESTS="${taps[*]}" >"$WORK/out/tap.log" 2>&1
 		rc=$?
 		set -e
 		cat "$WORK/out/tap.log"
@@ -175,29 +140,14 @@ run_tests() {
 		# a script that died before its plan counts as one failure
 		if [ "$rc" -ne 0 ] && [ "$n" -eq 0 ]; then n=1; fi
 		failed=$((failed + n))
-	fi
-
-	if grep -qF "$key" "$WORK/out/postgresql.log" "$WORK/out/mock.log" 2>/dev/null; then
-		echo "the secret key appeared in a log file" >&2
-		failed=$((failed + 1))
+		# no mock key (sk_test_mock_ and 32 random hex digits) in any server's log
+		if grep -rlE 'sk_test_mock_[0-9a-f]{32}' "$WORK/tmp_check/log" "$WORK/out" 2>/dev/null; then
+			echo "a secret key appeared in the log files above" >&2
+			failed=$((failed + 1))
+		fi
 	fi
 	echo "$passed passed, $failed failed"
 	[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
-}
-
-run_demo() {
-	local key api
-	if [ -n "${CLERK_SECRET_KEY:-}" ]; then
-		api=${CLERK_API_URL:-https://api.clerk.com/v1}
-		say "syncing from $api with the key in CLERK_SECRET_KEY"
-		start_cluster "$api"
-	else
-		key="sk_test_mock_$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-		start_mock "$key" --users 250 --organizations 12 --memberships 400 --seed 7
-		say "mock Clerk API at $MOCK_URL (250 users, 12 organizations, 400 memberships)"
-		start_cluster "$MOCK_URL" "$key"
-	fi
-	psql -X -q -v ON_ERROR_STOP=1 -d postgres -f "$WORK/test/demo.sql"
 }
 
 if [ "${1:-}" = --inner ]; then
@@ -205,9 +155,9 @@ if [ "${1:-}" = --inner ]; then
 	trap cleanup EXIT
 	case "$MODE" in
 	test) run_tests ;;
-	demo) run_demo ;;
+	demo) cd "$WORK" && TESTDIR="$WORK/out" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" PERL5LIB="$PGXS_DIR/src/test/perl:$WORK/test/perl" perl test/demo.pl ;;
 	bench)
-		start_cluster "http://127.0.0.1:1/v1"
+		start_cluster
 		bash "$WORK/bench/run.sh"
 		;;
 	*) echo "unknown mode $MODE" >&2; exit 2 ;;

@@ -203,7 +203,12 @@ sub control_raw {
 sub reset         { my ($s, $d) = @_; $s->control(POST => 'reset', $d) }
 sub state         { $_[0]->control(GET => 'state') }
 sub stats         { $_[0]->control(GET => 'stats') }
-sub requests      { $_[0]->control(GET => 'requests') }
+# the request log, or the requests to paths that start with $prefix
+sub requests {
+    my ($s, $prefix) = @_;
+    my $r = $s->control(GET => 'requests' . ($prefix ? "?path=$prefix" : ''));
+    return ref $r eq 'HASH' ? $r->{requests} : $r;
+}
 sub clear_requests { $_[0]->control(DELETE => 'requests') }
 sub add_fault     { my ($s, %f) = @_; $s->control(POST => 'faults', \%f)->{id} }
 sub clear_faults  { $_[0]->control(DELETE => 'faults') }

@@ -1,46 +1,80 @@
 package ClerkTest;
 
-# Shared set-up for the TAP tests: a PostgreSQL::Test::Cluster with
-# clerk_sync (and pg_cron) preloaded, pointed at a ClerkMock.
+# Shared set-up and helpers for the TAP tests: a PostgreSQL::Test::Cluster
+# with the settings of test/regress.conf (the one place every test server's
+# configuration comes from), pointed at a ClerkMock; queries, errors, runs
+# and Svix signatures.
 
 use strict;
 use warnings;
 
+use Cwd qw(abs_path);
+use Digest::SHA qw(hmac_sha256);
 use Exporter qw(import);
+use File::Basename qw(dirname);
+use File::Spec;
+use MIME::Base64 qw(encode_base64 decode_base64);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(clerk_node sql_ok sql_error row_versions wait_for_run);
+our @EXPORT = qw(clerk_node clerk_server_conf q1 sql_error row_versions wait_for_run last_run
+                 svix_sign sql_literal);
+
+my $REGRESS_CONF = File::Spec->catfile(dirname(abs_path(__FILE__)), File::Spec->updir, 'regress.conf');
+
+# The node q1() and last_run() talk to: the last one clerk_node() made.
+our $node;
+
+# The settings of every test server, as postgresql.conf lines.
+sub clerk_server_conf {
+    return slurp_file($REGRESS_CONF);
+}
 
 # clerk_node($name, $mock, %opt): a started node with the extension created.
-# Options: preload (default 'clerk_sync, pg_cron'), conf (extra lines).
+# Options: preload (default: test/regress.conf's), conf (extra lines),
+# create (default 1: CREATE EXTENSION clerk_sync), version (of the extension
+# to create), start (default 1).
 sub clerk_node {
     my ($name, $mock, %opt) = @_;
-    my $node = PostgreSQL::Test::Cluster->new($name);
-    $node->init;
-    my $preload = $opt{preload} // 'clerk_sync, pg_cron';
-    $node->append_conf('postgresql.conf', "shared_preload_libraries = '$preload'\n") if $preload ne '';
-    $node->append_conf('postgresql.conf', join("\n",
-        "cron.database_name = 'postgres'",
-        "cron.use_background_workers = on",
-        "max_worker_processes = 32",
-        "restart_after_crash = on",
-        "clerk_sync.api_url = '" . $mock->url . "'",
-        "clerk_sync.secret_key = '" . $mock->secret_key . "'",
-        "clerk_sync.retry_backoff = 50",
-        "clerk_sync.rate_limit = 1000",
+    my $n = PostgreSQL::Test::Cluster->new($name);
+    $n->init;
+    my $conf = clerk_server_conf();
+    if (defined $opt{preload}) {
+        $conf =~ s/^shared_preload_libraries\s*=.*$/shared_preload_libraries = '$opt{preload}'/m;
+    }
+    $n->append_conf('postgresql.conf', $conf);
+    $n->append_conf('postgresql.conf', join("\n",
+        ($mock ? ("clerk_sync.api_url = '" . $mock->url . "'",
+                  "clerk_sync.secret_key = '" . $mock->secret_key . "'") : ()),
         $opt{conf} // '', ''));
-    $node->start;
-    $node->safe_psql('postgres', 'CREATE EXTENSION clerk_sync');
-    return $node;
+    return $n if defined $opt{start} && !$opt{start};
+    $n->start;
+    if ($opt{create} // 1) {
+        my $version = defined $opt{version} ? " VERSION '$opt{version}'" : '';
+        $n->safe_psql('postgres', "CREATE EXTENSION clerk_sync$version");
+    }
+    $node = $n;
+    return $n;
+}
+
+# One query on the last node clerk_node() made; its output.
+sub q1 {
+    my ($sql) = @_;
+    return $node->safe_psql('postgres', $sql);
+}
+
+# A column (or expression) of the newest run of the last node.
+sub last_run {
+    my ($expr) = @_;
+    return q1("SELECT $expr FROM clerk.sync_runs ORDER BY id DESC LIMIT 1");
 }
 
 # Run SQL that must fail; returns (sqlstate, message).
 sub sql_error {
-    my ($node, $sql, %opt) = @_;
+    my ($n, $sql, %opt) = @_;
     my ($stdout, $stderr);
-    my $ret = $node->psql('postgres', "\\set VERBOSITY verbose\n$sql",
+    my $ret = $n->psql('postgres', "\\set VERBOSITY verbose\n$sql",
         stdout => \$stdout, stderr => \$stderr, on_error_stop => 1, %opt);
     my ($state, $msg) = $stderr =~ /ERROR:\s+([0-9A-Z]{5}):\s+(.*)/;
     return ($state // '', $msg // $stderr, $ret);
@@ -49,8 +83,8 @@ sub sql_error {
 # A fingerprint of every row version of the synced tables: equal before and
 # after means nothing was written.
 sub row_versions {
-    my ($node) = @_;
-    return $node->safe_psql('postgres', q{
+    my ($n) = @_;
+    return $n->safe_psql('postgres', q{
         SELECT md5(string_agg(t || ':' || id || ':' || xmin::text || ':' || ctid::text, ',' ORDER BY t, id))
         FROM (SELECT 'u' t, id, xmin, ctid FROM clerk.users
               UNION ALL SELECT 'o', id, xmin, ctid FROM clerk.organizations
@@ -59,11 +93,25 @@ sub row_versions {
 
 # Wait until run $id is no longer running; returns its status.
 sub wait_for_run {
-    my ($node, $id) = @_;
-    $node->poll_query_until('postgres',
+    my ($n, $id) = @_;
+    $n->poll_query_until('postgres',
         "SELECT status <> 'running' FROM clerk.sync_runs WHERE id = $id")
       or die "run $id did not finish";
-    return $node->safe_psql('postgres', "SELECT status FROM clerk.sync_runs WHERE id = $id");
+    return $n->safe_psql('postgres', "SELECT status FROM clerk.sync_runs WHERE id = $id");
+}
+
+# The svix-signature header for a delivery, as Svix computes it.
+sub svix_sign {
+    my ($secret, $id, $ts, $body) = @_;
+    (my $b64 = $secret) =~ s/^whsec_//;
+    return 'v1,' . encode_base64(hmac_sha256("$id.$ts.$body", decode_base64($b64)), '');
+}
+
+# A string as an SQL literal.
+sub sql_literal {
+    my ($s) = @_;
+    $s =~ s/'/''/g;
+    return "'$s'";
 }
 
 1;

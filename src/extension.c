@@ -1,0 +1,114 @@
+/*
+ * extension.c
+ *		The extension's catalog row: its owner, and whether this library
+ *		serves the SQL version a database has installed.
+ *
+ * A server gets a new library when it restarts after a package upgrade,
+ * while each database keeps its SQL objects until ALTER EXTENSION
+ * clerk_sync UPDATE.  Every entry point that touches the schema comes
+ * through here first, so a library never works on SQL objects it does not
+ * know: a database that is behind is told to update, one that is ahead (an
+ * older library after a downgrade, or a server not restarted after an
+ * upgrade) is told to install the matching library.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+
+#include "extension.h"
+
+PG_FUNCTION_INFO_V1(clerk_library_version);
+
+/* "1.0" as 100; -1 for anything that is not major.minor */
+static int
+parse_version(const char *v)
+{
+	int			major,
+				minor;
+	char		tail;
+
+	if (sscanf(v, "%d.%d%c", &major, &minor, &tail) != 2 ||
+		major < 0 || minor < 0 || minor > 99)
+		return -1;
+	return major * 100 + minor;
+}
+
+static void
+check_version(const char *installed, int needs)
+{
+	int			v = parse_version(installed);
+
+	if (v < 0 || v > CLERK_SQL_NEWEST)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension clerk_sync is at version %s, newer than its library (%s)",
+						installed, CLERK_LIBRARY_VERSION),
+				 errdetail("The server runs a clerk_sync library that does not know the SQL objects of this database."),
+				 errhint("Install the clerk_sync library of version %s and restart the server.",
+						 installed)));
+	if (v < needs)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension clerk_sync is at version %s, older than its library (%s) needs",
+						installed, CLERK_LIBRARY_VERSION),
+				 errdetail("The server runs a newer clerk_sync library than the SQL objects of this database were installed for."),
+				 errhint("Run ALTER EXTENSION clerk_sync UPDATE.")));
+}
+
+Oid
+clerk_extension_owner(int needs)
+{
+	Oid			extoid = get_extension_oid("clerk_sync", false);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			owner;
+	Datum		d;
+	bool		isnull;
+	char	   *installed;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "could not find extension clerk_sync");
+	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	d = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
+	installed = isnull ? pstrdup("") : TextDatumGetCString(d);
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* the install or update script itself may call in between versions */
+	if (!(creating_extension && CurrentExtensionObject == extoid))
+		check_version(installed, needs);
+	pfree(installed);
+	return owner;
+}
+
+void
+clerk_require_sql_version(int needs)
+{
+	(void) clerk_extension_owner(needs);
+}
+
+/*
+ * clerk_library_version() returns text: the version of the library the
+ * server runs, which clerk_status() shows next to the installed SQL's.
+ */
+Datum
+clerk_library_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(CLERK_LIBRARY_VERSION));
+}
