@@ -21,6 +21,14 @@ use Test::More;
 our @EXPORT = qw(clerk_node clerk_server_conf q1 sql_error row_versions wait_for_run last_run
                  svix_sign sql_literal);
 
+# Under plain prove, pg_regress (which PostgreSQL::Test::Cluster needs) is
+# the one PGXS installed; make installcheck sets PG_REGRESS itself.
+if (!$ENV{PG_REGRESS}) {
+    my $pgxs = `pg_config --pgxs`;
+    chomp $pgxs;
+    $ENV{PG_REGRESS} = dirname($pgxs) . '/../test/regress/pg_regress';
+}
+
 my $REGRESS_CONF = File::Spec->catfile(dirname(abs_path(__FILE__)), File::Spec->updir, 'regress.conf');
 
 # The node q1() and last_run() talk to: the last one clerk_node() made.
