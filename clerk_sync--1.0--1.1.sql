@@ -46,7 +46,103 @@ AS $$
             'secret_key_configured', @extschema@.clerk_secret_key_configured()))
 $$;
 
+-- ---- the mapping: identity columns hold verified identities only ---------
+-- primary_email, email_addresses and primary_phone are what applications
+-- match people by; an address or number a user added but never verified
+-- stays in raw only.
+
+CREATE OR REPLACE FUNCTION clerk.map_users(page jsonb)
+RETURNS SETOF clerk.users
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        o ->> 'external_id',
+        o ->> 'username',
+        o ->> 'first_name',
+        o ->> 'last_name',
+        (SELECT e ->> 'email_address'
+           FROM pg_catalog.jsonb_array_elements(clerk.array_or_empty(o -> 'email_addresses')) e
+          WHERE e ->> 'id' = o ->> 'primary_email_address_id'
+            AND e -> 'verification' ->> 'status' = 'verified'
+          LIMIT 1),
+        ARRAY(SELECT e ->> 'email_address'
+                FROM pg_catalog.jsonb_array_elements(clerk.array_or_empty(o -> 'email_addresses'))
+                     WITH ORDINALITY AS a(e, n)
+               WHERE e ->> 'email_address' IS NOT NULL
+                 AND e -> 'verification' ->> 'status' = 'verified'
+               ORDER BY n),
+        (SELECT p ->> 'phone_number'
+           FROM pg_catalog.jsonb_array_elements(clerk.array_or_empty(o -> 'phone_numbers')) p
+          WHERE p ->> 'id' = o ->> 'primary_phone_number_id'
+            AND p -> 'verification' ->> 'status' = 'verified'
+          LIMIT 1),
+        o ->> 'image_url',
+        coalesce((o ->> 'banned')::boolean, false),
+        coalesce((o ->> 'locked')::boolean, false),
+        clerk.object_or_empty(o -> 'public_metadata'),
+        clerk.object_or_empty(o -> 'private_metadata'),
+        clerk.object_or_empty(o -> 'unsafe_metadata'),
+        clerk.ms_to_timestamptz(o -> 'last_sign_in_at'),
+        clerk.ms_to_timestamptz(o -> 'last_active_at'),
+        clerk.ms_to_timestamptz(o -> 'created_at'),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS o
+$$;
+COMMENT ON FUNCTION clerk.map_users(jsonb) IS 'Rows of clerk.users from Clerk user objects (identity columns: verified values only)';
+
+-- rows stored by 1.0 get their identity columns anew from raw
+UPDATE clerk.users u
+   SET primary_email = m.primary_email, email_addresses = m.email_addresses, primary_phone = m.primary_phone
+  FROM clerk.users o CROSS JOIN LATERAL clerk.map_users(o.raw) m
+ WHERE o.id = u.id
+   AND (u.primary_email, u.email_addresses, u.primary_phone) IS DISTINCT FROM
+       (m.primary_email, m.email_addresses, m.primary_phone);
+
+-- ---- the write path: records that failed, kept for a retry ---------------
+
+CREATE TABLE clerk.sync_failures (
+    entity          text NOT NULL,
+    id              text NOT NULL,
+    reason          text NOT NULL,
+    sqlstate        text,
+    attempts        integer NOT NULL DEFAULT 1,
+    first_failed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_failed_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    last_run_id     bigint,
+    PRIMARY KEY (entity, id)
+);
+COMMENT ON TABLE clerk.sync_failures IS 'Records a sync could not store: retried by id on later runs (users, organizations) or by the next full listing, and forgotten once stored or gone';
+SELECT pg_catalog.pg_extension_config_dump('clerk.sync_failures', '');
+
+-- ---- pages and bodies as text: repaired the way a sync repairs them --------
+
+CREATE FUNCTION clerk_apply_page(entity text, page text)
+RETURNS jsonb
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'clerk_apply_page_text';
+COMMENT ON FUNCTION clerk_apply_page(text, text) IS 'Write one page of Clerk JSON, given as text, through the sync''s write path, with the sync''s repair';
+
+CREATE FUNCTION clerk_apply_page(entity text, page json)
+RETURNS jsonb
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'clerk_apply_page_text';
+COMMENT ON FUNCTION clerk_apply_page(text, json) IS 'Write one page of Clerk JSON, given as json, through the sync''s write path, with the sync''s repair';
+
+CREATE FUNCTION clerk_repair_json(body bytea, OUT value jsonb, OUT repairs jsonb)
+RETURNS record
+LANGUAGE C STRICT IMMUTABLE
+AS 'MODULE_PATHNAME', 'clerk_repair_json';
+COMMENT ON FUNCTION clerk_repair_json(bytea) IS 'The repair every write path applies: the value as stored (NULL if it cannot be), and each repair made (element, path, rule)';
+
 -- ---- privileges -----------------------------------------------------------
 -- Nothing is usable by PUBLIC (see README, "Permissions").
 
 REVOKE ALL ON FUNCTION clerk_library_version() FROM PUBLIC;
+REVOKE ALL ON FUNCTION clerk_apply_page(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION clerk_apply_page(text, json) FROM PUBLIC;
+REVOKE ALL ON FUNCTION clerk_repair_json(bytea) FROM PUBLIC;
+REVOKE ALL ON clerk.sync_failures FROM PUBLIC;

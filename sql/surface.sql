@@ -10,10 +10,10 @@ TRUNCATE clerk.users, clerk.organizations, clerk.organization_members;
 -- the same write path as a sync: insert, then nothing to do, then an update
 SELECT clerk_apply_page('users', '[
   {"id": "user_a", "first_name": "Ada", "primary_email_address_id": "e1",
-   "email_addresses": [{"id": "e1", "email_address": "ada@example.com"}], "updated_at": 1},
+   "email_addresses": [{"id": "e1", "email_address": "ada@example.com", "verification": {"status": "verified"}}], "updated_at": 1},
   {"id": "user_b", "first_name": "Bob", "updated_at": 1}]');
 SELECT clerk_apply_page('users', '[{"id": "user_a", "first_name": "Ada", "primary_email_address_id": "e1",
-   "email_addresses": [{"id": "e1", "email_address": "ada@example.com"}], "updated_at": 1}]');
+   "email_addresses": [{"id": "e1", "email_address": "ada@example.com", "verification": {"status": "verified"}}], "updated_at": 1}]');
 SELECT clerk_apply_page('users', '[{"id": "user_b", "first_name": "Robert", "updated_at": 2}]');
 SELECT id, first_name, primary_email FROM clerk.users ORDER BY id;
 

@@ -6,30 +6,30 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
 #include "clerk_sync.h"
+#include "parse.h"
 #include "store.h"
 
 PG_FUNCTION_INFO_V1(clerk_apply_page);
+PG_FUNCTION_INFO_V1(clerk_apply_page_text);
 
 /*
- * clerk_apply_page(entity text, page jsonb) returns jsonb
- *
- * entity is users, organizations or memberships; page is what the Clerk
- * API answers (a bare array, {data, total_count}) or one object.  Returns
- * the counts: fetched, inserted, updated, unchanged, failed.
+ * Parse, repair and write `text` as a page of `entity`; the counts as
+ * jsonb.  The page counts as fetched when the calling transaction started.
  */
-Datum
-clerk_apply_page(PG_FUNCTION_ARGS)
+static Datum
+apply_text(const char *entity, const char *text, size_t len)
 {
-	char	   *entity = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Jsonb	   *page = PG_GETARG_JSONB_P(1);
 	ClerkPageCounts counts = {0};
 	ClerkSavedUser saved;
 	ClerkEntity e;
+	ClerkParsed page;
+	char	   *err;
 	char	   *result;
 
 	if (!clerk_entity_by_name(entity, &e))
@@ -38,14 +38,54 @@ clerk_apply_page(PG_FUNCTION_ARGS)
 				 errmsg("unknown entity \"%s\"", entity),
 				 errhint("Use users, organizations or memberships.")));
 
+	err = clerk_parse(text, len, &page);
+	if (err != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("the page is not JSON"),
+				 errdetail("The text is not JSON: %s.", err)));
+
 	clerk_become_owner(&saved, CLERK_SQL_FOR_SYNC);
-	clerk_store_page(e, page, false, false, 0, &counts);
+	clerk_store_page(e, &page, false, false, 0, GetCurrentTransactionStartTimestamp(), &counts);
 	clerk_restore_user(&saved);
 
 	result = psprintf("{\"fetched\": " INT64_FORMAT ", \"inserted\": " INT64_FORMAT
 					  ", \"updated\": " INT64_FORMAT ", \"unchanged\": " INT64_FORMAT
-					  ", \"failed\": " INT64_FORMAT "}",
+					  ", \"failed\": " INT64_FORMAT ", \"repaired\": " INT64_FORMAT "}",
 					  counts.fetched, counts.inserted, counts.updated, counts.unchanged,
-					  counts.failed);
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result)));
+					  counts.failed, counts.repaired);
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(result));
+}
+
+/*
+ * clerk_apply_page(entity text, page jsonb) returns jsonb
+ *
+ * entity is users, organizations or memberships; page is what the Clerk
+ * API answers (a bare array, {data, total_count}) or one object.  Returns
+ * the counts: fetched, inserted, updated, unchanged, failed, repaired.
+ */
+Datum
+clerk_apply_page(PG_FUNCTION_ARGS)
+{
+	char	   *entity = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Jsonb	   *page = PG_GETARG_JSONB_P(1);
+	char	   *text = JsonbToCString(NULL, &page->root, VARSIZE(page));
+
+	PG_RETURN_DATUM(apply_text(entity, text, strlen(text)));
+}
+
+/*
+ * clerk_apply_page(entity text, page text | json) returns jsonb
+ *
+ * The same, for a page as text: content jsonb cannot hold (\u0000, an
+ * unpaired surrogate, a number beyond numeric) is repaired as a sync
+ * repairs it, where a jsonb argument would fail in the caller's cast.
+ */
+Datum
+clerk_apply_page_text(PG_FUNCTION_ARGS)
+{
+	char	   *entity = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	text	   *page = PG_GETARG_TEXT_PP(1);
+
+	PG_RETURN_DATUM(apply_text(entity, text_to_cstring(page), VARSIZE_ANY_EXHDR(page)));
 }

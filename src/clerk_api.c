@@ -1,7 +1,7 @@
 /*
  * clerk_api.c
- *		What clerk_sync knows about the Clerk Backend API: paths, answer
- *		shapes, and clerk_test_connection().
+ *		What clerk_sync knows about the Clerk Backend API: its answers
+ *		(parsed, with their counts checked), and clerk_test_connection().
  */
 #include "postgres.h"
 
@@ -18,82 +18,34 @@
 #include "utils/resowner.h"
 
 #include "clerk_api.h"
+#include "parse.h"
 #include "http.h"
 
 PG_FUNCTION_INFO_V1(clerk_test_connection);
 
-Jsonb *
-clerk_parse_json(const char *body, const char *what)
+void
+clerk_parse_answer(const ClerkHttpResult *res, const char *what, ClerkParsed *out)
 {
-	MemoryContext mcxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	Jsonb	   *volatile result = NULL;
+	char	   *err = clerk_parse(res->body ? res->body : "", res->body ? res->len : 0, out);
 
-	/*
-	 * jsonb_in reports malformed input as 22P02; catch it in a
-	 * subtransaction and say instead that Clerk's answer was broken.
-	 */
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(mcxt);
-	PG_TRY();
-	{
-		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body)));
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(mcxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(mcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(mcxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-			ReThrowError(edata);
+	if (err != NULL)
 		ereport(ERROR,
 				(errcode(CLERK_ERRCODE_BAD_RESPONSE),
 				 errmsg("Clerk sent malformed JSON for %s", what),
-				 errdetail("%s", edata->message)));
-	}
-	PG_END_TRY();
-	return result;
-}
-
-/* Look up one member of a JSON object. */
-static JsonbValue *
-object_member(Jsonb *obj, const char *key, JsonbValue *out)
-{
-	if (!JB_ROOT_IS_OBJECT(obj))
-		return NULL;
-	return getKeyJsonValueFromContainer(&obj->root, key, strlen(key), out);
+				 errdetail("The answer is not JSON: %s.", err)));
 }
 
 int64
-clerk_json_int(Jsonb *obj, const char *key)
+clerk_answer_total_count(const ClerkParsed *p, const char *what)
 {
-	JsonbValue	v;
+	int64		n = clerk_parsed_total_count(p);
 
-	if (object_member(obj, key, &v) == NULL || v.type != jbvNumeric)
-		return -1;
-	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v.val.numeric)));
-}
-
-int
-clerk_json_array_length(Jsonb *j)
-{
-	JsonbValue	v;
-
-	if (JB_ROOT_IS_ARRAY(j) && !JB_ROOT_IS_SCALAR(j))
-		return JB_ROOT_COUNT(j);
-	if (object_member(j, "data", &v) != NULL && v.type == jbvBinary &&
-		JsonContainerIsArray(v.val.binary.data))
-		return JsonContainerSize(v.val.binary.data);
-	return -1;
+	if (n == -2)
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_BAD_RESPONSE),
+				 errmsg("Clerk's answer to %s has an invalid total_count", what),
+				 errdetail("A total_count is a whole number from 0 to 9223372036854775807.")));
+	return n;
 }
 
 static void
@@ -164,30 +116,17 @@ clerk_test_connection(PG_FUNCTION_ARGS)
 			error = psprintf("Clerk answered HTTP %ld", res.status);
 		else
 		{
-			MemoryContext mcxt = CurrentMemoryContext;
+			ClerkParsed p;
+			char	   *perr = clerk_parse(res.body, res.len, &p);
 
-			PG_TRY();
-			{
-				Jsonb	   *j = clerk_parse_json(res.body, "/users/count");
-
-				total = clerk_json_int(j, "total_count");
-				if (total < 0)
-					error = pstrdup("Clerk's answer to /users/count has no total_count");
-				else
-					ok = true;
-			}
-			PG_CATCH();
-			{
-				ErrorData  *edata;
-
-				MemoryContextSwitchTo(mcxt);
-				edata = CopyErrorData();
-				if (edata->sqlerrcode != CLERK_ERRCODE_BAD_RESPONSE)
-					PG_RE_THROW();
-				FlushErrorState();
-				error = edata->message;
-			}
-			PG_END_TRY();
+			if (perr != NULL)
+				error = psprintf("Clerk sent malformed JSON for /users/count: %s", perr);
+			else if ((total = clerk_parsed_total_count(&p)) == -1)
+				error = pstrdup("Clerk's answer to /users/count has no total_count");
+			else if (total < 0)
+				error = pstrdup("Clerk's answer to /users/count has an invalid total_count");
+			else
+				ok = true;
 		}
 	}
 

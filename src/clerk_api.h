@@ -8,14 +8,15 @@
 #include "utils/jsonb.h"
 
 #include "http.h"
+#include "parse.h"
 
-/* Parse an answer body; a malformed body is an ERROR with SQLSTATE 08P01. */
-extern Jsonb *clerk_parse_json(const char *body, const char *what);
+/*
+ * Parse an answer (repaired, each object converted on its own: parse.h);
+ * a body that is not JSON at all is an ERROR with SQLSTATE 08P01.
+ */
+extern void clerk_parse_answer(const ClerkHttpResult *res, const char *what, ClerkParsed *out);
 
-/* Member `key` of a JSON object as a number, or -1 when absent or not one. */
-extern int64 clerk_json_int(Jsonb *obj, const char *key);
-
-/* Number of elements of a JSON array (or of its "data" member). */
-extern int	clerk_json_array_length(Jsonb *j);
+/* The answer's total_count, or -1 without one; one that is no count is 08P01. */
+extern int64 clerk_answer_total_count(const ClerkParsed *p, const char *what);
 
 #endif							/* CLERK_API_H */

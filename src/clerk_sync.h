@@ -74,4 +74,12 @@ extern Oid	clerk_worker_role(void);
 extern void clerk_become_owner(ClerkSavedUser *saved, int needs);
 extern void clerk_restore_user(ClerkSavedUser *saved);
 
+/*
+ * Run fn(arg) in a subtransaction.  Returns NULL when it succeeded, else
+ * its error (copied into the caller's memory context), with the
+ * subtransaction rolled back.  Cancel, shutdown and out-of-memory are not
+ * caught: they end the caller's work too.
+ */
+extern ErrorData *clerk_try(void (*fn) (void *arg), void *arg);
+
 #endif							/* CLERK_SYNC_H */

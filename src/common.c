@@ -1,16 +1,20 @@
 /*
  * common.c
  *		Small helpers every part of clerk_sync uses: the secret key, the
- *		preload check, and running as the extension's owner.
+ *		preload check, running as the extension's owner, and trying work
+ *		in a subtransaction.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "utils/syscache.h"
 #include "access/htup_details.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 
 #include "clerk_sync.h"
 #include "extension.h"
@@ -79,4 +83,37 @@ clerk_restore_user(ClerkSavedUser *saved)
 {
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
 	AtEOXact_GUC(true, saved->guc_nestlevel);
+}
+
+ErrorData *
+clerk_try(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(mcxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(mcxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(mcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(mcxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+			edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY)
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return edata;
 }

@@ -23,9 +23,9 @@
  * whose SQL objects change in a release raises its entry here, so that a
  * database not yet updated gets a clear error instead of a wrong result.
  */
-#define CLERK_SQL_FOR_SYNC		CLERK_SQL_1_0	/* runs, the write path, clerk_apply_page */
+#define CLERK_SQL_FOR_SYNC		CLERK_SQL_1_1	/* runs, the write path, clerk_apply_page */
 #define CLERK_SQL_FOR_VAULT		CLERK_SQL_1_0	/* credentials and stored secrets */
-#define CLERK_SQL_FOR_WEBHOOKS	CLERK_SQL_1_0	/* clerk_handle_webhook */
+#define CLERK_SQL_FOR_WEBHOOKS	CLERK_SQL_1_1	/* clerk_handle_webhook */
 
 /*
  * The role that owns the extension, after checking that the installed SQL

@@ -19,6 +19,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
+#include "utils/timestamp.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
@@ -418,6 +419,7 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 
 	res->status = status;
 	res->latency_ms = total_us / 1000.0;
+	res->sent_at = GetCurrentTimestamp() - (TimestampTz) total_us;
 	res->error = NULL;
 	res->sqlerrcode = 0;
 	res->body = NULL;

@@ -7,6 +7,7 @@
 #define CLERK_HTTP_H
 
 #include "clerk_sync.h"
+#include "datatype/timestamp.h"
 
 typedef struct ClerkHttpClient ClerkHttpClient;
 
@@ -43,6 +44,7 @@ typedef struct ClerkHttpResult
 	char	   *body;
 	size_t		len;
 	double		latency_ms;		/* of the last attempt */
+	TimestampTz sent_at;		/* when the last attempt was sent */
 	char	   *error;			/* NULL, or why no usable answer came */
 	int			sqlerrcode;		/* with error: the SQLSTATE by cause */
 } ClerkHttpResult;

@@ -2,13 +2,17 @@
  * store.c
  *		The one write path from Clerk JSON to the clerk.* tables.
  *
- * A page of Clerk objects goes to Postgres as one jsonb parameter of a
- * saved plan: the mapping functions (clerk.map_*) turn it into rows, rows
- * identical to what is stored are filtered out before the upsert (so an
- * unchanged object writes nothing at all, not even a row lock), and the
- * rest is inserted or updated with INSERT ... ON CONFLICT.  When a page
- * fails as a whole, each object is retried alone so that one bad record
- * does not cost the others.
+ * A page of Clerk objects (parsed and repaired by parse.c) goes to
+ * Postgres as one jsonb parameter of a saved plan: the mapping functions
+ * (clerk.map_*) turn it into rows, rows identical to what is stored are
+ * filtered out before the upsert (so an unchanged object writes nothing at
+ * all, not even a row lock), and the rest is inserted or updated with
+ * INSERT ... ON CONFLICT.  When a page fails as a whole, each object is
+ * retried alone so that one bad record does not cost the others.
+ *
+ * The ordering rule, the same for every writer: an object never replaces
+ * a stored row whose updated_at is later, and a page never revives a row
+ * deleted at or after the time the page was fetched.
  */
 #include "postgres.h"
 
@@ -23,6 +27,8 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "clerk_sync.h"
+#include "parse.h"
 #include "store.h"
 
 typedef struct EntityInfo
@@ -53,7 +59,8 @@ static SPIPlanPtr upsert_plans[CLERK_NENTITIES];
 static SPIPlanPtr classify_plans[CLERK_NENTITIES];
 static SPIPlanPtr seen_plan;
 static SPIPlanPtr audit_plan;
-static SPIPlanPtr elements_plan;
+static SPIPlanPtr failure_plan;
+static SPIPlanPtr forget_plan;
 
 const char *
 clerk_entity_name(ClerkEntity entity)
@@ -108,8 +115,9 @@ excluded_list(const char *columns)
 }
 
 /*
- * The upsert: rows that differ from the stored ones (or revive a deleted
- * one) are written; the result is one row (inserted, updated).
+ * The upsert: rows that differ from the stored ones (or revive a row
+ * deleted before the page was fetched, $2) are written, unless the stored
+ * row is newer; the result is one row (objects, inserted, updated).
  */
 static SPIPlanPtr
 upsert_plan(ClerkEntity e)
@@ -117,40 +125,46 @@ upsert_plan(ClerkEntity e)
 	if (upsert_plans[e] == NULL)
 	{
 		const EntityInfo *ei = &entities[e];
-		Oid			types[1] = {JSONBOID};
+		Oid			types[2] = {JSONBOID, TIMESTAMPTZOID};
 		char	   *sql;
 
 		sql = psprintf("WITH m AS (SELECT * FROM %s($1)), "
 					   "w AS (INSERT INTO %s AS t "
 					   "  SELECT m.* FROM m WHERE NOT EXISTS "
-					   "    (SELECT 1 FROM %s s WHERE s.id = m.id AND s.raw = m.raw AND s.deleted_at IS NULL) "
+					   "    (SELECT 1 FROM %s s WHERE s.id = m.id AND "
+					   "       ((s.raw = m.raw AND s.deleted_at IS NULL) OR s.updated_at > m.updated_at "
+					   "        OR s.deleted_at >= $2)) "
 					   "  ON CONFLICT (id) DO UPDATE SET (%s) = ROW(%s) "
-					   "  WHERE t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL "
+					   "  WHERE (t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL) "
+					   "    AND NOT coalesce(t.updated_at > EXCLUDED.updated_at, false) "
+					   "    AND NOT coalesce(t.deleted_at >= $2, false) "
 					   "  RETURNING (t.xmax = 0) AS inserted) "
 					   "SELECT (SELECT count(*) FROM m), "
 					   "  count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w",
 					   ei->map, ei->table, ei->table, ei->columns, excluded_list(ei->columns));
-		upsert_plans[e] = clerk_prepare_saved(sql, 1, types);
+		upsert_plans[e] = clerk_prepare_saved(sql, 2, types);
 	}
 	return upsert_plans[e];
 }
 
-/* The dry run's question: what would the upsert do? Same result shape. */
+/* The dry run's question: what would the upsert do? Same parameters and result. */
 static SPIPlanPtr
 classify_plan(ClerkEntity e)
 {
 	if (classify_plans[e] == NULL)
 	{
 		const EntityInfo *ei = &entities[e];
-		Oid			types[1] = {JSONBOID};
+		Oid			types[2] = {JSONBOID, TIMESTAMPTZOID};
 		char	   *sql;
 
 		sql = psprintf("SELECT count(*), count(*) FILTER (WHERE t.id IS NULL), "
 					   "  count(*) FILTER (WHERE t.id IS NOT NULL AND "
-					   "    (t.raw IS DISTINCT FROM m.raw OR t.deleted_at IS NOT NULL)) "
+					   "    (t.raw IS DISTINCT FROM m.raw OR t.deleted_at IS NOT NULL) "
+					   "    AND NOT coalesce(t.updated_at > m.updated_at, false) "
+					   "    AND NOT coalesce(t.deleted_at >= $2, false)) "
 					   "FROM %s($1) m LEFT JOIN %s t ON t.id = m.id",
 					   ei->map, ei->table);
-		classify_plans[e] = clerk_prepare_saved(sql, 1, types);
+		classify_plans[e] = clerk_prepare_saved(sql, 2, types);
 	}
 	return classify_plans[e];
 }
@@ -208,104 +222,121 @@ record_seen(ClerkEntity e, Jsonb *page)
 }
 
 /* Run the upsert or classify plan on `page` and add its result to counts. */
-static void
-apply_plan(SPIPlanPtr plan, Jsonb *page, ClerkPageCounts *counts)
+typedef struct PlanArgs
 {
-	Datum		value = JsonbPGetDatum(page);
+	SPIPlanPtr	plan;
+	Jsonb	   *page;
+	TimestampTz fetched_at;
+	ClerkPageCounts *counts;
+} PlanArgs;
+
+static void
+apply_plan(void *varg)
+{
+	PlanArgs   *a = (PlanArgs *) varg;
+	Datum		values[2];
 	bool		isnull;
 	int64		n,
 				ins,
 				upd;
 
-	if (SPI_execute_plan(plan, &value, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+	values[0] = JsonbPGetDatum(a->page);
+	values[1] = TimestampTzGetDatum(a->fetched_at);
+	if (SPI_execute_plan(a->plan, values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "clerk_sync upsert returned no result");
 	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	ins = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	upd = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	counts->inserted += ins;
-	counts->updated += upd;
-	counts->unchanged += n - ins - upd;
+	a->counts->inserted += ins;
+	a->counts->updated += upd;
+	a->counts->unchanged += n - ins - upd;
 }
 
 /*
- * Try `page` in a subtransaction.  Returns NULL on success, else the
- * error (copied into `mcxt`); cancel and shutdown are rethrown.
+ * Try `page` in a subtransaction.  Returns NULL on success (the counts
+ * added), else the error.
  */
 static ErrorData *
-try_plan(SPIPlanPtr plan, Jsonb *page, ClerkPageCounts *counts, MemoryContext mcxt)
+try_plan(SPIPlanPtr plan, Jsonb *page, TimestampTz fetched_at, ClerkPageCounts *counts)
 {
-	ResourceOwner owner = CurrentResourceOwner;
-	ErrorData  *volatile edata = NULL;
 	ClerkPageCounts local = {0};
+	PlanArgs	a = {plan, page, fetched_at, &local};
+	ErrorData  *edata = clerk_try(apply_plan, &a);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(mcxt);
-	PG_TRY();
+	if (edata == NULL)
 	{
-		apply_plan(plan, page, &local);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(mcxt);
-		CurrentResourceOwner = owner;
 		counts->inserted += local.inserted;
 		counts->updated += local.updated;
 		counts->unchanged += local.unchanged;
 	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(mcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(mcxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
-			edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY)
-			ReThrowError(edata);
-	}
-	PG_END_TRY();
 	return edata;
 }
 
-/* The objects of a page, one Jsonb each, in `mcxt`. */
-static List *
-page_elements(Jsonb *page, MemoryContext mcxt)
+/* Remember (or count once more) an object that could not be stored. */
+static void
+record_failure(ClerkEntity e, const char *id, const char *reason, int sqlerrcode, int64 run_id)
 {
-	Datum		value = JsonbPGetDatum(page);
-	List	   *result = NIL;
-	uint64		i;
+	Datum		values[5];
 
-	if (elements_plan == NULL)
+	if (failure_plan == NULL)
 	{
-		Oid			types[1] = {JSONBOID};
+		Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID};
 
-		elements_plan = clerk_prepare_saved("SELECT o FROM clerk.objects($1) o", 1, types);
+		failure_plan = clerk_prepare_saved("INSERT INTO clerk.sync_failures AS f "
+										   "(entity, id, reason, sqlstate, last_run_id) "
+										   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (entity, id) DO UPDATE "
+										   "SET attempts = f.attempts + 1, reason = EXCLUDED.reason, "
+										   "sqlstate = EXCLUDED.sqlstate, last_failed_at = clock_timestamp(), "
+										   "last_run_id = EXCLUDED.last_run_id",
+										   5, types);
 	}
-	if (SPI_execute_plan(elements_plan, &value, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not split a page into objects");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-		MemoryContext old = MemoryContextSwitchTo(mcxt);
-
-		result = lappend(result, DatumGetJsonbPCopy(d));
-		MemoryContextSwitchTo(old);
-	}
-	return result;
+	values[0] = CStringGetTextDatum(entities[e].name);
+	values[1] = CStringGetTextDatum(id);
+	values[2] = CStringGetTextDatum(reason);
+	values[3] = CStringGetTextDatum(unpack_sql_state(sqlerrcode));
+	values[4] = Int64GetDatum(run_id);
+	if (SPI_execute_plan(failure_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record a failed record");
 }
 
-/* The "id" member of an object, or NULL. */
-static char *
-object_id(Jsonb *obj)
+/* An object that failed: counted, audited, and (in a run) remembered for a retry. */
+static void
+object_failed(ClerkEntity e, const char *id, const char *reason, int sqlerrcode,
+			  bool dry_run, int64 run_id, ClerkPageCounts *counts)
 {
-	JsonbValue	v;
+	StringInfoData details;
 
-	if (!JB_ROOT_IS_OBJECT(obj) ||
-		getKeyJsonValueFromContainer(&obj->root, "id", 2, &v) == NULL ||
-		v.type != jbvString)
-		return NULL;
-	return pnstrdup(v.val.string.val, v.val.string.len);
+	counts->failed++;
+	initStringInfo(&details);
+	appendStringInfoString(&details, "{\"reason\": ");
+	escape_json(&details, reason);
+	appendStringInfoString(&details, ", \"sqlstate\": ");
+	escape_json(&details, unpack_sql_state(sqlerrcode));
+	appendStringInfo(&details, ", \"dry_run\": %s}", dry_run ? "true" : "false");
+	clerk_audit("sync.record_failed", entities[e].name, id, NULL, run_id, details.data);
+	if (!dry_run && run_id > 0 && id != NULL)
+		record_failure(e, id, reason, sqlerrcode, run_id);
+}
+
+void
+clerk_store_forget_failure(ClerkEntity entity, const char *id)
+{
+	Datum		values[2];
+
+	if (forget_plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+
+		forget_plan = clerk_prepare_saved("DELETE FROM clerk.sync_failures WHERE entity = $1 AND id = $2",
+										  2, types);
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = CStringGetTextDatum(entities[entity].name);
+	values[1] = CStringGetTextDatum(id);
+	if (SPI_execute_plan(forget_plan, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not forget a failed record");
+	SPI_finish();
 }
 
 /* Objects a successful plan saw: what it inserted, updated or left alone. */
@@ -317,52 +348,67 @@ counts_total(ClerkPageCounts *now, ClerkPageCounts *before)
 }
 
 void
-clerk_store_page(ClerkEntity entity, Jsonb *page, bool dry_run, bool track_seen,
-				 int64 run_id, ClerkPageCounts *counts)
+clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run, bool track_seen,
+				 int64 run_id, TimestampTz fetched_at, ClerkPageCounts *counts)
 {
 	MemoryContext mcxt = CurrentMemoryContext;
 	SPIPlanPtr	plan;
 	ErrorData  *edata;
 	ListCell   *lc;
-	List	   *objects;
-
 	ClerkPageCounts before = *counts;
+	JsonbContainer *objects = &page->objects->root;
+	int			n = JsonContainerSize(objects);
+	int			i;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(mcxt);
 
+	/* what the answer held that is not an object, or did not convert */
+	counts->fetched += list_length(page->rejects);
+	foreach(lc, page->rejects)
+	{
+		ClerkReject *r = (ClerkReject *) lfirst(lc);
+
+		object_failed(entity, r->id, r->reason, r->sqlerrcode, dry_run, run_id, counts);
+	}
+	/* what was repaired to fit */
+	foreach(lc, page->repaired)
+	{
+		ClerkRepaired *r = (ClerkRepaired *) lfirst(lc);
+		char	   *details = psprintf("{\"dry_run\": %s, %s", dry_run ? "true" : "false", r->details + 1);
+
+		counts->repaired++;
+		clerk_audit("sync.record_repaired", entities[entity].name, r->id, NULL, run_id, details);
+	}
+	if (n == 0)
+	{
+		SPI_finish();
+		MemoryContextSwitchTo(mcxt);
+		return;
+	}
+
 	plan = dry_run ? classify_plan(entity) : upsert_plan(entity);
 	if (track_seen)
-		record_seen(entity, page);
+		record_seen(entity, page->objects);
 
-	edata = try_plan(plan, page, counts, mcxt);
+	edata = try_plan(plan, page->objects, fetched_at, counts);
 	if (edata == NULL)
 		counts->fetched += counts_total(counts, &before);
 	else
 	{
 		/* the page failed as a whole: store what can be stored, one by one */
-		objects = page_elements(page, mcxt);
-		counts->fetched += list_length(objects);
-		foreach(lc, objects)
+		counts->fetched += n;
+		for (i = 0; i < n; i++)
 		{
-			Jsonb	   *obj = (Jsonb *) lfirst(lc);
-			ErrorData  *rec = try_plan(plan, obj, counts, mcxt);
+			JsonbValue *v = getIthJsonbValueFromContainer(objects, i);
+			Jsonb	   *obj = JsonbValueToJsonb(v);
+			ErrorData  *rec = try_plan(plan, obj, fetched_at, counts);
 
 			if (rec != NULL)
 			{
-				StringInfoData details;
-				char	   *id = object_id(obj);
-
-				counts->failed++;
-				initStringInfo(&details);
-				appendStringInfoString(&details, "{\"reason\": ");
-				escape_json(&details, rec->message);
-				appendStringInfoString(&details, ", \"sqlstate\": ");
-				escape_json(&details, unpack_sql_state(rec->sqlerrcode));
-				appendStringInfo(&details, ", \"dry_run\": %s}", dry_run ? "true" : "false");
-				clerk_audit("sync.record_failed", entities[entity].name, id, NULL,
-							run_id, details.data);
+				object_failed(entity, clerk_json_string(&obj->root, "id"), rec->message,
+							  rec->sqlerrcode, dry_run, run_id, counts);
 				FreeErrorData(rec);
 			}
 		}
@@ -569,7 +615,7 @@ clerk_store_delete(ClerkEntity entity, Jsonb *obj, TimestampTz deleted_at, int64
 		*cascaded = 0;
 	if (entity == CLERK_USERS || entity == CLERK_ORGANIZATIONS)
 	{
-		char	   *id = object_id(obj);
+		char	   *id = clerk_json_string(&obj->root, "id");
 
 		if (id != NULL)
 		{

@@ -10,6 +10,8 @@
 #include "executor/spi.h"
 #include "utils/jsonb.h"
 
+#include "parse.h"
+
 typedef enum ClerkEntity
 {
 	CLERK_USERS,
@@ -26,6 +28,7 @@ typedef struct ClerkPageCounts
 	int64		updated;
 	int64		unchanged;
 	int64		failed;
+	int64		repaired;		/* objects stored after the documented repair */
 } ClerkPageCounts;
 
 /* "users", "organizations", "memberships" */
@@ -36,18 +39,27 @@ extern bool clerk_entity_by_name(const char *name, ClerkEntity *entity);
 extern const char *clerk_entity_table(ClerkEntity entity);
 
 /*
- * Write one page (or one object) of `entity`: a set-based upsert that
- * leaves unchanged rows untouched, inside a subtransaction; if the page as
- * a whole fails, each object is tried on its own and those that still
- * fail are logged to clerk.audit_logs (with run_id, if not 0).  With
- * dry_run, nothing is written and the counts say what would be.  With
- * track_seen, the page's ids go into the run's pg_temp.clerk_seen table.
+ * Write one parsed page (or one object) of `entity`: a set-based upsert
+ * that leaves unchanged rows untouched and never writes over a newer row
+ * (the ordering rule: a stored updated_at later than the object's wins,
+ * and a row deleted at or after fetched_at, when the page was fetched,
+ * stays deleted), inside a subtransaction; if the page as a whole fails,
+ * each object is tried on its own.  Objects that fail, and elements of the
+ * answer that are not objects, are counted, logged to clerk.audit_logs
+ * (with run_id, if not 0) and, in a run, kept in clerk.sync_failures for a
+ * retry; repaired objects are counted and logged.  With dry_run, nothing
+ * is written and the counts say what would be.  With track_seen, the
+ * page's ids go into the run's pg_temp.clerk_seen table.
  *
  * Call inside a transaction, with a snapshot, as the role that owns the
  * tables; the function connects to SPI itself.
  */
-extern void clerk_store_page(ClerkEntity entity, Jsonb *page, bool dry_run,
-							 bool track_seen, int64 run_id, ClerkPageCounts *counts);
+extern void clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run,
+							 bool track_seen, int64 run_id, TimestampTz fetched_at,
+							 ClerkPageCounts *counts);
+
+/* The record `id` was stored after all: forget that it failed (same conventions). */
+extern void clerk_store_forget_failure(ClerkEntity entity, const char *id);
 
 /* Prepare a plan and keep it for the life of the process (SPI connected). */
 extern SPIPlanPtr clerk_prepare_saved(const char *sql, int nargs, Oid *types);

@@ -15,6 +15,7 @@
 #include "miscadmin.h"
 #include "portability/instr_time.h"
 #include "utils/array.h"
+#include "utils/hsearch.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -91,9 +92,10 @@ clerk_run_stats_json(ClerkRun *run)
 
 		appendStringInfo(&buf, "\"%s\": {\"fetched\": " INT64_FORMAT ", \"inserted\": " INT64_FORMAT
 						 ", \"updated\": " INT64_FORMAT ", \"unchanged\": " INT64_FORMAT
-						 ", \"deleted\": " INT64_FORMAT ", \"failed\": " INT64_FORMAT "}, ",
+						 ", \"deleted\": " INT64_FORMAT ", \"failed\": " INT64_FORMAT
+						 ", \"repaired\": " INT64_FORMAT "}, ",
 						 clerk_entity_name(e), c->fetched, c->inserted, c->updated,
-						 c->unchanged, run->deleted[e], c->failed);
+						 c->unchanged, run->deleted[e], c->failed, c->repaired);
 	}
 	appendStringInfo(&buf, "\"pages\": " INT64_FORMAT ", \"requests\": " INT64_FORMAT
 					 ", \"retries\": " INT64_FORMAT ", \"rate_limited\": " INT64_FORMAT
@@ -110,25 +112,48 @@ clerk_run_stats_json(ClerkRun *run)
 		appendStringInfo(&buf, ", \"high_water_ms\": " INT64_FORMAT, run->high_water_ms);
 	if (run->incremental)
 		appendStringInfo(&buf, ", \"since_ms\": " INT64_FORMAT, run->since_ms);
+	appendStringInfo(&buf, ", \"shifts_repaired\": " INT64_FORMAT ", \"failures_retried\": " INT64_FORMAT,
+					 run->shifts_repaired, run->failures_retried);
 	appendStringInfoChar(&buf, '}');
 	return buf.data;
 }
 
 /* ---- writing one page ---- */
 
+/* One listing: what list_pages() walks. */
+typedef struct ListSpec
+{
+	ClerkEntity entity;
+	const char *path;			/* may already carry a query string */
+	const char *order_by;
+	/*
+	 * With stop_field, the list is newest first and the walk stops after the
+	 * first page holding an object whose stop_field is older than since_ms;
+	 * pages then overlap, so that a shift of the list between two requests
+	 * (objects deleted meanwhile) is seen and repaired.
+	 */
+	const char *stop_field;
+	int64		since_ms;
+	bool		allow_404;		/* a 404 at the first page: the endpoint is not there */
+	bool		gone_404;		/* a 404 on a later page: the list is gone, stop */
+	int			concurrency;
+	int64		total_hint;		/* objects expected, or -1 */
+} ListSpec;
+
 typedef struct PageArgs
 {
 	ClerkRun   *run;
-	ClerkEntity entity;
-	const char *body;
+	const ListSpec *spec;
+	const ClerkHttpResult *res;
 	const char *what;			/* the request, for messages */
 	bool		track_seen;
+	bool		want_ids;
 	/* out */
-	int			count;			/* objects in the page */
+	int			count;			/* elements in the page */
 	int64		total;			/* the page's total_count, or -1 */
 	int64		min_ms;			/* oldest value of the stop field in the page */
 	int64		max_updated_ms;
-	const char *stop_field;
+	List	   *ids;			/* with want_ids: the page's ids, in the run's context */
 } PageArgs;
 
 /* A member of a JSON object as a whole number of milliseconds, or -1. */
@@ -149,33 +174,19 @@ member_ms(JsonbContainer *obj, const char *key)
 	return (int64) d;
 }
 
-/* min(stop_field) and max(updated_at) over a page, in milliseconds (-1: none). */
+/* min(stop_field) and max(updated_at) over the objects, in milliseconds (-1: none). */
 static void
-page_times(Jsonb *page, const char *stop_field, int64 *min_ms, int64 *max_updated)
+page_times(Jsonb *objects, const char *stop_field, int64 *min_ms, int64 *max_updated)
 {
-	JsonbContainer *list = &page->root;
-	JsonbValue	data;
 	uint32		i,
-				n;
+				n = JsonContainerSize(&objects->root);
 
 	*min_ms = *max_updated = -1;
-	if (JB_ROOT_IS_OBJECT(page))
-	{
-		if (getKeyJsonValueFromContainer(&page->root, "data", 4, &data) == NULL ||
-			data.type != jbvBinary)
-			return;
-		list = data.val.binary.data;
-	}
-	if (!JsonContainerIsArray(list))
-		return;
-	n = JsonContainerSize(list);
 	for (i = 0; i < n; i++)
 	{
-		JsonbValue *elem = getIthJsonbValueFromContainer(list, i);
+		JsonbValue *elem = getIthJsonbValueFromContainer(&objects->root, i);
 		int64		t;
 
-		if (elem == NULL || elem->type != jbvBinary || !JsonContainerIsObject(elem->val.binary.data))
-			continue;
 		t = member_ms(elem->val.binary.data, stop_field ? stop_field : "updated_at");
 		if (t >= 0 && (*min_ms < 0 || t < *min_ms))
 			*min_ms = t;
@@ -185,12 +196,36 @@ page_times(Jsonb *page, const char *stop_field, int64 *min_ms, int64 *max_update
 	}
 }
 
+/* The ids of the objects, in mcxt. */
+static List *
+page_ids(Jsonb *objects, MemoryContext mcxt)
+{
+	List	   *ids = NIL;
+	uint32		i,
+				n = JsonContainerSize(&objects->root);
+
+	for (i = 0; i < n; i++)
+	{
+		JsonbValue *elem = getIthJsonbValueFromContainer(&objects->root, i);
+		char	   *id = clerk_json_string(elem->val.binary.data, "id");
+
+		if (id != NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+			ids = lappend(ids, pstrdup(id));
+			MemoryContextSwitchTo(old);
+		}
+	}
+	return ids;
+}
+
 static void
 write_page(void *varg)
 {
 	PageArgs   *a = (PageArgs *) varg;
 	ClerkRun   *run = a->run;
-	Jsonb	   *page;
+	ClerkParsed page;
 
 	/*
 	 * The answers of the requests in flight keep arriving meanwhile; read
@@ -198,50 +233,94 @@ write_page(void *varg)
 	 * never holds the API up while a page is written.
 	 */
 	clerk_http_pump(run->http);
-	page = clerk_parse_json(a->body, a->what);
+	clerk_parse_answer(a->res, a->what, &page);
 	clerk_http_pump(run->http);
 
-	a->count = clerk_json_array_length(page);
-	a->total = clerk_json_int(page, "total_count");
-	if (a->count < 0)
+	if (!page.is_list)
 		ereport(ERROR,
 				(errcode(CLERK_ERRCODE_BAD_RESPONSE),
 				 errmsg("Clerk's answer to %s is not a list", a->what),
 				 errdetail("A list endpoint must answer with a JSON array or an object with a \"data\" array.")));
-	clerk_store_page(a->entity, page, run->dry_run, a->track_seen, run->run_id,
-					 &run->counts[a->entity]);
+	a->count = page.nelems;
+	a->total = clerk_answer_total_count(&page, a->what);
+	clerk_store_page(a->spec->entity, &page, run->dry_run, a->track_seen, run->run_id,
+					 a->res->sent_at, &run->counts[a->spec->entity]);
 	clerk_http_pump(run->http);
-	if (a->entity == CLERK_USERS || a->stop_field)
-		page_times(page, a->stop_field, &a->min_ms, &a->max_updated_ms);
+	if (a->spec->entity == CLERK_USERS || a->spec->stop_field)
+		page_times(page.objects, a->spec->stop_field, &a->min_ms, &a->max_updated_ms);
+	if (a->want_ids)
+		a->ids = page_ids(page.objects, run->run_cxt);
 }
 
+/* A set of ids seen by one listing, to check that pages overlap. */
+#define SEEN_KEY_LEN 128
+
+static HTAB *
+seen_set(ClerkRun *run)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = SEEN_KEY_LEN;
+	ctl.entrysize = SEEN_KEY_LEN;
+	ctl.hcxt = run->run_cxt;
+	return hash_create("clerk_sync listing ids", 256, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
+/* Whether any of ids is in the set; adds them all. */
+static bool
+seen_any(HTAB *set, List *ids)
+{
+	ListCell   *lc;
+	bool		any = false;
+
+	foreach(lc, ids)
+	{
+		char		key[SEEN_KEY_LEN];
+		bool		found;
+
+		memset(key, 0, sizeof(key));
+		strlcpy(key, (const char *) lfirst(lc), sizeof(key));
+		(void) hash_search(set, key, HASH_ENTER, &found);
+		if (found)
+			any = true;
+	}
+	return any;
+}
+
+/* stop-field listings step back this often, at most, before giving up */
+#define MAX_SHIFT_REPAIRS 50
+
 /*
- * Page through `path` (which may already carry a query string) with
- * `order_by`, `concurrency` pages in flight, writing each page.  With
- * stop_field, stops after the first page holding an object whose
- * stop_field is older than since_ms (the list is newest first).
+ * Walk one listing, `concurrency` pages in flight, writing each page.
  * Returns false without writing anything if the first page is a 404 and
  * allow_404 is set (the endpoint is not available).
  */
 static bool
-list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *order_by,
-		   const char *stop_field, int64 since_ms, bool allow_404, int concurrency,
-		   int64 total_hint)
+list_pages(ClerkRun *run, const ListSpec *spec)
 {
 	int			limit = run->settings.page_size;
 	int64		next_offset = 0;
-	int64		before = run->counts[entity].fetched;
-	const char *sep = strchr(path, '?') ? "&" : "?";
+	int64		before = run->counts[spec->entity].fetched;
+	const char *sep = strchr(spec->path, '?') ? "&" : "?";
+	bool		newest_first = spec->stop_field != NULL;
 	/*
 	 * Up to `concurrency` requests run at once (the HTTP client sees to
 	 * that); as many again wait queued behind them, so that a connection
 	 * whose answer has arrived starts on the next page at once, even while
-	 * a page is being written.
+	 * a page is being written.  A newest-first listing goes one page at a
+	 * time: where its next page starts depends on the page before.
 	 */
-	int			depth = concurrency * 2;
+	int			depth = newest_first ? 1 : spec->concurrency * 2;
 	int			ring = depth + 1;	/* the page being written, and those asked for */
+	/* newest first, pages overlap by this much (see ListSpec) */
+	int			overlap = newest_first && limit >= 2 ? Max(1, limit / 10) : 0;
+	int			step = limit - overlap;
 	int		   *ids = palloc(sizeof(int) * ring);
+	int64	   *offsets = palloc(sizeof(int64) * ring);
 	char	  **paths = palloc0(sizeof(char *) * ring);
+	HTAB	   *seen = newest_first ? seen_set(run) : NULL;
+	int			shifts = 0;
 	int			head = 0;		/* the oldest request not yet written */
 	int			inflight = 0;	/* submitted and not yet written */
 	bool		done = false;
@@ -252,29 +331,9 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 	 * total_count): no page is asked for past the one that ends the list.
 	 * Until it is known, the first page goes alone.
 	 */
-	int64		total = stop_field ? -1 : total_hint;
+	int64		total = newest_first ? -1 : spec->total_hint;
 	int			allowed = total >= 0 ? depth : 1;
 
-#define WITHIN_TOTAL() (total < 0 || next_offset <= total)
-
-	/* ask for the page after the last one asked for */
-#define SUBMIT_NEXT_PAGE() \
-	do { \
-		int			k_ = (head + inflight) % ring; \
-		if (paths[k_]) \
-			pfree(paths[k_]); \
-		paths[k_] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s", \
-							 path, sep, limit, next_offset, order_by); \
-		ids[k_] = clerk_http_submit(run->http, paths[k_]); \
-		next_offset += limit; \
-		inflight++; \
-	} while (0)
-
-	/*
-	 * Keep `concurrency` requests in flight, in order: wait for the oldest,
-	 * ask for the next page at once, then write the oldest while the others
-	 * arrive.
-	 */
 	while (!done)
 	{
 		ClerkHttpResult res;
@@ -283,8 +342,19 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 					t1;
 
 		/* (the list can outgrow its total while it is read: then go on) */
-		while (inflight < allowed && (WITHIN_TOTAL() || inflight == 0))
-			SUBMIT_NEXT_PAGE();
+		while (inflight < allowed && (total < 0 || next_offset <= total || inflight == 0))
+		{
+			int			k = (head + inflight) % ring;
+
+			if (paths[k])
+				pfree(paths[k]);
+			paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
+								spec->path, sep, limit, next_offset, spec->order_by);
+			offsets[k] = next_offset;
+			ids[k] = clerk_http_submit(run->http, paths[k]);
+			next_offset += step;
+			inflight++;
+		}
 		clerk_http_pump(run->http);
 
 		INSTR_TIME_SET_CURRENT(t0);
@@ -292,53 +362,82 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 		INSTR_TIME_SET_CURRENT(t1);
 		INSTR_TIME_SUBTRACT(t1, t0);
 		run->wait_ms += INSTR_TIME_GET_MILLISEC(t1);
-		if (allow_404 && run->counts[entity].fetched == before && res.error == NULL &&
-			res.status == 404 && strstr(paths[head], "offset=0&") != NULL)
+		if (res.error == NULL && res.status == 404 &&
+			((spec->allow_404 && offsets[head] == 0 && run->counts[spec->entity].fetched == before) ||
+			 (spec->gone_404 && offsets[head] > 0)))
 		{
-			found = false;
+			found = offsets[head] > 0;
 			break;
 		}
 		clerk_http_check(&res, paths[head]);
 
 		/* the next page goes out before this one is written (the head is in hand) */
-		if (allowed > 1 && inflight - 1 < allowed && WITHIN_TOTAL())
+		if (allowed > 1 && inflight - 1 < allowed && (total < 0 || next_offset <= total))
 		{
-			SUBMIT_NEXT_PAGE();
+			int			k = (head + inflight) % ring;
+
+			if (paths[k])
+				pfree(paths[k]);
+			paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
+								spec->path, sep, limit, next_offset, spec->order_by);
+			offsets[k] = next_offset;
+			ids[k] = clerk_http_submit(run->http, paths[k]);
+			next_offset += step;
+			inflight++;
 			clerk_http_pump(run->http);
 		}
 
 		memset(&a, 0, sizeof(a));
 		a.run = run;
-		a.entity = entity;
-		a.body = res.body;
+		a.spec = spec;
+		a.res = &res;
 		a.what = paths[head];
 		a.track_seen = !run->incremental;
-		a.stop_field = stop_field;
+		a.want_ids = newest_first;
 		INSTR_TIME_SET_CURRENT(t0);
 		clerk_in_transaction(write_page, &a);
 		INSTR_TIME_SET_CURRENT(t1);
 		INSTR_TIME_SUBTRACT(t1, t0);
 		run->write_ms += INSTR_TIME_GET_MILLISEC(t1);
-		MemoryContextSwitchTo(run->run_cxt);
 		clerk_http_release(run->http, ids[head]);
-		head = (head + 1) % ring;
-		inflight--;
 		run->pages++;
 
-		if (entity == CLERK_USERS && a.max_updated_ms > run->high_water_ms)
-			run->high_water_ms = a.max_updated_ms;
-		if (!stop_field && a.total >= 0)
+		if (spec->entity == CLERK_USERS && a.max_updated_ms > run->max_updated_ms)
+			run->max_updated_ms = a.max_updated_ms;
+		if (!newest_first && a.total >= 0)
 			total = a.total;
 		allowed = depth;
 		if (a.count < limit)
 			done = true;
-		if (stop_field && a.min_ms >= 0 && a.min_ms < since_ms)
+		if (newest_first && a.min_ms >= 0 && a.min_ms < spec->since_ms)
 			done = true;
 
-		clerk_run_progress(run, NULL, run->counts[entity].fetched - before, -2);
+		/*
+		 * Newest first, every page after the first must hold an object of
+		 * the pages before it: if none, objects before it went away while
+		 * the list was read, the list moved up, and objects may have slid
+		 * past the boundary unseen.  Step back a page and read on from
+		 * there.
+		 */
+		if (newest_first && !seen_any(seen, a.ids) && offsets[head] > 0 && a.ids != NIL)
+		{
+			if (++shifts > MAX_SHIFT_REPAIRS)
+				ereport(ERROR,
+						(errcode(CLERK_ERRCODE_API_ERROR),
+						 errmsg("Clerk's listing of %s kept moving while it was read", spec->path),
+						 errdetail("Pages of a newest-first listing stopped overlapping %d times.", MAX_SHIFT_REPAIRS),
+						 errhint("Run clerk_sync_all(), which does not depend on the listing standing still.")));
+			run->shifts_repaired++;
+			next_offset = Max(0, offsets[head] - step);
+			done = false;
+		}
+		head = (head + 1) % ring;
+		inflight--;
+
+		clerk_run_progress(run, NULL, run->counts[spec->entity].fetched - before, -2);
 		if (run->pages % MESSAGE_EVERY_PAGES == 0)
 			clerk_run_message(run, "%s: " INT64_FORMAT " fetched so far",
-							  clerk_entity_name(entity), run->counts[entity].fetched - before);
+							  clerk_entity_name(spec->entity), run->counts[spec->entity].fetched - before);
 	}
 
 	/* pages asked for beyond the end are not needed */
@@ -352,10 +451,11 @@ list_pages(ClerkRun *run, ClerkEntity entity, const char *path, const char *orde
 		if (paths[k])
 			pfree(paths[k]);
 	pfree(paths);
+	pfree(offsets);
 	pfree(ids);
+	if (seen)
+		hash_destroy(seen);
 	return found;
-#undef SUBMIT_NEXT_PAGE
-#undef WITHIN_TOTAL
 }
 
 static void
@@ -439,17 +539,19 @@ sync_memberships(ClerkRun *run)
 {
 	List	   *orgs;
 	ListCell   *lc;
+	ListSpec	spec = {CLERK_MEMBERSHIPS, "/organization_memberships", "created_at",
+	NULL, 0, true, false, run->settings.concurrency, -1};
 
 	clerk_run_progress(run, "memberships", 0, -1);
 	if (run->incremental)
 	{
 		/* newest first; memberships made since the mark are at the front */
-		if (list_pages(run, CLERK_MEMBERSHIPS, "/organization_memberships", "-created_at",
-					   "created_at", run->since_ms, true, 1, -1))
-			return;
+		spec.order_by = "-created_at";
+		spec.stop_field = "created_at";
+		spec.since_ms = run->since_ms;
+		spec.concurrency = 1;
 	}
-	else if (list_pages(run, CLERK_MEMBERSHIPS, "/organization_memberships", "created_at",
-						NULL, 0, true, run->settings.concurrency, -1))
+	if (list_pages(run, &spec))
 		return;
 
 	/* no instance-wide listing here: ask each organization listed in this run */
@@ -461,14 +563,14 @@ sync_memberships(ClerkRun *run)
 	foreach(lc, orgs)
 	{
 		char	   *org = ((char **) lfirst(lc))[0];
-		char	   *path;
+		ListSpec	one = {CLERK_MEMBERSHIPS, NULL, "created_at", NULL, 0, true, true, 1, -1};
 
 		if (!plain_id(org))
 			continue;
-		path = psprintf("/organizations/%s/memberships", org);
-		/* an organization deleted meanwhile answers 404: it has no members */
-		(void) list_pages(run, CLERK_MEMBERSHIPS, path, "created_at", NULL, 0, true, 1, -1);
-		pfree(path);
+		/* an organization deleted meanwhile answers 404, on any page: it has no members left */
+		one.path = psprintf("/organizations/%s/memberships", org);
+		(void) list_pages(run, &one);
+		pfree((char *) one.path);
 	}
 }
 
@@ -510,7 +612,7 @@ typedef struct ReviveArgs
 {
 	ClerkRun   *run;
 	ClerkEntity entity;
-	const char *body;
+	const ClerkHttpResult *res;
 	const char *what;
 } ReviveArgs;
 
@@ -519,10 +621,11 @@ static void
 store_found(void *varg)
 {
 	ReviveArgs *r = (ReviveArgs *) varg;
-	Jsonb	   *obj = clerk_parse_json(r->body, r->what);
+	ClerkParsed obj;
 
-	clerk_store_page(r->entity, obj, r->run->dry_run, true, r->run->run_id,
-					 &r->run->counts[r->entity]);
+	clerk_parse_answer(r->res, r->what, &obj);
+	clerk_store_page(r->entity, &obj, r->run->dry_run, true, r->run->run_id,
+					 r->res->sent_at, &r->run->counts[r->entity]);
 }
 
 /*
@@ -588,7 +691,7 @@ confirm_and_delete(ClerkRun *run, ClerkEntity e, List *candidates)
 				gone[ngone++] = CStringGetTextDatum(ids[k]);
 			else
 			{
-				ReviveArgs	r = {run, e, results[k].body, paths[k]};
+				ReviveArgs	r = {run, e, &results[k], paths[k]};
 
 				clerk_in_transaction(store_found, &r);
 				MemoryContextSwitchTo(run->page_cxt);
@@ -671,16 +774,111 @@ deletion_sweep(ClerkRun *run)
 	run->deletion_note = pstrdup(run->dry_run ? "dry run: counted, nothing deleted" : "done");
 }
 
+/* ---- records that failed before ---- */
+
+typedef struct ForgetArgs
+{
+	ClerkEntity entity;
+	const char *id;
+	int64		run_id;
+	bool		seen_only;		/* forget every failure the full listing stored */
+} ForgetArgs;
+
+static void
+forget_failure(void *varg)
+{
+	ForgetArgs *f = (ForgetArgs *) varg;
+
+	if (!f->seen_only)
+	{
+		clerk_store_forget_failure(f->entity, f->id);
+		return;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* seen in this complete listing and not failed in it: stored */
+	if (SPI_execute(psprintf("DELETE FROM clerk.sync_failures f "
+							 "WHERE f.last_run_id IS DISTINCT FROM " INT64_FORMAT " AND EXISTS "
+							 "(SELECT 1 FROM pg_temp.clerk_seen s WHERE s.entity = f.entity AND f.id = ANY (s.ids))",
+							 f->run_id), false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not forget failed records");
+	SPI_finish();
+}
+
+/*
+ * Records that failed in earlier runs, and that this run has not stored
+ * (or failed) already, are asked for by id: stored now, forgotten when
+ * Clerk no longer has them, or counted as failed once more.  So one
+ * record that keeps failing neither freezes the incremental mark nor is
+ * forgotten.  Memberships have no endpoint of their own: a full listing
+ * retries them.
+ */
+static void
+retry_failures(ClerkRun *run)
+{
+	List	   *rows;
+	ListCell   *lc;
+
+	if (run->dry_run)
+		return;
+	if (!run->incremental)
+	{
+		ForgetArgs	f = {CLERK_USERS, NULL, run->run_id, true};
+
+		clerk_in_transaction(forget_failure, &f);
+	}
+	rows = query_rows(run, psprintf("SELECT entity, id FROM clerk.sync_failures "
+									"WHERE last_run_id IS DISTINCT FROM " INT64_FORMAT
+									" AND entity IN ('users', 'organizations') ORDER BY entity, id LIMIT 1000",
+									run->run_id));
+	if (rows == NIL)
+		return;
+	clerk_run_message(run, "retrying %d records that failed in earlier runs", list_length(rows));
+	foreach(lc, rows)
+	{
+		char	  **row = (char **) lfirst(lc);
+		ClerkEntity e = strcmp(row[0], "users") == 0 ? CLERK_USERS : CLERK_ORGANIZATIONS;
+		char	   *path;
+		ClerkHttpResult res;
+		int64		failed = run->counts[e].failed;
+
+		if (!plain_id(row[1]))
+			continue;
+		path = psprintf(e == CLERK_USERS ? "/users/%s" : "/organizations/%s", row[1]);
+		clerk_http_get(run->http, path, &res);
+		run->failures_retried++;
+		if (res.error != NULL || res.status != 404)
+		{
+			ReviveArgs	r = {run, e, &res, path};
+
+			clerk_http_check(&res, path);
+			clerk_in_transaction(store_found, &r);
+			MemoryContextSwitchTo(run->run_cxt);
+		}
+		if (run->counts[e].failed == failed)
+		{
+			ForgetArgs	f = {e, row[1], run->run_id, false};
+
+			clerk_in_transaction(forget_failure, &f);
+			MemoryContextSwitchTo(run->run_cxt);
+		}
+	}
+}
+
 /* ---- the run ---- */
 
-/* The high-water mark of the last successful run, or -1. */
+/*
+ * The incremental mark: the high_water_ms of the last successful run,
+ * which is the newest updated_at that run fetched, never later than the
+ * time it started; -1 when there is none.
+ */
 static int64
 last_high_water(ClerkRun *run)
 {
 	List	   *rows = query_rows(run,
-								  "SELECT max((stats ->> 'high_water_ms')::int8) FROM clerk.sync_runs "
-								  "WHERE status = 'succeeded' AND NOT dry_run");
-	char	   *v = ((char **) linitial(rows))[0];
+								  "SELECT (stats ->> 'high_water_ms')::int8 FROM clerk.sync_runs "
+								  "WHERE status = 'succeeded' AND NOT dry_run ORDER BY id DESC LIMIT 1");
+	char	   *v = rows != NIL ? ((char **) linitial(rows))[0] : NULL;
 
 	return v ? strtoll(v, NULL, 10) : -1;
 }
@@ -691,9 +889,12 @@ clerk_sync_execute(ClerkRun *run)
 	ClerkHttpConfig config;
 	ClerkHttpResult res;
 	bool		full_listing;
-	int			e;
-	bool		any_failed = false;
+	ListSpec	users = {CLERK_USERS, "/users", "created_at", NULL, 0, false, false,
+	run->settings.concurrency, -1};
+	ListSpec	orgs = {CLERK_ORGANIZATIONS, "/organizations?include_members_count=true", "created_at",
+	NULL, 0, false, false, run->settings.concurrency, -1};
 
+	run->started_ms = (int64) (timestamptz_to_time_t(GetCurrentTimestamp())) * 1000;
 	config.api_url = run->settings.api_url;
 	config.secret_key = run->settings.secret_key;
 	config.timeout_ms = run->settings.request_timeout;
@@ -734,11 +935,11 @@ clerk_sync_execute(ClerkRun *run)
 	clerk_http_get(run->http, "/users/count", &res);
 	clerk_http_check(&res, "/users/count");
 	{
-		Jsonb	   *j;
+		ClerkParsed count;
 
 		StartTransactionCommand();
-		j = clerk_parse_json(res.body, "/users/count");
-		run->users_total_hint = clerk_json_int(j, "total_count");
+		clerk_parse_answer(&res, "/users/count", &count);
+		run->users_total_hint = clerk_answer_total_count(&count, "/users/count");
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(run->run_cxt);
 	}
@@ -746,34 +947,39 @@ clerk_sync_execute(ClerkRun *run)
 					  full_listing ? "listing" : "fetching recent changes", run->users_total_hint);
 	clerk_run_progress(run, "users", 0, run->users_total_hint);
 	if (full_listing)
-		list_pages(run, CLERK_USERS, "/users", "created_at", NULL, 0, false,
-				   run->settings.concurrency, run->users_total_hint);
+		users.total_hint = run->users_total_hint;
 	else
-		list_pages(run, CLERK_USERS, "/users", "-updated_at", "updated_at", run->since_ms, false, 1, -1);
+	{
+		users.order_by = "-updated_at";
+		users.stop_field = "updated_at";
+		users.since_ms = run->since_ms;
+		users.concurrency = 1;
+	}
+	list_pages(run, &users);
 	phase_message(run, CLERK_USERS);
 
 	/* organizations: few, so always listed in full */
 	clerk_run_progress(run, "organizations", 0, -1);
 	clerk_run_message(run, "organizations: listing");
-	list_pages(run, CLERK_ORGANIZATIONS, "/organizations?include_members_count=true", "created_at",
-			   NULL, 0, false, run->settings.concurrency, -1);
+	list_pages(run, &orgs);
 	phase_message(run, CLERK_ORGANIZATIONS);
 
 	clerk_run_message(run, "memberships: listing");
 	sync_memberships(run);
 	phase_message(run, CLERK_MEMBERSHIPS);
 
-	for (e = 0; e < CLERK_NENTITIES; e++)
-		if (run->counts[e].failed > 0)
-			any_failed = true;
+	retry_failures(run);
 
 	if (!run->incremental)
 		deletion_sweep(run);
 	else
 		run->deletion_note = pstrdup("not attempted: an incremental run cannot see deletions");
 
-	/* only a run without record errors may advance the high-water mark */
-	if (any_failed || run->dry_run)
-		run->high_water_ms = 0;
+	/*
+	 * The mark the next incremental run starts from: what this run fetched,
+	 * but never past its own start (an updated_at in the future must not
+	 * hide the changes made until then).
+	 */
+	run->high_water_ms = run->dry_run ? 0 : Min(run->max_updated_ms, run->started_ms);
 	clerk_run_progress(run, "finishing", -1, -1);
 }

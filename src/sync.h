@@ -25,8 +25,12 @@ typedef struct ClerkRun
 	int64		deleted[CLERK_NENTITIES];
 	int64		pages;
 	char	   *deletion_note;	/* why nothing was deleted, if so */
-	int64		high_water_ms;	/* newest user updated_at seen (incremental) */
+	int64		started_ms;		/* when the run started, Unix ms */
+	int64		max_updated_ms; /* newest user updated_at fetched */
+	int64		high_water_ms;	/* the mark for the next incremental run */
 	int64		since_ms;		/* incremental: fetch users updated after this */
+	int64		shifts_repaired;	/* newest-first listings that moved, read again */
+	int64		failures_retried;	/* records of earlier failures asked for by id */
 	int64		users_total_hint;
 	double		wait_ms;		/* time spent waiting for answers */
 	double		write_ms;		/* time spent writing pages */

@@ -28,6 +28,7 @@
 #include "utils/timestamp.h"
 
 #include "clerk_sync.h"
+#include "parse.h"
 #include "store.h"
 #include "webhook.h"
 
@@ -85,6 +86,8 @@ typedef struct WebhookEvent
 	char	   *object_id;
 	char	   *organization_id;
 	int64		timestamp_ms;	/* when Clerk says it happened; 0 if unknown */
+	const char *unstorable;		/* why the body's object cannot be stored, or NULL */
+	const char *repairs;		/* {"fields": [...], "rules": [...]} of the repair, or NULL */
 } WebhookEvent;
 
 /* Saved plans, made on first use. */
@@ -342,17 +345,6 @@ webhook_body_context(void *arg)
 	errcontext("webhook body of delivery %s", (const char *) arg);
 }
 
-/* Member `key` of a JSON object as a palloc'd string, or NULL. */
-static char *
-json_string(JsonbContainer *obj, const char *key)
-{
-	JsonbValue	v;
-
-	if (getKeyJsonValueFromContainer(obj, key, strlen(key), &v) == NULL || v.type != jbvString)
-		return NULL;
-	return pnstrdup(v.val.string.val, v.val.string.len);
-}
-
 static void
 report_bad_payload(const char *msg_id, const char *detail)
 {
@@ -362,11 +354,17 @@ report_bad_payload(const char *msg_id, const char *detail)
 			 errdetail("%s", detail)));
 }
 
-/* Parse a verified body into the event it carries. */
+/*
+ * Parse a verified body into the event it carries: repaired as every
+ * answer from Clerk is (parse.h).  A body whose object still cannot be
+ * converted is an event that fails alone, not a bad request.
+ */
 static void
-webhook_parse(const char *body, const char *msg_id, WebhookEvent *ev)
+webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev)
 {
 	ErrorContextCallback errcallback;
+	ClerkParsed p;
+	char	   *err;
 	Jsonb	   *j;
 	JsonbValue	v;
 	int			i;
@@ -375,13 +373,31 @@ webhook_parse(const char *body, const char *msg_id, WebhookEvent *ev)
 	errcallback.arg = (void *) msg_id;
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
-	j = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body)));
+	err = clerk_parse(body, len, &p);
 	error_context_stack = errcallback.previous;
+	if (err != NULL)
+		report_bad_payload(msg_id, psprintf("The body is not JSON: %s.", err));
 
 	memset(ev, 0, sizeof(*ev));
+	if (p.repaired != NIL)
+		ev->repairs = ((ClerkRepaired *) linitial(p.repaired))->details;
+	j = p.root;
+	if (j == NULL)
+	{
+		/* what the text says, for the record */
+		ev->type = clerk_parsed_string(&p, p.text.type);
+		if (ev->type == NULL || ev->type[0] == '\0')
+			report_bad_payload(msg_id, "The body has no \"type\" string.");
+		ev->object_id = clerk_parsed_string(&p, p.text.data_id);
+		ev->unstorable = ((ClerkReject *) linitial(p.rejects))->reason;
+		for (i = 0; i < lengthof(webhook_event_types); i++)
+			if (strcmp(ev->type, webhook_event_types[i].type) == 0)
+				ev->known = &webhook_event_types[i];
+		return;
+	}
 	if (!JB_ROOT_IS_OBJECT(j))
 		report_bad_payload(msg_id, "The body is not a JSON object.");
-	ev->type = json_string(&j->root, "type");
+	ev->type = clerk_json_string(&j->root, "type");
 	if (ev->type == NULL || ev->type[0] == '\0')
 		report_bad_payload(msg_id, "The body has no \"type\" string.");
 
@@ -402,7 +418,7 @@ webhook_parse(const char *body, const char *msg_id, WebhookEvent *ev)
 		v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
 	{
 		ev->data = JsonbValueToJsonb(&v);
-		ev->object_id = json_string(&ev->data->root, "id");
+		ev->object_id = clerk_json_string(&ev->data->root, "id");
 	}
 
 	for (i = 0; i < lengthof(webhook_event_types); i++)
@@ -422,7 +438,7 @@ webhook_parse(const char *body, const char *msg_id, WebhookEvent *ev)
 	{
 		if (getKeyJsonValueFromContainer(&ev->data->root, "organization", 12, &v) != NULL &&
 			v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
-			ev->organization_id = json_string(v.val.binary.data, "id");
+			ev->organization_id = clerk_json_string(v.val.binary.data, "id");
 	}
 }
 
@@ -519,37 +535,84 @@ ms_to_timestamptz(int64 ms)
 		((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
 }
 
-/* Apply a known event through store.c and audit it; returns the outcome. */
-static const char *
-apply_event(const char *msg_id, const WebhookEvent *ev)
+typedef struct ApplyArgs
 {
+	const WebhookEvent *ev;
 	ClerkEventOutcome outcome;
-	int64		cascaded = 0;
-	StringInfoData details;
+	int64		cascaded;
+} ApplyArgs;
+
+static void
+store_event(void *varg)
+{
+	ApplyArgs  *a = (ApplyArgs *) varg;
+	const WebhookEvent *ev = a->ev;
 
 	if (ev->known->action == WEBHOOK_UPSERT)
-		outcome = clerk_store_event(ev->known->entity, ev->data);
+		a->outcome = clerk_store_event(ev->known->entity, ev->data);
 	else
 	{
 		TimestampTz at = ev->timestamp_ms > 0 ? ms_to_timestamptz(ev->timestamp_ms) :
 			GetCurrentTransactionStartTimestamp();
 
-		outcome = clerk_store_delete(ev->known->entity, ev->data, at, &cascaded);
+		a->outcome = clerk_store_delete(ev->known->entity, ev->data, at, &a->cascaded);
 	}
+}
+
+/*
+ * Apply a known event through store.c and audit it; returns the outcome.
+ * An object Postgres cannot store (a data exception, a limit) fails alone:
+ * "failed", audited with the reason, and the delivery still succeeds, for
+ * Svix would only send the same content again.  Anything else (a lock
+ * timeout, a lost connection) is raised, and Svix retries.
+ */
+static const char *
+apply_event(const char *msg_id, const WebhookEvent *ev)
+{
+	ApplyArgs	a = {ev, CLERK_EVENT_UNCHANGED, 0};
+	const char *outcome;
+	const char *reason = ev->unstorable;
+	int			sqlerrcode = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+	StringInfoData details;
+
+	if (reason == NULL)
+	{
+		ErrorData  *err = clerk_try(store_event, &a);
+
+		if (err != NULL)
+		{
+			int			class = ERRCODE_TO_CATEGORY(err->sqlerrcode);
+
+			if (class != ERRCODE_DATA_EXCEPTION && class != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION &&
+				class != ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+				ReThrowError(err);
+			reason = err->message;
+			sqlerrcode = err->sqlerrcode;
+		}
+	}
+	outcome = reason != NULL ? "failed" : clerk_event_outcome_name(a.outcome);
 
 	initStringInfo(&details);
 	appendStringInfoString(&details, "{\"svix_id\": ");
 	escape_json(&details, msg_id);
-	appendStringInfo(&details, ", \"outcome\": \"%s\"", clerk_event_outcome_name(outcome));
+	appendStringInfo(&details, ", \"outcome\": \"%s\"", outcome);
+	if (reason != NULL)
+	{
+		appendStringInfoString(&details, ", \"reason\": ");
+		escape_json(&details, reason);
+		appendStringInfo(&details, ", \"sqlstate\": \"%s\"", unpack_sql_state(sqlerrcode));
+	}
+	if (ev->repairs != NULL)
+		appendStringInfo(&details, ", \"repaired\": %s", ev->repairs);
 	if (ev->timestamp_ms > 0)
 		appendStringInfo(&details, ", \"event_timestamp\": " INT64_FORMAT, ev->timestamp_ms);
-	if (cascaded > 0)
-		appendStringInfo(&details, ", \"memberships_deleted\": " INT64_FORMAT, cascaded);
+	if (a.cascaded > 0)
+		appendStringInfo(&details, ", \"memberships_deleted\": " INT64_FORMAT, a.cascaded);
 	appendStringInfoChar(&details, '}');
 	clerk_audit(psprintf("webhook.%s", ev->type), clerk_entity_name(ev->known->entity),
 				ev->object_id, ev->organization_id, 0, details.data);
 
-	return clerk_event_outcome_name(outcome);
+	return outcome;
 }
 
 /* The value of a header argument; a missing or empty one is an error. */
@@ -599,7 +662,7 @@ clerk_handle_webhook(PG_FUNCTION_ARGS)
 	signatures = header_arg(fcinfo, 3, "svix-signature");
 
 	webhook_verify(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body), msg_id, ts_text, signatures);
-	webhook_parse(text_to_cstring(body), msg_id, &ev);
+	webhook_parse(text_to_cstring(body), VARSIZE_ANY_EXHDR(body), msg_id, &ev);
 	result = ev.known != NULL ? ev.type : psprintf("ignored:%s", ev.type);
 
 	/* as the owner of the tables, with nothing but pg_catalog in the path */

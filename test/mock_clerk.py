@@ -1095,6 +1095,7 @@ class Store:
         return got if got is not None else self._gen_mem_own(idx)
 
     def patch(self, kind, idx, body):
+        note_raw(body)
         cur = self._current(kind, idx)
         if kind is self.users:
             body = self._normalise_identifiers(body, self.seed, now_ms() * 1000 + self.version % 1000)
@@ -1265,12 +1266,53 @@ class Response:
         self.content_type = content_type
 
 
+# Raw JSON on demand: a value {"$raw": "<JSON text>"} or {"$raw_base64": "<bytes>"}
+# in a patched object (or in config page_extras) is sent as those very bytes,
+# so that tests can serve what Python's json module cannot write: \u0000 and
+# lone surrogate escapes as Clerk sends them, numbers beyond any float, nesting
+# deeper than Python recurses, invalid UTF-8.  Off until first used.
+RAW_IN_USE = [False]
+RAW_KEYS = ("$raw", "$raw_base64")
+
+
+def note_raw(value):
+    if any(k in json.dumps(value, ensure_ascii=True) for k in ('"$raw"', '"$raw_base64"')):
+        RAW_IN_USE[0] = True
+
+
+def _swap_raw(obj, raws):
+    if isinstance(obj, dict):
+        if len(obj) == 1 and next(iter(obj)) in RAW_KEYS:
+            k, v = next(iter(obj.items()))
+            raws.append(base64.b64decode(v) if k == "$raw_base64" else str(v).encode("utf-8", "surrogatepass"))
+            return "\u0001raw%d\u0001" % (len(raws) - 1)
+        return {k: _swap_raw(v, raws) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_swap_raw(v, raws) for v in obj]
+    return obj
+
+
 def encode_json(obj):
+    raws = []
+    if RAW_IN_USE[0]:
+        obj = _swap_raw(obj, raws)
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     try:
-        return text.encode("utf-8")
+        data = text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates injected through the control API
-        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        data = json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    for i, raw in enumerate(raws):
+        data = data.replace(('"\\u0001raw%d\\u0001"' % i).encode("ascii"), raw)
+    return data
+
+
+def with_extras(app, kind, offset, items):
+    """The first page of a listing, with config page_extras[kind] (raw JSON
+    texts) in front: elements a test wants in a page as they are."""
+    extras = (app.config.get("page_extras") or {}).get(kind) or []
+    if offset or not extras:
+        return items
+    return [{"$raw": e} for e in extras] + items
 
 
 def json_response(status, obj, headers=None):
@@ -1291,6 +1333,7 @@ class App:
             "latency_ms": args.latency_ms,
             "secret_key": args.secret_key,
             "disable_instance_memberships": False,
+            "page_extras": {},
         }
         self.meta_lock = threading.Lock()
         self.log_fh = open(args.log_file, "a", encoding="utf-8", buffering=1) if args.log_file else None
@@ -1574,7 +1617,8 @@ class App:
                 raise param_invalid("starting_after", f"{after} is not a valid user id.")
             pos = bisect.bisect_right(seq, a)
             seq = seq[:bisect.bisect_left(seq, a)] if desc else seq[pos:]
-        return json_response(200, [st.user(i) for i in page(seq, offset, limit, desc)])
+        return json_response(200, with_extras(self, "users", offset or after is not None,
+                                              [st.user(i) for i in page(seq, offset, limit, desc)]))
 
     def count_users(self, q):
         check_params(q, {"user_id", "email_address"}, USERS_CLERK_PARAMS - {"limit", "offset", "order_by",
@@ -1615,7 +1659,8 @@ class App:
         mc = p_bool(q, "include_members_count")
         mm = p_bool(q, "include_missing_member_with_elevated_permissions")
         seq = st.orgs_ordered(field)
-        data = [st.org_view(o, mc, mm) for o in page(seq, offset, limit, desc)]
+        data = with_extras(self, "organizations", offset,
+                           [st.org_view(o, mc, mm) for o in page(seq, offset, limit, desc)])
         return json_response(200, {"data": data, "total_count": len(seq)})
 
     def get_org(self, ident, q):
@@ -1653,7 +1698,8 @@ class App:
         limit, offset = self._pagination(q)
         field, desc = p_order(q, {"created_at"})
         seq = st.live_indices(st.mems)
-        data = [st.membership(m) for m in page(seq, offset, limit, desc)]
+        data = with_extras(self, "organization_memberships", offset,
+                           [st.membership(m) for m in page(seq, offset, limit, desc)])
         return json_response(200, {"data": data, "total_count": len(seq)})
 
     # -- /__mock -------------------------------------------------------------
@@ -1680,6 +1726,7 @@ class App:
                 unknown = set(body) - set(self.cli_config)
                 if unknown:
                     raise ControlError(400, f"unknown config keys: {sorted(unknown)}")
+                note_raw(body)
                 with self.meta_lock:
                     self.config.update(body)
                     if "rate_limit" in body or "rate_limit_window" in body:

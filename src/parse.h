@@ -1,0 +1,58 @@
+/*
+ * parse.h
+ *		A Clerk answer (or webhook body) as objects: checked, repaired and
+ *		converted to jsonb one by one.
+ */
+#ifndef CLERK_PARSE_H
+#define CLERK_PARSE_H
+
+#include "utils/jsonb.h"
+
+#include "json_repair.h"
+
+/* An element of the answer that could not become an object. */
+typedef struct ClerkReject
+{
+	char	   *id;				/* its "id", when it has one */
+	char	   *reason;
+	int			sqlerrcode;
+} ClerkReject;
+
+/* An object that was repaired: its id and what was done (a JSON object). */
+typedef struct ClerkRepaired
+{
+	char	   *id;
+	char	   *details;		/* {"fields": [...], "rules": [...]} */
+} ClerkRepaired;
+
+typedef struct ClerkParsed
+{
+	Jsonb	   *root;			/* the whole answer, or NULL if it did not convert */
+	Jsonb	   *objects;		/* a jsonb array of the objects that converted */
+	int			nelems;			/* elements in the answer's list (1 for one object) */
+	bool		is_list;		/* the answer is a list (array or {"data": [...]}) */
+	List	   *rejects;		/* of ClerkReject * */
+	List	   *repaired;		/* of ClerkRepaired * */
+	ClerkJsonText text;			/* the repaired text and where its parts are */
+} ClerkParsed;
+
+/*
+ * Parse body[0..len) (with a NUL at body[len]): NULL on success, else why it is not JSON at all (the
+ * only failure; each element that cannot be converted is a reject, and
+ * each repair is listed).
+ */
+extern char *clerk_parse(const char *body, size_t len, ClerkParsed *out);
+
+/* A string token of the repaired text (a span of out->text), unescaped; or NULL. */
+extern char *clerk_parsed_string(const ClerkParsed *p, ClerkJsonSpan span);
+
+/*
+ * The root's "total_count" as a whole number: -1 when absent, -2 when it is
+ * not a count (negative, fractional, a string, or beyond int64).
+ */
+extern int64 clerk_parsed_total_count(const ClerkParsed *p);
+
+/* Member `key` of a JSON object: a palloc'd string, or NULL when absent or not a string. */
+extern char *clerk_json_string(JsonbContainer *obj, const char *key);
+
+#endif							/* CLERK_PARSE_H */
