@@ -323,6 +323,8 @@ clerk_store_forget_failure(ClerkEntity entity, const char *id)
 {
 	Datum		values[2];
 
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	if (forget_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
@@ -330,8 +332,6 @@ clerk_store_forget_failure(ClerkEntity entity, const char *id)
 		forget_plan = clerk_prepare_saved("DELETE FROM clerk.sync_failures WHERE entity = $1 AND id = $2",
 										  2, types);
 	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	values[0] = CStringGetTextDatum(entities[entity].name);
 	values[1] = CStringGetTextDatum(id);
 	if (SPI_execute_plan(forget_plan, values, NULL, false, 0) != SPI_OK_DELETE)

@@ -54,17 +54,7 @@ append_to_file("$dir/cliniko.json", qq({"api_key": "cliniko_test_fake_upgrade_$t
 
 sub qdb { my ($db, $sql) = @_; return $node->safe_psql($db, $sql) }
 
-# A signed call of clerk_handle_webhook() for one event.
-my $msg_seq = 0;
-sub webhook_sql {
-    my ($type, $data, $id) = @_;
-    my $body = $JSON->encode({ data => $data, object => 'event', type => $type,
-                               timestamp => int(time() * 1000), instance_id => 'ins_test_fake' });
-    $id //= sprintf('msg_upgrade_%s_%03d', $tag, ++$msg_seq);
-    my $ts = time();
-    return sprintf('SELECT clerk_handle_webhook(%s, %s, %s, %s)', sql_literal($body), sql_literal($id),
-                   sql_literal("$ts"), sql_literal(svix_sign($SECRET, $id, $ts, $body)));
-}
+sub webhook { my ($type, $data, $id) = @_; return webhook_sql($SECRET, $type, $data, id => $id) }
 
 # ---- the new library with a database still on 1.0 ----
 
@@ -96,7 +86,7 @@ my @calls = (
     [ 'clerk_deactivate_credentials', q{SELECT clerk_deactivate_credentials(organization_id, service_name)
                                           FROM clerk.api_credentials LIMIT 1} ],
     [ 'clerk_set_secret_key', qq{SELECT clerk_set_secret_key(pg_read_file('$dir/mock_key'))} ],
-    [ 'clerk_handle_webhook', webhook_sql('user.created', { id => 'user_compat_2', object => 'user',
+    [ 'clerk_handle_webhook', webhook('user.created', { id => 'user_compat_2', object => 'user',
                                                             updated_at => 1, created_at => 1 }) ],
     [ 'clerk_digest', q{SELECT encode(clerk_digest('abc', 'sha256'), 'hex')} ],
 );
@@ -206,11 +196,11 @@ is(qdb('upgraded', 'SELECT count(*) FROM clerk.users WHERE deleted_at IS NULL AN
                    . join(',', map { sql_literal($_) } @mock_users) . '])'),
    scalar(@mock_users), 'and stores every user of the mock');
 my $u = qdb('upgraded', 'SELECT id FROM clerk.users WHERE deleted_at IS NULL ORDER BY id LIMIT 1');
-is(qdb('upgraded', webhook_sql('user.updated', { id => $u, object => 'user', first_name => 'Upgraded',
+is(qdb('upgraded', webhook('user.updated', { id => $u, object => 'user', first_name => 'Upgraded',
                                                  created_at => 1, updated_at => 4102444800000 })),
    'user.updated', 'a webhook works after the update');
 is(qdb('upgraded', "SELECT first_name FROM clerk.users WHERE id = '$u'"), 'Upgraded', 'and writes its row');
-my ($ret, $out) = $node->psql('upgraded', webhook_sql('organization.updated',
+my ($ret, $out) = $node->psql('upgraded', webhook('organization.updated',
         { id => 'org_up_1', object => 'organization', created_at => 1, updated_at => 1 }, $pre_upgrade_delivery));
 is($out, 'duplicate', 'a delivery recorded on 1.0 is still recognized as a duplicate');
 

@@ -13,13 +13,15 @@ use Digest::SHA qw(hmac_sha256);
 use Exporter qw(import);
 use File::Basename qw(dirname);
 use File::Spec;
+use JSON::PP;
+use Time::HiRes ();
 use MIME::Base64 qw(encode_base64 decode_base64);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(clerk_node clerk_server_conf q1 sql_error row_versions wait_for_run last_run
-                 svix_sign sql_literal);
+                 svix_sign sql_literal webhook_sql);
 
 # Under plain prove, pg_regress (which PostgreSQL::Test::Cluster needs) is
 # the one PGXS installed; make installcheck sets PG_REGRESS itself.
@@ -120,6 +122,22 @@ sub sql_literal {
     my ($s) = @_;
     $s =~ s/'/''/g;
     return "'$s'";
+}
+
+# SQL that calls clerk_handle_webhook() with one delivery signed with
+# $secret: event $type about $data (a hash, or the JSON text of the object
+# as Clerk would send it).  Options: id, ts (svix-timestamp), timestamp_ms
+# (the event's), body (the whole body instead).
+my $webhook_seq = 0;
+sub webhook_sql {
+    my ($secret, $type, $data, %opt) = @_;
+    my $json = ref $data ? JSON::PP->new->utf8->canonical->encode($data) : $data;
+    my $body = $opt{body} // sprintf('{"data":%s,"object":"event","type":"%s","timestamp":%d,"instance_id":"ins_test_fake"}',
+                                     $json, $type, $opt{timestamp_ms} // int(Time::HiRes::time() * 1000));
+    my $id = $opt{id} // sprintf('msg_test_%d_%06d', $$, ++$webhook_seq);
+    my $ts = $opt{ts} // time();
+    return sprintf('SELECT clerk_handle_webhook(%s, %s, %s, %s)', sql_literal($body), sql_literal($id),
+                   sql_literal("$ts"), sql_literal(svix_sign($secret, $id, $ts, $body)));
 }
 
 1;
