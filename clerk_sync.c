@@ -16,6 +16,7 @@
 #include "utils/guc.h"
 
 #include "clerk_sync.h"
+#include "ddl.h"
 #include "launcher.h"
 #include "vault.h"
 #include "webhook.h"
@@ -197,5 +198,8 @@ _PG_init(void)
 	MarkGUCPrefixReserved("clerk_sync");
 
 	if (clerk_sync_preloaded)
+	{
 		clerk_launcher_shmem_init();
+		clerk_ddl_init();
+	}
 }

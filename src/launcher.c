@@ -14,6 +14,14 @@
 #include <signal.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "storage/lock.h"
+#include "storage/procarray.h"
+#include "catalog/namespace.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/lsyscache.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -24,6 +32,9 @@
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -31,6 +42,12 @@
 #include "vault.h"
 
 ClerkShared *clerk_shared = NULL;
+
+/*
+ * libpq/libpq.h declares it, but that header needs the GSSAPI headers of
+ * the server's build; the function itself is always there (PostgreSQL 14+).
+ */
+extern bool pq_check_connection(void);
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -212,6 +229,55 @@ typedef struct WaitState
 	uint64		generation;
 } WaitState;
 
+/* how long DDL on the extension waits for the runs it stops */
+#define DDL_STOP_TIMEOUT_MS 10000
+
+int
+clerk_stop_runs_for_ddl(Oid dboid)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), DDL_STOP_TIMEOUT_MS);
+	int			stopped = 0;
+
+	if (clerk_shared == NULL)
+		return 0;
+	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < CLERK_MAX_RUNS; i++)
+	{
+		ClerkRunSlot *s = &clerk_shared->slots[i];
+
+		if (s->dboid == dboid && (s->state == CLERK_SLOT_STARTING || s->state == CLERK_SLOT_RUNNING))
+		{
+			s->cancel_requested = true;
+			s->canceled_by_ddl = true;
+			if (s->worker_pid > 0)
+				kill(s->worker_pid, SIGINT);
+			stopped++;
+		}
+	}
+	LWLockRelease(clerk_shared->lock);
+
+	while (stopped > 0)
+	{
+		bool		live = false;
+
+		LWLockAcquire(clerk_shared->lock, LW_SHARED);
+		for (int i = 0; i < CLERK_MAX_RUNS; i++)
+		{
+			ClerkRunSlot *s = &clerk_shared->slots[i];
+
+			if (s->dboid == dboid && s->state == CLERK_SLOT_RUNNING)
+				live = true;
+		}
+		LWLockRelease(clerk_shared->lock);
+		if (!live || GetCurrentTimestamp() >= deadline)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 50, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return stopped;
+}
+
 /* The session that started a run takes it down with it, on ERROR or exit. */
 static void
 cancel_on_exit(int code, Datum arg)
@@ -219,6 +285,50 @@ cancel_on_exit(int code, Datum arg)
 	WaitState  *ws = (WaitState *) DatumGetPointer(arg);
 
 	request_cancel(ws->slot, ws->generation);
+}
+
+/* Whether pid is among the processes that block `blocked` (pg_blocking_pids). */
+static bool
+blocked_by(pid_t blocked, pid_t pid)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(DirectFunctionCall1(pg_blocking_pids, Int32GetDatum(blocked)));
+	int			n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+	int32	   *pids = (int32 *) ARR_DATA_PTR(arr);
+
+	for (int i = 0; i < n; i++)
+		if (pids[i] == pid)
+			return true;
+	return false;
+}
+
+/*
+ * What a waiting caller checks now and then, since a wait on a condition
+ * variable is invisible to the deadlock detector and sends nothing to the
+ * client: that its client is still there, and that the worker does not
+ * wait for a lock this very session holds.  Either way the wait ends in an
+ * error (and, for the session that started the run, the run is canceled).
+ */
+static void
+check_waiting(ClerkRunSlot *slot, uint64 generation)
+{
+	pid_t		worker;
+
+	/* (a background worker, such as pg_cron's, has no client connection) */
+	if (whereToSendOutput == DestRemote && MyProcPort != NULL && !pq_check_connection())
+		ereport(FATAL,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("connection to client lost while waiting for a clerk_sync run"),
+				 errdetail("A run started by this session is canceled.")));
+
+	LWLockAcquire(clerk_shared->lock, LW_SHARED);
+	worker = slot->generation == generation ? slot->worker_pid : 0;
+	LWLockRelease(clerk_shared->lock);
+	if (worker > 0 && blocked_by(worker, MyProcPid))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
+				 errmsg("deadlock detected: the clerk_sync worker waits for a lock held by this session"),
+				 errdetail("Process %d runs the sync and waits for this session's transaction, which waits for the run.", (int) worker),
+				 errhint("Call clerk_sync_all() and clerk_sync_changes() outside a transaction block that has written or locked clerk tables.")));
 }
 
 /*
@@ -247,7 +357,11 @@ wait_loop(ClerkRunSlot *slot, uint64 generation, bool until_done,
 				state == CLERK_SLOT_FREE;
 			if (slot->generation == generation)
 				run_id = slot->run_id;
+			pid = slot->generation == generation ? slot->worker_pid : 0;
 			LWLockRelease(clerk_shared->lock);
+			/* a worker that is gone without a word (it always leaves one) */
+			if (!done && state == CLERK_SLOT_RUNNING && pid > 0 && kill(pid, 0) != 0 && errno == ESRCH)
+				done = true;
 			if (done || (!until_done && run_id != 0))
 				break;
 			if (handle != NULL && state == CLERK_SLOT_STARTING &&
@@ -257,6 +371,7 @@ wait_loop(ClerkRunSlot *slot, uint64 generation, bool until_done,
 				release_unstarted(slot, generation);
 				continue;
 			}
+			check_waiting(slot, generation);
 			ConditionVariableTimedSleep(&slot->cv, 250, PG_WAIT_EXTENSION);
 		}
 		ConditionVariableCancelSleep();
@@ -288,6 +403,110 @@ wait_for_run(ClerkRunSlot *slot, uint64 generation, bool until_done,
 	return run_id;
 }
 
+/* Whether this transaction holds a lock on a relation in schema clerk. */
+static bool
+holds_clerk_locks(void)
+{
+	Oid			clerk = get_namespace_oid("clerk", true);
+	LockData   *locks;
+	bool		found = false;
+
+	if (!OidIsValid(clerk))
+		return false;
+	locks = GetLockStatusData();
+	for (int i = 0; i < locks->nelements && !found; i++)
+	{
+		LockInstanceData *l = &locks->locks[i];
+
+		if (l->pid == MyProcPid && l->holdMask != 0 &&
+			l->locktag.locktag_type == LOCKTAG_RELATION &&
+			l->locktag.locktag_field1 == MyDatabaseId &&
+			get_rel_namespace(l->locktag.locktag_field2) == clerk)
+			found = true;
+	}
+	return found;
+}
+
+/*
+ * The key for a run, and the check that the SQL serves a run, in a
+ * subtransaction that is rolled back: the locks they take (on the vault's
+ * table, on pg_extension) go with it, so the caller waits for its run
+ * holding nothing that the worker, or DDL on the extension, could need.
+ */
+static char *
+key_without_locks(void)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *volatile key = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(mcxt);
+	PG_TRY();
+	{
+		char	   *k;
+
+		clerk_require_sql_version(CLERK_SQL_FOR_SYNC);
+		k = clerk_resolve_secret_key();
+		if (k != NULL)
+		{
+			key = MemoryContextStrdup(mcxt, k);
+			explicit_bzero(k, strlen(k));
+		}
+	}
+	PG_CATCH();
+	{
+		if (key != NULL)
+			explicit_bzero(key, strlen(key));
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(mcxt);
+	CurrentResourceOwner = owner;
+	return key;
+}
+
+/* a worker not running this long after it was registered gives its slot back */
+#define WORKER_START_TIMEOUT_MS 10000
+
+/*
+ * Wait, bounded, for a registered worker to start; a worker that stopped
+ * first is noticed by wait_for_run().
+ */
+static void
+await_worker_start(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 generation)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WORKER_START_TIMEOUT_MS);
+	pid_t		pid;
+
+	for (;;)
+	{
+		BgwHandleStatus st = GetBackgroundWorkerPid(handle, &pid);
+
+		if (st == BGWH_STARTED || st == BGWH_STOPPED)
+			return;
+		if (st == BGWH_POSTMASTER_DIED)
+			ereport(ERROR,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("the server is shutting down")));
+		if (GetCurrentTimestamp() >= deadline)
+		{
+			TerminateBackgroundWorker(handle);
+			release_unstarted(slot, generation);
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+					 errmsg("the clerk_sync background worker did not start within %d seconds",
+							WORKER_START_TIMEOUT_MS / 1000),
+					 errdetail("Its run slot was given back; no run was recorded."),
+					 errhint("Check max_worker_processes and the server log.")));
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
 /* May a call for (incremental, dry_run) take the running run as its own? */
 static bool
 can_join(ClerkRunSlot *s, bool incremental, bool dry_run)
@@ -314,7 +533,6 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 	int64		run_id;
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle = NULL;
-	pid_t		pid;
 	Oid			connect_as;
 	Datum		row;
 	char	   *status,
@@ -322,7 +540,21 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 			   *code;
 
 	clerk_require_preload(incremental ? "clerk_sync_changes()" : "clerk_sync_all()");
-	clerk_require_sql_version(CLERK_SQL_FOR_SYNC);
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot run a clerk_sync run on a server in recovery"),
+				 errdetail("A run writes to the clerk tables, which a hot standby cannot."),
+				 errhint("Call %s on the primary; clerk_status() and the read functions work here.",
+						 incremental ? "clerk_sync_changes()" : "clerk_sync_all()")));
+	if (wait && IsTransactionBlock() &&
+		(GetTopTransactionIdIfAny() != InvalidTransactionId || holds_clerk_locks()))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("%s cannot wait for its run in a transaction block that has written or locked clerk tables",
+						incremental ? "clerk_sync_changes()" : "clerk_sync_all()"),
+				 errdetail("The run's worker would wait for this transaction, and this transaction for the run."),
+				 errhint("Commit or roll back first, or call it with wait => false.")));
 	clerk_shmem_attach();
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -331,7 +563,7 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 				 errdetail("The run records itself in its own transactions, which this transaction's snapshot cannot see."),
 				 errhint("Call it in a READ COMMITTED transaction.")));
 
-	key = clerk_resolve_secret_key();
+	key = key_without_locks();
 	if (key == NULL)
 		ereport(ERROR,
 				(errcode(CLERK_ERRCODE_NO_KEY),
@@ -406,6 +638,7 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 			slot->dry_run = dry_run;
 			slot->incremental = incremental;
 			slot->cancel_requested = false;
+			slot->canceled_by_ddl = false;
 			snapshot_settings(&slot->settings, key);
 			memset(&slot->progress, 0, sizeof(slot->progress));
 			slot->progress.total_hint = -1;
@@ -426,8 +659,6 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 
 	if (starter)
 	{
-		BgwHandleStatus status;
-
 		memset(&worker, 0, sizeof(worker));
 		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
@@ -448,15 +679,26 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 					 errmsg("could not start a clerk_sync background worker"),
 					 errhint("Raise max_worker_processes; clerk_sync needs one worker per running sync.")));
 		}
-		/* a worker that already stopped is noticed by wait_for_run */
-		status = WaitForBackgroundWorkerStartup(handle, &pid);
-		if (status == BGWH_POSTMASTER_DIED)
-			ereport(ERROR,
-					(errcode(ERRCODE_ADMIN_SHUTDOWN),
-					 errmsg("the server is shutting down")));
+		await_worker_start(handle, slot, generation);
 	}
 
 	run_id = wait_for_run(slot, generation, wait, handle, &seq);
+	{
+		bool		by_ddl;
+
+		LWLockAcquire(clerk_shared->lock, LW_SHARED);
+		by_ddl = slot->generation == generation && slot->canceled_by_ddl;
+		LWLockRelease(clerk_shared->lock);
+		if (by_ddl)
+		{
+			/* its row may be gone with the extension: nothing to read */
+			ereport(WARNING,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("sync run " INT64_FORMAT " was canceled by DDL on the extension", run_id),
+					 errdetail("DROP EXTENSION, ALTER EXTENSION or DROP SCHEMA clerk stops running syncs before it proceeds.")));
+			PG_RETURN_NULL();
+		}
+	}
 	if (run_id == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -535,7 +777,7 @@ clerk_sync_cancel(PG_FUNCTION_ARGS)
 		bool		match;
 
 		LWLockAcquire(clerk_shared->lock, LW_SHARED);
-		match = s->run_id == run_id && s->dboid == MyDatabaseId &&
+		match = run_id > 0 && s->run_id == run_id && s->dboid == MyDatabaseId &&
 			(s->state == CLERK_SLOT_RUNNING || s->state == CLERK_SLOT_STARTING);
 		generation = s->generation;
 		LWLockRelease(clerk_shared->lock);

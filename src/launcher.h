@@ -70,6 +70,7 @@ typedef struct ClerkRunSlot
 	bool		dry_run;
 	bool		incremental;
 	bool		cancel_requested;
+	bool		canceled_by_ddl;	/* DDL on the extension stopped the run */
 	ClerkRunSettings settings;
 	ClerkRunProgress progress;
 	uint64		msg_seq;		/* messages ever posted */
@@ -86,6 +87,13 @@ typedef struct ClerkShared
 extern ClerkShared *clerk_shared;
 
 extern void clerk_launcher_shmem_init(void);
+
+/*
+ * Stop every run in database dboid and wait (bounded) until they have
+ * recorded their end: DDL on the extension calls this before it takes its
+ * locks.  Returns the number of runs stopped.
+ */
+extern int	clerk_stop_runs_for_ddl(Oid dboid);
 extern void clerk_shmem_attach(void);
 
 #endif							/* CLERK_LAUNCHER_H */

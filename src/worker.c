@@ -23,6 +23,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -32,6 +33,7 @@
 PGDLLEXPORT void clerk_sync_worker_main(Datum main_arg);
 
 static volatile sig_atomic_t got_sigterm = false;
+static volatile sig_atomic_t recording_outcome = false;
 static ClerkRunSlot *my_slot = NULL;
 static uint64 my_generation = 0;
 
@@ -41,9 +43,11 @@ worker_sigterm(SIGNAL_ARGS)
 	int			save_errno = errno;
 
 	got_sigterm = true;
-	/* also stop a query or lock wait in progress, as a cancel would */
 	InterruptPending = true;
-	QueryCancelPending = true;
+	if (recording_outcome)
+		ProcDiePending = true;	/* the run is over: just go */
+	else
+		QueryCancelPending = true;	/* stop a query or lock wait, and record "canceled" */
 	SetLatch(MyLatch);
 	errno = save_errno;
 }
@@ -107,6 +111,21 @@ typedef struct BeginArgs
 	const char *started_by;
 } BeginArgs;
 
+/* a bookkeeping statement waits this long for a lock, then the run fails */
+#define BOOKKEEPING_LOCK_TIMEOUT "5s"
+
+/*
+ * Recording a run's start and end never waits long for a lock (a session,
+ * or a prepared transaction, holding the row): it fails instead, and the
+ * next run marks the run failed, as after kill -9.
+ */
+static void
+bookkeeping_limits(void)
+{
+	(void) set_config_option("lock_timeout", BOOKKEEPING_LOCK_TIMEOUT, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+}
+
 /*
  * Record the run: runs left "running" by a worker that died (kill -9, a
  * crash) are marked failed, old runs and audit rows are pruned, and the new
@@ -124,6 +143,7 @@ begin_run(void *varg)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	bookkeeping_limits();
 	SPI_execute("UPDATE clerk.sync_runs SET status = 'failed', finished_at = clock_timestamp(), "
 				"error = 'the worker running it stopped without finishing (server crash or killed process)', "
 				"error_code = 'XX000' WHERE status = 'running'", false, 0);
@@ -177,6 +197,7 @@ end_run(void *varg)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	bookkeeping_limits();
 	values[0] = Int64GetDatum(run->run_id);
 	values[1] = CStringGetTextDatum(args->status);
 	if (args->error)
@@ -322,13 +343,17 @@ clerk_sync_worker_main(Datum main_arg)
 		eargs.error_code = unpack_sql_state(edata->sqlerrcode);
 		clerk_run_message(&run, "run " INT64_FORMAT " %s: %s", run.run_id, eargs.status, edata->message);
 	}
-	/* recording the outcome must not be cut short by the cancel that caused it */
-	got_sigterm = false;
+	/*
+	 * Recording the outcome is not cut short by the cancel (or SIGTERM) that
+	 * caused it, but stays interruptible, and waits at most a lock timeout:
+	 * a SIGTERM now ends the worker at once, and the next run marks this
+	 * one failed.
+	 */
 	clerk_http_interrupt_check = NULL;
-	HOLD_INTERRUPTS();
+	got_sigterm = false;
 	QueryCancelPending = false;
+	recording_outcome = true;
 	clerk_in_transaction(end_run, &eargs);
-	RESUME_INTERRUPTS();
 
 	proc_exit(0);
 }

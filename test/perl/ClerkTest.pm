@@ -44,11 +44,12 @@ sub clerk_server_conf {
 # clerk_node($name, $mock, %opt): a started node with the extension created.
 # Options: preload (default: test/regress.conf's), conf (extra lines),
 # create (default 1: CREATE EXTENSION clerk_sync), version (of the extension
-# to create), start (default 1).
+# to create), start (default 1), init (options of PostgreSQL::Test::Cluster's
+# init, such as allows_streaming).
 sub clerk_node {
     my ($name, $mock, %opt) = @_;
     my $n = PostgreSQL::Test::Cluster->new($name);
-    $n->init;
+    $n->init(%{ $opt{init} // {} });
     my $conf = clerk_server_conf();
     if (defined $opt{preload}) {
         $conf =~ s/^shared_preload_libraries\s*=.*$/shared_preload_libraries = '$opt{preload}'/m;
