@@ -148,11 +148,83 @@ LANGUAGE C STRICT IMMUTABLE
 AS 'MODULE_PATHNAME', 'clerk_repair_json';
 COMMENT ON FUNCTION clerk_repair_json(bytea) IS 'The repair every write path applies: the value as stored (NULL if it cannot be), and each repair made (element, path, rule)';
 
--- ---- privileges -----------------------------------------------------------
--- Nothing is usable by PUBLIC (see README, "Permissions").
+-- ---- the role that writes: rights on schema clerk only ---------------------
+-- The sync and webhook write path runs as clerk_sync_writer, never as the
+-- superuser that owns the extension: a trigger someone adds on a clerk table
+-- runs with this role's rights at most (see doc/credentials.md, "Triggers").
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'clerk_sync_writer') THEN
+        CREATE ROLE clerk_sync_writer NOLOGIN;
+    ELSIF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'clerk_sync_writer'
+                   AND (rolsuper OR rolcanlogin OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls)) THEN
+        RAISE EXCEPTION 'role clerk_sync_writer has more rights than clerk_sync gives it'
+            USING ERRCODE = '42501',
+                  DETAIL = 'clerk_sync writes as clerk_sync_writer and relies on it being a NOLOGIN role without attributes.',
+                  HINT = 'ALTER ROLE clerk_sync_writer NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS, or drop it.';
+    END IF;
+END
+$$;
 
-REVOKE ALL ON FUNCTION clerk_library_version() FROM PUBLIC;
-REVOKE ALL ON FUNCTION clerk_apply_page(text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION clerk_apply_page(text, json) FROM PUBLIC;
-REVOKE ALL ON FUNCTION clerk_repair_json(bytea) FROM PUBLIC;
-REVOKE ALL ON clerk.sync_failures FROM PUBLIC;
+-- ---- privileges -----------------------------------------------------------
+-- Every object of the extension gets an owner-only ACL, whatever ALTER
+-- DEFAULT PRIVILEGES granted when it was created (see README, "Permissions");
+-- then clerk_sync_writer gets what the write path needs, and nothing else.
+DO $$
+DECLARE
+    o record;
+    target text;
+    acl aclitem[];
+    owner oid;
+    g oid;
+BEGIN
+    FOR o IN
+        SELECT d.classid, d.objid
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+         WHERE e.extname = 'clerk_sync'
+           AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+           AND d.deptype = 'e'
+    LOOP
+        target := NULL;
+        IF o.classid = 'pg_catalog.pg_proc'::regclass THEN
+            SELECT pg_catalog.format('FUNCTION %s', p.oid::regprocedure), p.proacl, p.proowner
+              INTO target, acl, owner FROM pg_catalog.pg_proc p WHERE p.oid = o.objid;
+            -- no ACL means PUBLIC may execute
+            IF acl IS NULL THEN
+                EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', target);
+            END IF;
+        ELSIF o.classid = 'pg_catalog.pg_class'::regclass THEN
+            SELECT pg_catalog.format(CASE c.relkind WHEN 'S' THEN 'SEQUENCE %s' ELSE 'TABLE %s' END, c.oid::regclass),
+                   c.relacl, c.relowner
+              INTO target, acl, owner FROM pg_catalog.pg_class c WHERE c.oid = o.objid;
+        ELSIF o.classid = 'pg_catalog.pg_namespace'::regclass THEN
+            SELECT pg_catalog.format('SCHEMA %I', n.nspname), n.nspacl, n.nspowner
+              INTO target, acl, owner FROM pg_catalog.pg_namespace n WHERE n.oid = o.objid;
+        ELSIF o.classid = 'pg_catalog.pg_type'::regclass THEN
+            SELECT pg_catalog.format('TYPE %s', t.oid::regtype), t.typacl, t.typowner
+              INTO target, acl, owner FROM pg_catalog.pg_type t WHERE t.oid = o.objid;
+            IF acl IS NULL THEN
+                EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', target);
+            END IF;
+        END IF;
+        CONTINUE WHEN target IS NULL OR acl IS NULL;
+        FOR g IN SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(acl) a WHERE a.grantee <> owner
+        LOOP
+            EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', target,
+                                      CASE WHEN g = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(g::regrole::text) END);
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+GRANT USAGE ON SCHEMA clerk TO clerk_sync_writer;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA clerk TO clerk_sync_writer;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA clerk TO clerk_sync_writer;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA clerk TO clerk_sync_writer;
+-- the sync keeps the ids it lists in a temporary table
+DO $$
+BEGIN
+    EXECUTE pg_catalog.format('GRANT TEMPORARY ON DATABASE %I TO clerk_sync_writer', pg_catalog.current_database());
+END
+$$;

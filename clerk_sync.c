@@ -18,13 +18,13 @@
 #include "clerk_sync.h"
 #include "ddl.h"
 #include "launcher.h"
+#include "secrets.h"
 #include "vault.h"
 #include "webhook.h"
 
 PG_MODULE_MAGIC;
 
 char	   *clerk_sync_api_url = NULL;
-char	   *clerk_sync_secret_key = NULL;
 int			clerk_sync_page_size = 100;
 int			clerk_sync_request_timeout = 30000;
 int			clerk_sync_max_retries = 5;
@@ -32,6 +32,7 @@ int			clerk_sync_retry_backoff = 500;
 int			clerk_sync_rate_limit = 100;
 int			clerk_sync_concurrency = 4;
 int			clerk_sync_log_retention = 30 * 24 * 60;
+int			clerk_sync_credential_audit_retention = 0;
 int			clerk_sync_incremental_overlap = 300;
 double		clerk_sync_max_delete_fraction = 0.1;
 bool		clerk_sync_preloaded = false;
@@ -67,22 +68,47 @@ check_api_url(char **newval, void **extra, GucSource source)
 		/* say what is wrong without repeating the value, which holds a secret */
 		GUC_check_errmsg("the Clerk API URL must not carry credentials");
 		GUC_check_errdetail("Credentials in clerk_sync.api_url would show wherever the setting does.");
-		GUC_check_errhint("Put the key in clerk_sync.secret_key or store it with clerk_set_secret_key().");
+		GUC_check_errhint("Put the key in a file named by clerk_sync.secret_key_file, or store it with clerk_set_secret_key().");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * rate_limit and concurrency: the server's configuration sets a ceiling
+ * that only a superuser may raise; any session may go lower.
+ */
+static int	rate_limit_ceiling = INT_MAX;
+static int	concurrency_ceiling = INT_MAX;
+
+static bool
+check_ceiling(int *newval, GucSource source, int *ceiling, const char *name)
+{
+	if (source <= PGC_S_FILE)
+	{
+		*ceiling = *newval;
+		return true;
+	}
+	if (*newval > *ceiling && !superuser())
+	{
+		GUC_check_errmsg("only a superuser may raise %s above %d", name, *ceiling);
+		GUC_check_errdetail("The Clerk instance's rate limit is shared with the production application; the server's configuration sets how much of it a sync may use.");
+		GUC_check_errhint("Use a value of at most %d, or ask a superuser to raise it in postgresql.conf.", *ceiling);
 		return false;
 	}
 	return true;
 }
 
 static bool
-check_secret_key(char **newval, void **extra, GucSource source)
+check_rate_limit(int *newval, void **extra, GucSource source)
 {
-	if (*newval != NULL && strlen(*newval) >= CLERK_MAX_KEY_LEN)
-	{
-		GUC_check_errmsg("the Clerk secret key is too long");
-		GUC_check_errdetail("The Clerk secret key must be shorter than %d bytes.", CLERK_MAX_KEY_LEN);
-		return false;
-	}
-	return true;
+	return check_ceiling(newval, source, &rate_limit_ceiling, "clerk_sync.rate_limit");
+}
+
+static bool
+check_concurrency(int *newval, void **extra, GucSource source)
+{
+	return check_ceiling(newval, source, &concurrency_ceiling, "clerk_sync.concurrency");
 }
 
 void
@@ -108,14 +134,8 @@ _PG_init(void)
 							   0,
 							   check_api_url, NULL, NULL);
 
-	DefineCustomStringVariable("clerk_sync.secret_key",
-							   "Clerk secret key used to authenticate with the Backend API.",
-							   "When empty, the server's CLERK_SECRET_KEY environment variable is used.",
-							   &clerk_sync_secret_key,
-							   "",
-							   PGC_SUSET,
-							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   check_secret_key, NULL, NULL);
+	/* the secrets: where they come from (never a setting's value) */
+	clerk_secrets_init();
 
 	DefineCustomIntVariable("clerk_sync.page_size",
 							"Number of objects requested per page.",
@@ -155,7 +175,7 @@ _PG_init(void)
 							&clerk_sync_rate_limit,
 							100, 1, 100000,
 							PGC_USERSET, 0,
-							NULL, NULL, NULL);
+							check_rate_limit, NULL, NULL);
 
 	DefineCustomIntVariable("clerk_sync.concurrency",
 							"Number of page requests a sync keeps in flight.",
@@ -163,19 +183,27 @@ _PG_init(void)
 							&clerk_sync_concurrency,
 							4, 1, 32,
 							PGC_USERSET, 0,
-							NULL, NULL, NULL);
+							check_concurrency, NULL, NULL);
 
 	DefineCustomRealVariable("clerk_sync.max_delete_fraction",
 							 "Largest fraction of a table one sync may soft-delete.",
 							 "When more rows than this would be deleted, the run deletes nothing and says why.",
 							 &clerk_sync_max_delete_fraction,
 							 0.1, 0.0, 1.0,
-							 PGC_USERSET, 0,
+							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomIntVariable("clerk_sync.credential_audit_retention",
+							"How long audit rows of credential reads, stores and rotations are kept.",
+							"Pruned when a run starts. 0, the default, keeps them forever.",
+							&clerk_sync_credential_audit_retention,
+							0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("clerk_sync.log_retention",
-							"How long sync runs and audit log rows are kept.",
-							"Older rows are pruned when a run starts. 0 keeps them forever.",
+							"How long sync runs and their audit log rows are kept.",
+							"Older rows are pruned when a run starts (audit rows of credentials and secrets have their own setting). 0 keeps them forever.",
 							&clerk_sync_log_retention,
 							30 * 24 * 60, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_MIN,

@@ -42,10 +42,10 @@ SELECT id, name, slug, members_count, memberships_stored FROM clerk_organization
 
 SELECT count(*) FROM clerk_sync_logs(5);
 SELECT jsonb_object_keys(clerk_status()) ORDER BY 1;
-SET clerk_sync.secret_key = 'sk_test_mock_surface_only';
+SELECT clerk_set_secret_key('sk_test_mock_surface_only');
 SELECT clerk_status() -> 'config' ? 'secret_key_configured' AS says_whether_configured,
        clerk_status()::text LIKE '%sk_test_mock_surface_only%' AS shows_key;
-RESET clerk_sync.secret_key;
+SELECT clerk_set_secret_key('');
 -- the library's version and the installed SQL's
 SELECT clerk_status() -> 'version' ->> 'library' = clerk_library_version() AS library_version,
        clerk_status() -> 'version' ->> 'extension' =

@@ -29,12 +29,20 @@ LANGUAGE sql AS $$
                                 'sha256'), 'base64')
 $$;
 
+-- The endpoint's secret: stored in the vault (no setting holds a secret),
+-- and kept in a setting of this test's own for signing.
+CREATE FUNCTION pg_temp.use_secret(secret text) RETURNS void
+LANGUAGE sql AS $$
+    SELECT clerk_set_webhook_secret(secret);
+    SELECT set_config('regress.webhook_secret', secret, false);
+$$;
+
 -- One delivery of a Clerk event, signed with the configured secret at the fixed clock.
 CREATE FUNCTION pg_temp.delivery(id text, type text, data jsonb, event_ms bigint DEFAULT 1700000000000,
                                  OUT body text, OUT svix_id text, OUT ts text, OUT sig text)
 LANGUAGE sql AS $$
     SELECT b, id, current_setting('clerk_sync.webhook_now'),
-           pg_temp.svix_sign(current_setting('clerk_sync.webhook_secret'), id,
+           pg_temp.svix_sign(current_setting('regress.webhook_secret'), id,
                              current_setting('clerk_sync.webhook_now')::bigint, b)
     FROM (SELECT jsonb_build_object('data', data, 'object', 'event', 'type', type,
                                     'timestamp', event_ms, 'instance_id', 'ins_test_fake')::text) AS x(b)
@@ -102,17 +110,17 @@ SELECT pg_temp.try(:'vbody', :'vid', :'vts', :'vsig');
 
 -- the vector's signature is accepted, with and without the whsec_ prefix;
 -- its body is then refused as not being a Clerk event (the next check)
-SET clerk_sync.webhook_secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+SELECT FROM pg_temp.use_secret('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
 SELECT pg_temp.try(:'vbody', :'vid', :'vts', :'vsig');
-SET clerk_sync.webhook_secret = 'MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+SELECT FROM pg_temp.use_secret('MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
 SELECT pg_temp.try(:'vbody', :'vid', :'vts', :'vsig');
 -- pgcrypto agrees with the vector
 SELECT pg_temp.svix_sign('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', :'vid', :'vts', :'vbody') = :'vsig' AS same;
 
 -- a wrong secret, an altered body, id or timestamp, a signature one character off
-SET clerk_sync.webhook_secret = 'whsec_dGVzdF9mYWtlX3dlYmhvb2tfc2VjcmV0X290aGVy';
+SELECT FROM pg_temp.use_secret('whsec_dGVzdF9mYWtlX3dlYmhvb2tfc2VjcmV0X290aGVy');
 SELECT pg_temp.try(:'vbody', :'vid', :'vts', :'vsig') AS wrong_secret;
-SET clerk_sync.webhook_secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+SELECT FROM pg_temp.use_secret('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
 SELECT pg_temp.try('{"test": 2432232315}', :'vid', :'vts', :'vsig') AS altered_body;
 SELECT pg_temp.try(:'vbody' || ' ', :'vid', :'vts', :'vsig') AS trailing_space;
 SELECT pg_temp.try(:'vbody', 'msg_p5jXN8AQM9LWM0D4loKWxJel', :'vts', :'vsig') AS altered_id;
@@ -156,14 +164,17 @@ SELECT pg_temp.try(:'vbody', NULL, :'vts', :'vsig') AS no_id;
 SELECT pg_temp.try(:'vbody', :'vid', '', :'vsig') AS empty_timestamp;
 SELECT pg_temp.try(:'vbody', :'vid', :'vts', NULL) AS no_signature;
 
--- a secret that is not one
-SET clerk_sync.webhook_secret = 'whsec_';
-SELECT pg_temp.try(:'vbody', :'vid', :'vts', :'vsig') AS prefix_only;
-SET clerk_sync.webhook_secret = 'whsec_not base64!';
-SELECT pg_temp.try(:'vbody', :'vid', :'vts', :'vsig') AS not_base64;
+-- a secret that is not one is refused when it is stored (and the one
+-- stored before stays in use): the prefix alone, not base64, and a key
+-- shorter than the 24 bytes Svix's secrets have at least
+SELECT FROM pg_temp.use_secret('whsec_');
+SELECT FROM pg_temp.use_secret('whsec_not base64!');
+SELECT FROM pg_temp.use_secret('whsec_AA==');
+SELECT FROM pg_temp.use_secret('whsec_dGVzdF9mYWtlX3Nob3J0X2tleQ==');
+SELECT pg_temp.try(:'vbody', :'vid', :'vts', :'vsig') AS still_the_vector_secret;
 
 -- errors in full: what the endpoint's log shows (never the secret)
-SET clerk_sync.webhook_secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+SELECT FROM pg_temp.use_secret('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
 SELECT clerk_handle_webhook('{"test": 2432232315}', :'vid', :'vts', :'vsig');
 SELECT clerk_handle_webhook(:'vbody', :'vid', :'vts', 'v2,abc');
 SET clerk_sync.webhook_now = 1700000000;
@@ -174,7 +185,7 @@ SELECT clerk_handle_webhook(:'vbody', :'vid', :'vts', NULL);
 SELECT count(*) AS deliveries FROM clerk.webhook_deliveries WHERE svix_id = :'vid';
 
 -- ==== Events ====
-SET clerk_sync.webhook_secret = 'whsec_dGVzdF9mYWtlX3dlYmhvb2tfc2VjcmV0X3JlZ3Jlc3M=';
+SELECT FROM pg_temp.use_secret('whsec_dGVzdF9mYWtlX3dlYmhvb2tfc2VjcmV0X3JlZ3Jlc3M=');
 SET clerk_sync.webhook_now = 1700000000;
 
 -- user.created, then the same delivery again (a Svix retry)
@@ -257,14 +268,14 @@ SELECT pg_temp.deliver('msg_wh_22', 'email.created', '{"object": "email"}');
 -- a signed body that is not a usable event
 SELECT pg_temp.deliver('msg_wh_23', 'user.created', '{"object": "user", "first_name": "No id"}');
 SELECT pg_temp.deliver('msg_wh_24', 'user.updated', '"just a string"');
-SELECT pg_temp.try(d.body, d.svix_id, d.ts, pg_temp.svix_sign(current_setting('clerk_sync.webhook_secret'), d.svix_id, 1700000000, d.body))
+SELECT pg_temp.try(d.body, d.svix_id, d.ts, pg_temp.svix_sign(current_setting('regress.webhook_secret'), d.svix_id, 1700000000, d.body))
 FROM (SELECT '{"type": "user.created", "data": ' AS body, 'msg_wh_25' AS svix_id, '1700000000' AS ts) d;
-SELECT pg_temp.try(d.body, d.svix_id, d.ts, pg_temp.svix_sign(current_setting('clerk_sync.webhook_secret'), d.svix_id, 1700000000, d.body))
+SELECT pg_temp.try(d.body, d.svix_id, d.ts, pg_temp.svix_sign(current_setting('regress.webhook_secret'), d.svix_id, 1700000000, d.body))
 FROM (SELECT '{"data": {"id": "user_wh_9"}}' AS body, 'msg_wh_26' AS svix_id, '1700000000' AS ts) d;
-SELECT pg_temp.try(d.body, d.svix_id, d.ts, pg_temp.svix_sign(current_setting('clerk_sync.webhook_secret'), d.svix_id, 1700000000, d.body))
+SELECT pg_temp.try(d.body, d.svix_id, d.ts, pg_temp.svix_sign(current_setting('regress.webhook_secret'), d.svix_id, 1700000000, d.body))
 FROM (SELECT '[1, 2]' AS body, 'msg_wh_27' AS svix_id, '1700000000' AS ts) d;
 -- in full, with the delivery it came from
-SELECT clerk_handle_webhook(d.body, d.svix_id, d.ts, pg_temp.svix_sign(current_setting('clerk_sync.webhook_secret'), d.svix_id, 1700000000, d.body))
+SELECT clerk_handle_webhook(d.body, d.svix_id, d.ts, pg_temp.svix_sign(current_setting('regress.webhook_secret'), d.svix_id, 1700000000, d.body))
 FROM (SELECT '{"type": "user.created", "data": ' AS body, 'msg_wh_25' AS svix_id, '1700000000' AS ts) d;
 
 -- what was recorded: each delivery once, with what it did
@@ -305,7 +316,7 @@ RESET ROLE;
 SELECT first_name FROM clerk.users WHERE id = 'user_wh_6';
 SELECT actor, action, entity_id FROM clerk.audit_logs WHERE details ->> 'svix_id' = 'msg_wh_40';
 -- the settings are hidden from SHOW ALL and pg_settings listings
-SELECT count(*) FROM pg_settings WHERE name LIKE 'clerk_sync.webhook%';
+SELECT count(*) FROM pg_settings WHERE name IN ('clerk_sync.webhook_secret', 'clerk_sync.webhook_now');
 REVOKE EXECUTE ON FUNCTION clerk_handle_webhook(text, text, text, text) FROM regress_clerk_webhook;
 DROP ROLE regress_clerk_webhook;
 

@@ -45,7 +45,7 @@ apply_text(const char *entity, const char *text, size_t len)
 				 errmsg("the page is not JSON"),
 				 errdetail("The text is not JSON: %s.", err)));
 
-	clerk_become_owner(&saved, CLERK_SQL_FOR_SYNC);
+	clerk_become_writer(&saved, CLERK_SQL_FOR_SYNC);
 	clerk_store_page(e, &page, false, false, 0, GetCurrentTransactionStartTimestamp(), &counts);
 	clerk_restore_user(&saved);
 

@@ -19,6 +19,7 @@
 
 #include "clerk_api.h"
 #include "parse.h"
+#include "secrets.h"
 #include "http.h"
 
 PG_FUNCTION_INFO_V1(clerk_test_connection);
@@ -74,7 +75,7 @@ Datum
 clerk_test_connection(PG_FUNCTION_ARGS)
 {
 	StringInfoData buf;
-	char	   *key = clerk_resolve_secret_key();
+	char	   *key = clerk_resolve_secret(CLERK_SECRET_API_KEY);
 	char	   *error = NULL;
 	long		status = 0;
 	double		latency = 0;
@@ -82,7 +83,7 @@ clerk_test_connection(PG_FUNCTION_ARGS)
 	bool		ok = false;
 
 	if (key == NULL)
-		error = pstrdup("no Clerk secret key is configured: set clerk_sync.secret_key, call clerk_set_secret_key(), or set CLERK_SECRET_KEY in the server's environment");
+		error = psprintf("no Clerk secret key is configured. %s", clerk_secret_hint(CLERK_SECRET_API_KEY));
 	else
 	{
 		ClerkHttpConfig config;

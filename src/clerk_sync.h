@@ -12,7 +12,6 @@
 
 /* Settings (clerk_sync.*), defined in clerk_sync.c */
 extern char *clerk_sync_api_url;
-extern char *clerk_sync_secret_key;
 extern int	clerk_sync_page_size;
 extern int	clerk_sync_request_timeout;
 extern int	clerk_sync_max_retries;
@@ -20,6 +19,7 @@ extern int	clerk_sync_retry_backoff;
 extern int	clerk_sync_rate_limit;
 extern int	clerk_sync_concurrency;
 extern int	clerk_sync_log_retention;
+extern int	clerk_sync_credential_audit_retention;
 extern int	clerk_sync_incremental_overlap;
 extern double clerk_sync_max_delete_fraction;
 
@@ -44,18 +44,12 @@ extern bool clerk_sync_preloaded;
 #define CLERK_MAX_URL_LEN 1024
 #define CLERK_MAX_KEY_LEN 512
 
-/*
- * The secret key this backend would use: the clerk_sync.secret_key setting,
- * else the server's CLERK_SECRET_KEY environment variable; NULL if neither.
- * The result is palloc'd; callers zero it when done.
- */
-extern char *clerk_resolve_secret_key(void);
-
 /* Error unless the library was preloaded (shared memory and workers). */
 extern void clerk_require_preload(const char *what);
 
 /*
- * Run the rest of the caller's work with the extension owner's rights, and
+ * Run the rest of the caller's work as the role that writes the clerk
+ * tables (clerk_sync_writer: never a superuser), and
  * with search_path pinned to pg_catalog so that no object of the caller's
  * can stand in for a built-in one.  Restore in the same transaction.
  * needs is the oldest SQL version the caller works with (CLERK_SQL_FOR_*
@@ -71,7 +65,7 @@ typedef struct ClerkSavedUser
 /* The role a run's worker connects as (the caller's, if it may log in). */
 extern Oid	clerk_worker_role(void);
 
-extern void clerk_become_owner(ClerkSavedUser *saved, int needs);
+extern void clerk_become_writer(ClerkSavedUser *saved, int needs);
 extern void clerk_restore_user(ClerkSavedUser *saved);
 
 /*
@@ -81,5 +75,12 @@ extern void clerk_restore_user(ClerkSavedUser *saved);
  * caught: they end the caller's work too.
  */
 extern ErrorData *clerk_try(void (*fn) (void *arg), void *arg);
+
+/*
+ * Run fn(arg) in a subtransaction that is rolled back even when it
+ * succeeds: the locks it took go with it (what it allocated in the
+ * caller's memory context stays).  Its errors are raised.
+ */
+extern void clerk_without_locks(void (*fn) (void *arg), void *arg);
 
 #endif							/* CLERK_SYNC_H */

@@ -1,7 +1,6 @@
 /*
  * common.c
- *		Small helpers every part of clerk_sync uses: the secret key, the
- *		preload check, running as the extension's owner, and trying work
+ *		Small helpers every part of clerk_sync uses: the preload check, running as the role that writes the clerk tables, and trying work
  *		in a subtransaction.
  */
 #include "postgres.h"
@@ -18,23 +17,6 @@
 
 #include "clerk_sync.h"
 #include "extension.h"
-#include "vault.h"
-
-char *
-clerk_resolve_secret_key(void)
-{
-	char	   *stored = clerk_vault_stored_secret_key();
-	const char *env;
-
-	if (stored != NULL && stored[0] != '\0')
-		return stored;
-	if (clerk_sync_secret_key != NULL && clerk_sync_secret_key[0] != '\0')
-		return pstrdup(clerk_sync_secret_key);
-	env = getenv("CLERK_SECRET_KEY");
-	if (env != NULL && env[0] != '\0')
-		return pstrdup(env);
-	return NULL;
-}
 
 void
 clerk_require_preload(const char *what)
@@ -66,16 +48,16 @@ clerk_worker_role(void)
 }
 
 void
-clerk_become_owner(ClerkSavedUser *saved, int needs)
+clerk_become_writer(ClerkSavedUser *saved, int needs)
 {
-	Oid			owner = clerk_extension_owner(needs);
+	Oid			writer = clerk_extension_writer(needs);
 
 	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
 	saved->guc_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
-	SetUserIdAndSecContext(owner, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(writer, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
 }
 
 void
@@ -85,8 +67,12 @@ clerk_restore_user(ClerkSavedUser *saved)
 	AtEOXact_GUC(true, saved->guc_nestlevel);
 }
 
-ErrorData *
-clerk_try(void (*fn) (void *arg), void *arg)
+/*
+ * fn(arg) in a subtransaction that is committed (keep) or rolled back; the
+ * error, if any, as clerk_try() returns it.
+ */
+static ErrorData *
+in_subtransaction(void (*fn) (void *arg), void *arg, bool keep)
 {
 	MemoryContext mcxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -97,7 +83,10 @@ clerk_try(void (*fn) (void *arg), void *arg)
 	PG_TRY();
 	{
 		fn(arg);
-		ReleaseCurrentSubTransaction();
+		if (keep)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(mcxt);
 		CurrentResourceOwner = owner;
 	}
@@ -116,4 +105,19 @@ clerk_try(void (*fn) (void *arg), void *arg)
 	}
 	PG_END_TRY();
 	return edata;
+}
+
+ErrorData *
+clerk_try(void (*fn) (void *arg), void *arg)
+{
+	return in_subtransaction(fn, arg, true);
+}
+
+void
+clerk_without_locks(void (*fn) (void *arg), void *arg)
+{
+	ErrorData  *edata = in_subtransaction(fn, arg, false);
+
+	if (edata != NULL)
+		ReThrowError(edata);
 }

@@ -20,6 +20,7 @@
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "fmgr.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -64,8 +65,9 @@ check_version(const char *installed, int needs)
 				 errhint("Run ALTER EXTENSION clerk_sync UPDATE.")));
 }
 
-Oid
-clerk_extension_owner(int needs)
+/* The extension's owner, after the version check; *version gets the installed one. */
+static Oid
+extension_row(int needs, int *version)
 {
 	Oid			extoid = get_extension_oid("clerk_sync", false);
 	Relation	rel;
@@ -93,6 +95,7 @@ clerk_extension_owner(int needs)
 	/* the install or update script itself may call in between versions */
 	if (!(creating_extension && CurrentExtensionObject == extoid))
 		check_version(installed, needs);
+	*version = parse_version(installed);
 	pfree(installed);
 	return owner;
 }
@@ -100,7 +103,30 @@ clerk_extension_owner(int needs)
 void
 clerk_require_sql_version(int needs)
 {
-	(void) clerk_extension_owner(needs);
+	int			version;
+
+	(void) extension_row(needs, &version);
+}
+
+Oid
+clerk_extension_writer(int needs)
+{
+	int			version;
+	Oid			owner = extension_row(needs, &version);
+	Oid			writer;
+
+	/* 1.0 had no writer role: its owner wrote */
+	if (version < CLERK_SQL_1_1)
+		return owner;
+	writer = get_role_oid(CLERK_WRITER_ROLE, true);
+	if (!OidIsValid(writer))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" does not exist", CLERK_WRITER_ROLE),
+				 errdetail("clerk_sync writes to the clerk tables as %s, which its install script creates.", CLERK_WRITER_ROLE),
+				 errhint("Create it with CREATE ROLE %s NOLOGIN and grant it what the install script grants, or reinstall the extension.",
+						 CLERK_WRITER_ROLE)));
+	return writer;
 }
 
 /*

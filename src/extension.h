@@ -27,13 +27,17 @@
 #define CLERK_SQL_FOR_VAULT		CLERK_SQL_1_0	/* credentials and stored secrets */
 #define CLERK_SQL_FOR_WEBHOOKS	CLERK_SQL_1_1	/* clerk_handle_webhook */
 
+/* The role the clerk tables are written as (a NOLOGIN role without rights elsewhere). */
+#define CLERK_WRITER_ROLE "clerk_sync_writer"
+
 /*
- * The role that owns the extension, after checking that the installed SQL
- * is at least needs (one of CLERK_SQL_FOR_*) and not newer than this
- * library: otherwise an error that names the ALTER EXTENSION or library
- * update that is needed.
+ * The role that works on the clerk tables, after checking that the
+ * installed SQL is at least needs (one of CLERK_SQL_FOR_*) and not newer
+ * than this library (otherwise an error that names the ALTER EXTENSION or
+ * library update that is needed): clerk_sync_writer, or on a 1.0 database
+ * the extension's owner.
  */
-extern Oid	clerk_extension_owner(int needs);
+extern Oid	clerk_extension_writer(int needs);
 
 /* Error unless the installed SQL serves needs (as above). */
 extern void clerk_require_sql_version(int needs);

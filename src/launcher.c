@@ -39,6 +39,7 @@
 #include "utils/timestamp.h"
 
 #include "launcher.h"
+#include "secrets.h"
 #include "vault.h"
 
 ClerkShared *clerk_shared = NULL;
@@ -119,6 +120,7 @@ snapshot_settings(ClerkRunSettings *s, const char *key)
 	s->rate_limit = clerk_sync_rate_limit;
 	s->concurrency = clerk_sync_concurrency;
 	s->log_retention = clerk_sync_log_retention;
+	s->credential_audit_retention = clerk_sync_credential_audit_retention;
 	s->incremental_overlap = clerk_sync_incremental_overlap;
 	s->max_delete_fraction = clerk_sync_max_delete_fraction;
 }
@@ -139,7 +141,7 @@ read_run(int64 run_id, char **status, char **error, char **code)
 	TupleDesc	desc;
 	MemoryContext old;
 
-	clerk_become_owner(&saved, CLERK_SQL_FOR_SYNC);
+	clerk_become_writer(&saved, CLERK_SQL_FOR_SYNC);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* a fresh snapshot: the worker committed the row after we started */
@@ -433,37 +435,27 @@ holds_clerk_locks(void)
  * table, on pg_extension) go with it, so the caller waits for its run
  * holding nothing that the worker, or DDL on the extension, could need.
  */
+static void
+read_key(void *arg)
+{
+	char	  **key = (char **) arg;
+	char	   *k;
+
+	clerk_require_sql_version(CLERK_SQL_FOR_SYNC);
+	k = clerk_resolve_secret(CLERK_SECRET_API_KEY);
+	if (k != NULL)
+	{
+		*key = pstrdup(k);
+		explicit_bzero(k, strlen(k));
+	}
+}
+
 static char *
 key_without_locks(void)
 {
-	MemoryContext mcxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	char	   *volatile key = NULL;
+	char	   *key = NULL;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(mcxt);
-	PG_TRY();
-	{
-		char	   *k;
-
-		clerk_require_sql_version(CLERK_SQL_FOR_SYNC);
-		k = clerk_resolve_secret_key();
-		if (k != NULL)
-		{
-			key = MemoryContextStrdup(mcxt, k);
-			explicit_bzero(k, strlen(k));
-		}
-	}
-	PG_CATCH();
-	{
-		if (key != NULL)
-			explicit_bzero(key, strlen(key));
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(mcxt);
-	CurrentResourceOwner = owner;
+	clerk_without_locks(read_key, &key);
 	return key;
 }
 
@@ -568,7 +560,7 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 		ereport(ERROR,
 				(errcode(CLERK_ERRCODE_NO_KEY),
 				 errmsg("no Clerk secret key is configured"),
-				 errhint("Set clerk_sync.secret_key, call clerk_set_secret_key(), or set CLERK_SECRET_KEY in the server's environment.")));
+				 errhint("%s", clerk_secret_hint(CLERK_SECRET_API_KEY))));
 	if (strlen(key) >= CLERK_MAX_KEY_LEN)
 	{
 		explicit_bzero(key, strlen(key));
@@ -854,7 +846,7 @@ clerk_sync_progress(PG_FUNCTION_ARGS)
 Datum
 clerk_secret_key_configured(PG_FUNCTION_ARGS)
 {
-	char	   *key = clerk_resolve_secret_key();
+	char	   *key = clerk_resolve_secret(CLERK_SECRET_API_KEY);
 
 	if (key == NULL)
 		PG_RETURN_BOOL(false);

@@ -40,6 +40,7 @@ typedef struct ClerkRunSettings
 	int			rate_limit;
 	int			concurrency;
 	int			log_retention;
+	int			credential_audit_retention;
 	int			incremental_overlap;
 	double		max_delete_fraction;
 } ClerkRunSettings;

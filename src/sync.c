@@ -288,6 +288,37 @@ seen_any(HTAB *set, List *ids)
 	return any;
 }
 
+/* The requests of one listing in flight, oldest first. */
+typedef struct PageRing
+{
+	int			ring;			/* slots: the page being written, and those asked for */
+	int			head;			/* the oldest request not yet written */
+	int			inflight;		/* submitted and not yet written */
+	int		   *ids;
+	int64	   *offsets;
+	char	  **paths;
+	int64		next_offset;
+	int			limit;
+	int			step;			/* offset from one page to the next */
+	const char *sep;			/* before the query parameters */
+} PageRing;
+
+/* Ask for the page after the last one asked for. */
+static void
+submit_next(ClerkRun *run, const ListSpec *spec, PageRing *r)
+{
+	int			k = (r->head + r->inflight) % r->ring;
+
+	if (r->paths[k])
+		pfree(r->paths[k]);
+	r->paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
+						   spec->path, r->sep, r->limit, r->next_offset, spec->order_by);
+	r->offsets[k] = r->next_offset;
+	r->ids[k] = clerk_http_submit(run->http, r->paths[k]);
+	r->next_offset += r->step;
+	r->inflight++;
+}
+
 /* stop-field listings step back this often, at most, before giving up */
 #define MAX_SHIFT_REPAIRS 50
 
@@ -300,10 +331,9 @@ static bool
 list_pages(ClerkRun *run, const ListSpec *spec)
 {
 	int			limit = run->settings.page_size;
-	int64		next_offset = 0;
 	int64		before = run->counts[spec->entity].fetched;
-	const char *sep = strchr(spec->path, '?') ? "&" : "?";
 	bool		newest_first = spec->stop_field != NULL;
+	PageRing	r;
 	/*
 	 * Up to `concurrency` requests run at once (the HTTP client sees to
 	 * that); as many again wait queued behind them, so that a connection
@@ -312,17 +342,10 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 	 * time: where its next page starts depends on the page before.
 	 */
 	int			depth = newest_first ? 1 : spec->concurrency * 2;
-	int			ring = depth + 1;	/* the page being written, and those asked for */
 	/* newest first, pages overlap by this much (see ListSpec) */
 	int			overlap = newest_first && limit >= 2 ? Max(1, limit / 10) : 0;
-	int			step = limit - overlap;
-	int		   *ids = palloc(sizeof(int) * ring);
-	int64	   *offsets = palloc(sizeof(int64) * ring);
-	char	  **paths = palloc0(sizeof(char *) * ring);
 	HTAB	   *seen = newest_first ? seen_set(run) : NULL;
 	int			shifts = 0;
-	int			head = 0;		/* the oldest request not yet written */
-	int			inflight = 0;	/* submitted and not yet written */
 	bool		done = false;
 	bool		found = true;
 
@@ -334,6 +357,16 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 	int64		total = newest_first ? -1 : spec->total_hint;
 	int			allowed = total >= 0 ? depth : 1;
 
+	r.ring = depth + 1;			/* the page being written, and those asked for */
+	r.ids = palloc(sizeof(int) * r.ring);
+	r.offsets = palloc(sizeof(int64) * r.ring);
+	r.paths = palloc0(sizeof(char *) * r.ring);
+	r.head = r.inflight = 0;
+	r.next_offset = 0;
+	r.limit = limit;
+	r.step = limit - overlap;
+	r.sep = strchr(spec->path, '?') ? "&" : "?";
+
 	while (!done)
 	{
 		ClerkHttpResult res;
@@ -342,48 +375,28 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 					t1;
 
 		/* (the list can outgrow its total while it is read: then go on) */
-		while (inflight < allowed && (total < 0 || next_offset <= total || inflight == 0))
-		{
-			int			k = (head + inflight) % ring;
-
-			if (paths[k])
-				pfree(paths[k]);
-			paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
-								spec->path, sep, limit, next_offset, spec->order_by);
-			offsets[k] = next_offset;
-			ids[k] = clerk_http_submit(run->http, paths[k]);
-			next_offset += step;
-			inflight++;
-		}
+		while (r.inflight < allowed && (total < 0 || r.next_offset <= total || r.inflight == 0))
+			submit_next(run, spec, &r);
 		clerk_http_pump(run->http);
 
 		INSTR_TIME_SET_CURRENT(t0);
-		clerk_http_wait(run->http, ids[head], &res);
+		clerk_http_wait(run->http, r.ids[r.head], &res);
 		INSTR_TIME_SET_CURRENT(t1);
 		INSTR_TIME_SUBTRACT(t1, t0);
 		run->wait_ms += INSTR_TIME_GET_MILLISEC(t1);
 		if (res.error == NULL && res.status == 404 &&
-			((spec->allow_404 && offsets[head] == 0 && run->counts[spec->entity].fetched == before) ||
-			 (spec->gone_404 && offsets[head] > 0)))
+			((spec->allow_404 && r.offsets[r.head] == 0 && run->counts[spec->entity].fetched == before) ||
+			 (spec->gone_404 && r.offsets[r.head] > 0)))
 		{
-			found = offsets[head] > 0;
+			found = r.offsets[r.head] > 0;
 			break;
 		}
-		clerk_http_check(&res, paths[head]);
+		clerk_http_check(&res, r.paths[r.head]);
 
 		/* the next page goes out before this one is written (the head is in hand) */
-		if (allowed > 1 && inflight - 1 < allowed && (total < 0 || next_offset <= total))
+		if (allowed > 1 && r.inflight - 1 < allowed && (total < 0 || r.next_offset <= total))
 		{
-			int			k = (head + inflight) % ring;
-
-			if (paths[k])
-				pfree(paths[k]);
-			paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
-								spec->path, sep, limit, next_offset, spec->order_by);
-			offsets[k] = next_offset;
-			ids[k] = clerk_http_submit(run->http, paths[k]);
-			next_offset += step;
-			inflight++;
+			submit_next(run, spec, &r);
 			clerk_http_pump(run->http);
 		}
 
@@ -391,7 +404,7 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 		a.run = run;
 		a.spec = spec;
 		a.res = &res;
-		a.what = paths[head];
+		a.what = r.paths[r.head];
 		a.track_seen = !run->incremental;
 		a.want_ids = newest_first;
 		INSTR_TIME_SET_CURRENT(t0);
@@ -399,7 +412,7 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 		INSTR_TIME_SET_CURRENT(t1);
 		INSTR_TIME_SUBTRACT(t1, t0);
 		run->write_ms += INSTR_TIME_GET_MILLISEC(t1);
-		clerk_http_release(run->http, ids[head]);
+		clerk_http_release(run->http, r.ids[r.head]);
 		run->pages++;
 
 		if (spec->entity == CLERK_USERS && a.max_updated_ms > run->max_updated_ms)
@@ -419,7 +432,7 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 		 * past the boundary unseen.  Step back a page and read on from
 		 * there.
 		 */
-		if (newest_first && !seen_any(seen, a.ids) && offsets[head] > 0 && a.ids != NIL)
+		if (newest_first && !seen_any(seen, a.ids) && r.offsets[r.head] > 0 && a.ids != NIL)
 		{
 			if (++shifts > MAX_SHIFT_REPAIRS)
 				ereport(ERROR,
@@ -428,11 +441,11 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 						 errdetail("Pages of a newest-first listing stopped overlapping %d times.", MAX_SHIFT_REPAIRS),
 						 errhint("Run clerk_sync_all(), which does not depend on the listing standing still.")));
 			run->shifts_repaired++;
-			next_offset = Max(0, offsets[head] - step);
+			r.next_offset = Max(0, r.offsets[r.head] - r.step);
 			done = false;
 		}
-		head = (head + 1) % ring;
-		inflight--;
+		r.head = (r.head + 1) % r.ring;
+		r.inflight--;
 
 		clerk_run_progress(run, NULL, run->counts[spec->entity].fetched - before, -2);
 		if (run->pages % MESSAGE_EVERY_PAGES == 0)
@@ -441,18 +454,18 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 	}
 
 	/* pages asked for beyond the end are not needed */
-	while (inflight > 0)
+	while (r.inflight > 0)
 	{
-		clerk_http_release(run->http, ids[head]);
-		head = (head + 1) % ring;
-		inflight--;
+		clerk_http_release(run->http, r.ids[r.head]);
+		r.head = (r.head + 1) % r.ring;
+		r.inflight--;
 	}
-	for (int k = 0; k < ring; k++)
-		if (paths[k])
-			pfree(paths[k]);
-	pfree(paths);
-	pfree(offsets);
-	pfree(ids);
+	for (int k = 0; k < r.ring; k++)
+		if (r.paths[k])
+			pfree(r.paths[k]);
+	pfree(r.paths);
+	pfree(r.offsets);
+	pfree(r.ids);
 	if (seen)
 		hash_destroy(seen);
 	return found;
@@ -894,7 +907,8 @@ clerk_sync_execute(ClerkRun *run)
 	ListSpec	orgs = {CLERK_ORGANIZATIONS, "/organizations?include_members_count=true", "created_at",
 	NULL, 0, false, false, run->settings.concurrency, -1};
 
-	run->started_ms = (int64) (timestamptz_to_time_t(GetCurrentTimestamp())) * 1000;
+	run->started_ms = GetCurrentTimestamp() / 1000 +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
 	config.api_url = run->settings.api_url;
 	config.secret_key = run->settings.secret_key;
 	config.timeout_ms = run->settings.request_timeout;

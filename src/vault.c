@@ -58,6 +58,7 @@
 #include "utils/numeric.h"
 
 #include "clerk_sync.h"
+#include "secrets.h"
 #include "vault.h"
 
 PG_FUNCTION_INFO_V1(clerk_store_credentials);
@@ -407,7 +408,17 @@ vault_load_key_ring(void)
 	}
 	else
 	{
-		const char *env = getenv(VAULT_ENV_KEY);
+		/*
+		 * Out of the environment of this and every process started from
+		 * now on (backends, archive_command, COPY ... PROGRAM), its bytes
+		 * overwritten where they were.  With EXEC_BACKEND, each backend
+		 * reloads the ring and still needs it.
+		 */
+#ifndef EXEC_BACKEND
+		char	   *env = clerk_take_env(VAULT_ENV_KEY);
+#else
+		char	   *env = getenv(VAULT_ENV_KEY);
+#endif
 		size_t		len;
 
 		source = "the " VAULT_ENV_KEY " environment variable";
@@ -432,14 +443,8 @@ vault_load_key_ring(void)
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory")));
 		memcpy(text, env, len + 1);
-
-		/*
-		 * Keep the key out of the environment of every process started
-		 * from now on (backends, archive_command, COPY ... PROGRAM).  With
-		 * EXEC_BACKEND, each backend reloads the ring and still needs it.
-		 */
 #ifndef EXEC_BACKEND
-		unsetenv(VAULT_ENV_KEY);
+		sodium_free(env);
 #endif
 	}
 
@@ -690,7 +695,7 @@ static void
 vault_spi_begin(VaultSpi *spi)
 {
 	spi->caller_cxt = CurrentMemoryContext;
-	clerk_become_owner(&spi->saved, CLERK_SQL_FOR_VAULT);
+	clerk_become_writer(&spi->saved, CLERK_SQL_FOR_VAULT);
 	spi->guc_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,

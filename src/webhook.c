@@ -29,6 +29,7 @@
 
 #include "clerk_sync.h"
 #include "parse.h"
+#include "secrets.h"
 #include "store.h"
 #include "webhook.h"
 
@@ -45,10 +46,11 @@ PG_FUNCTION_INFO_V1(clerk_set_webhook_secret);
 #define WHSEC_PREFIX "whsec_"
 #define WHSEC_PREFIX_LEN 6
 #define WEBHOOK_SECRET_MAX_LEN 1024
+/* Svix's signing secrets are 24 to 64 bytes; a shorter key is refused */
+#define WEBHOOK_KEY_MIN_BYTES 24
 #define WEBHOOK_PRUNE_BATCH 100
 
 /* Settings */
-static char *clerk_sync_webhook_secret = NULL;
 static char *clerk_sync_webhook_now = NULL;
 
 /* What an event type does. */
@@ -120,20 +122,6 @@ check_webhook_now(char **newval, void **extra, GucSource source)
 void
 clerk_webhook_init(void)
 {
-	/*
-	 * No check hook: a rejected value would be repeated in the error
-	 * message, and this one is a secret.  clerk_handle_webhook() says when
-	 * it cannot be used.
-	 */
-	DefineCustomStringVariable("clerk_sync.webhook_secret",
-							   "Signing secret of the Clerk webhook endpoint (whsec_...).",
-							   "clerk_handle_webhook() uses it when no secret was stored with clerk_set_webhook_secret().",
-							   &clerk_sync_webhook_secret,
-							   "",
-							   PGC_SUSET,
-							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
-
 	DefineCustomStringVariable("clerk_sync.webhook_now",
 							   "Unix time, in seconds, that webhook verification takes for the current time.",
 							   "For tests with fixed signed deliveries; 0 uses the server clock.",
@@ -165,26 +153,6 @@ webhook_clock(void)
 }
 
 /*
- * The webhook secret: the stored one if there is one, else the setting;
- * NULL when neither is set.  The result is palloc'd; callers zero it.
- */
-static char *
-webhook_secret(void)
-{
-	char	   *secret = NULL;
-
-	if (clerk_webhook_stored_secret != NULL)
-	{
-		secret = clerk_webhook_stored_secret();
-		if (secret != NULL && secret[0] != '\0')
-			return secret;
-	}
-	if (clerk_sync_webhook_secret != NULL && clerk_sync_webhook_secret[0] != '\0')
-		return pstrdup(clerk_sync_webhook_secret);
-	return NULL;
-}
-
-/*
  * The HMAC key of a Svix secret: "whsec_" (optional) and standard base64.
  * Returns NULL, with nothing of the secret left behind, when it is not one.
  */
@@ -204,7 +172,7 @@ webhook_key(const char *secret, size_t *keylen)
 	cap = len / 4 * 3 + 3;
 	key = palloc(cap);
 	if (sodium_base642bin(key, cap, b64, len, NULL, keylen, NULL,
-						  sodium_base64_VARIANT_ORIGINAL) != 0 || *keylen == 0)
+						  sodium_base64_VARIANT_ORIGINAL) != 0 || *keylen < WEBHOOK_KEY_MIN_BYTES)
 	{
 		sodium_memzero(key, cap);
 		pfree(key);
@@ -219,8 +187,8 @@ report_unusable_secret(void)
 	ereport(ERROR,
 			(errcode(CLERK_ERRCODE_WEBHOOK_NO_SECRET),
 			 errmsg("the webhook secret is not a Svix signing secret"),
-			 errdetail("A signing secret is \"whsec_\" followed by standard base64, as the Clerk Dashboard shows it for the endpoint."),
-			 errhint("Set clerk_sync.webhook_secret, or call clerk_set_webhook_secret(), with the endpoint's signing secret.")));
+			 errdetail("A signing secret is \"whsec_\" followed by the standard base64 of at least 24 bytes, as the Clerk Dashboard shows it for the endpoint."),
+			 errhint("Store the endpoint's signing secret with clerk_set_webhook_secret(), or put it in a file named by clerk_sync.webhook_secret_file.")));
 }
 
 /*
@@ -270,13 +238,13 @@ webhook_verify(const char *body, size_t bodylen, const char *msg_id,
 						   ts, now, CLERK_WEBHOOK_TOLERANCE_SECONDS),
 				 errhint("A replayed old delivery is rejected by design; otherwise check the clocks.")));
 
-	secret = webhook_secret();
+	secret = clerk_resolve_secret(CLERK_SECRET_WEBHOOK);
 	if (secret == NULL)
 		ereport(ERROR,
 				(errcode(CLERK_ERRCODE_WEBHOOK_NO_SECRET),
 				 errmsg("no webhook secret is configured"),
-				 errdetail("clerk_handle_webhook() verifies each delivery with the endpoint's signing secret."),
-				 errhint("Set clerk_sync.webhook_secret, or call clerk_set_webhook_secret(), with the signing secret the Clerk Dashboard shows for the endpoint.")));
+				 errdetail("clerk_handle_webhook() verifies each delivery with the endpoint's signing secret, as the Clerk Dashboard shows it."),
+				 errhint("%s", clerk_secret_hint(CLERK_SECRET_WEBHOOK))));
 
 	key = webhook_key(secret, &keylen);
 	sodium_memzero(secret, strlen(secret));
@@ -499,8 +467,12 @@ record_outcome(const char *msg_id, const char *outcome)
 		elog(ERROR, "could not record the outcome of the webhook delivery");
 }
 
+/* a delivery id is kept at least twice the timestamp tolerance: it can be replayed until then */
+#define WEBHOOK_KEEP_MINUTES (2 * CLERK_WEBHOOK_TOLERANCE_SECONDS / 60)
+
 /*
- * Forget deliveries older than clerk_sync.log_retention, a batch at a time,
+ * Forget deliveries older than clerk_sync.log_retention (never younger than
+ * WEBHOOK_KEEP_MINUTES), a batch at a time,
  * skipping rows another session is pruning: a busy endpoint shares the
  * work out without anyone waiting.
  */
@@ -517,7 +489,8 @@ prune_deliveries(void)
 
 		prune_plan = clerk_prepare_saved("DELETE FROM clerk.webhook_deliveries WHERE svix_id IN "
 									 "(SELECT svix_id FROM clerk.webhook_deliveries "
-									 " WHERE received_at < pg_catalog.now() - pg_catalog.make_interval(mins => $1) "
+									 " WHERE received_at < pg_catalog.now() - pg_catalog.make_interval(mins => "
+									 "   greatest($1, " CppAsString2(WEBHOOK_KEEP_MINUTES) ")) "
 									 " ORDER BY received_at LIMIT " CppAsString2(WEBHOOK_PRUNE_BATCH)
 									 " FOR UPDATE SKIP LOCKED)",
 									 1, types);
@@ -666,7 +639,7 @@ clerk_handle_webhook(PG_FUNCTION_ARGS)
 	result = ev.known != NULL ? ev.type : psprintf("ignored:%s", ev.type);
 
 	/* as the owner of the tables, with nothing but pg_catalog in the path */
-	clerk_become_owner(&saved, CLERK_SQL_FOR_WEBHOOKS);
+	clerk_become_writer(&saved, CLERK_SQL_FOR_WEBHOOKS);
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
@@ -706,7 +679,7 @@ clerk_set_webhook_secret(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("this build of clerk_sync cannot store the webhook secret"),
 				 errdetail("Storing the secret encrypted needs the credentials vault, which this build does not include."),
-				 errhint("Set clerk_sync.webhook_secret instead, in postgresql.conf or with ALTER SYSTEM.")));
+				 errhint("Put the secret in a file named by clerk_sync.webhook_secret_file instead.")));
 
 	secret = text_to_cstring(arg);
 	if (secret[0] != '\0')
@@ -720,7 +693,7 @@ clerk_set_webhook_secret(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid webhook secret"),
-					 errdetail("A signing secret is \"whsec_\" followed by standard base64, as the Clerk Dashboard shows it for the endpoint.")));
+					 errdetail("A signing secret is \"whsec_\" followed by the standard base64 of at least 24 bytes, as the Clerk Dashboard shows it for the endpoint.")));
 		}
 		sodium_memzero(key, keylen);
 		pfree(key);

@@ -98,7 +98,7 @@ clerk_in_transaction(void (*fn) (void *arg), void *arg)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	clerk_become_owner(&saved, CLERK_SQL_FOR_SYNC);
+	clerk_become_writer(&saved, CLERK_SQL_FOR_SYNC);
 	fn(arg);
 	clerk_restore_user(&saved);
 	PopActiveSnapshot();
@@ -110,6 +110,9 @@ typedef struct BeginArgs
 	ClerkRun   *run;
 	const char *started_by;
 } BeginArgs;
+
+/* audit rows of the vault: kept under clerk_sync.credential_audit_retention */
+#define CREDENTIAL_AUDIT "action LIKE 'credentials.%%' OR action LIKE 'encryption_key.%%' OR coalesce(entity_type, '') = 'secret'"
 
 /* a bookkeeping statement waits this long for a lock, then the run fails */
 #define BOOKKEEPING_LOCK_TIMEOUT "5s"
@@ -156,10 +159,14 @@ begin_run(void *varg)
 		sql = psprintf("DELETE FROM clerk.sync_runs WHERE started_at < now() - interval '%d minutes'",
 					   run->settings.log_retention);
 		SPI_execute(sql, false, 0);
-		sql = psprintf("DELETE FROM clerk.audit_logs WHERE occurred_at < now() - interval '%d minutes'",
-					   run->settings.log_retention);
+		sql = psprintf("DELETE FROM clerk.audit_logs WHERE occurred_at < now() - interval '%d minutes' "
+					   "AND NOT (" CREDENTIAL_AUDIT ")", run->settings.log_retention);
 		SPI_execute(sql, false, 0);
 	}
+	if (run->settings.credential_audit_retention > 0)
+		SPI_execute(psprintf("DELETE FROM clerk.audit_logs WHERE occurred_at < now() - interval '%d minutes' "
+							 "AND (" CREDENTIAL_AUDIT ")", run->settings.credential_audit_retention),
+					false, 0);
 	values[0] = CStringGetTextDatum(run->incremental ? "incremental" : "full");
 	values[1] = BoolGetDatum(run->dry_run);
 	values[2] = CStringGetTextDatum(args->started_by);
@@ -287,7 +294,17 @@ clerk_sync_worker_main(Datum main_arg)
 
 	bargs.run = &run;
 	bargs.started_by = started_by;
-	clerk_in_transaction(begin_run, &bargs);
+	PG_TRY();
+	{
+		clerk_in_transaction(begin_run, &bargs);
+	}
+	PG_CATCH();
+	{
+		/* the run never started: its copy of the key goes now */
+		explicit_bzero(run.settings.secret_key, sizeof(run.settings.secret_key));
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	MemoryContextSwitchTo(mcxt);
 
 	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);

@@ -28,11 +28,13 @@ $res = q1(q{SELECT concat_ws('|', r ->> 'ok', r ->> 'status', r ->> 'users_total
                              r ->> 'api_url' = current_setting('clerk_sync.api_url'))
             FROM clerk_test_connection() r});
 is($res, 'true|200|30|t|t', 'clerk_test_connection reports ok, status, count, latency and URL');
-is(q1(q{SELECT position(current_setting('clerk_sync.secret_key') IN clerk_test_connection()::text)}),
+my $keyfile = $node->basedir . '/clerk_secret_key';
+is(q1(qq{SELECT position(pg_read_file('$keyfile') IN clerk_test_connection()::text)}),
    '0', 'the result never holds the key');
 
 # A wrong key: ok false, HTTP 401, an error that says so, and not the key.
-$res = q1(q{SET clerk_sync.secret_key = 'sk_test_mock_wrong_key';
+my $wrong = secret_file($node, 'wrong_key', 'sk_test_mock_wrong_key');
+$res = q1(qq{SET clerk_sync.secret_key_file = '$wrong';
             SELECT concat_ws('|', r ->> 'ok', r ->> 'status', r ->> 'error',
                              position('sk_test_mock_wrong_key' IN r::text))
             FROM clerk_test_connection() r});

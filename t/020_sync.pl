@@ -164,7 +164,8 @@ is(q1('SELECT status FROM clerk_sync_all()'), 'succeeded', 'with the default fra
 
 # ---- 401: clear error, nothing changed ----
 $before = row_versions($node);
-($state, $msg) = sql_error($node, q{SET clerk_sync.secret_key = 'sk_test_mock_not_the_key'; SELECT clerk_sync_all()});
+my $wrong = secret_file($node, 'wrong_key', 'sk_test_mock_not_the_key');
+($state, $msg) = sql_error($node, qq{SET clerk_sync.secret_key_file = '$wrong'; SELECT clerk_sync_all()});
 is($state, '28000', 'a rejected key fails with SQLSTATE 28000');
 like($msg, qr/rejected the secret key/, 'and says the key was rejected');
 unlike($msg, qr/sk_test_mock_not_the_key/, 'without showing the key');
@@ -270,12 +271,13 @@ $mock->configure(latency_ms => 0);
 
 # ---- the key is in no table and not in the server log ----
 my $key = $mock->secret_key;
+my $kf = $node->basedir . '/clerk_secret_key';
 # (the key is read server-side, so these queries do not put it in the log)
-is(q1(q{SELECT count(*) FROM clerk.sync_runs WHERE strpos(sync_runs::text, current_setting('clerk_sync.secret_key')) > 0}), '0',
+is(q1(qq{SELECT count(*) FROM clerk.sync_runs WHERE strpos(sync_runs::text, pg_read_file('$kf')) > 0}), '0',
    'the key is in no run row');
-is(q1(q{SELECT count(*) FROM clerk.audit_logs WHERE strpos(audit_logs::text, current_setting('clerk_sync.secret_key')) > 0}), '0',
+is(q1(qq{SELECT count(*) FROM clerk.audit_logs WHERE strpos(audit_logs::text, pg_read_file('$kf')) > 0}), '0',
    'the key is in no audit row');
-is(q1(q{SELECT count(*) FROM clerk.users WHERE strpos(raw::text, current_setting('clerk_sync.secret_key')) > 0}), '0',
+is(q1(qq{SELECT count(*) FROM clerk.users WHERE strpos(raw::text, pg_read_file('$kf')) > 0}), '0',
    'the key is in no synced row');
 unlike(slurp_file($node->logfile), qr/\Q$key\E/, 'the key is not in the server log');
 

@@ -387,7 +387,7 @@ SKIP:
 	$secret{mock} = $mock->secret_key;
 	append_to_file("$dir/mock_key", $mock->secret_key);
 	my $set = "SET clerk_sync.api_url = '" . $mock->url . "';"
-	  . " SET clerk_sync.secret_key = 'sk_test_mock_not_the_right_one';";
+	  . " SET clerk_sync.secret_key_file = '" . secret_file($node, 'wrong_key', 'sk_test_mock_not_the_right_one') . "';";
 	is($node->safe_psql('postgres', "$set SELECT clerk_test_connection() ->> 'ok'"),
 		'false', 'the mock rejects the key in the setting');
 	$node->safe_psql('postgres',

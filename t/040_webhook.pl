@@ -34,8 +34,7 @@ my $STORED_SECRET = 'whsec_' . encode_base64("test_fake_webhook_secret_stored_$t
 $ENV{CREDENTIALS_ENCRYPTION_KEY} = ClerkMock::random_hex(32);
 
 my $mock = ClerkMock->new(users => 60, organizations => 5, memberships => 40, seed => 11);
-my $node = clerk_node('webhook', $mock, conf => join("\n",
-    "clerk_sync.webhook_secret = '$SECRET'",
+my $node = clerk_node('webhook', $mock, webhook_secret => $SECRET, conf => join("\n",
     "clerk_sync.max_delete_fraction = 0.5",
     "max_connections = 40"));
 
@@ -294,7 +293,7 @@ is(q1(q{SELECT (stats -> 'users' ->> 'inserted') || '/' || (stats -> 'users' ->>
         my @r = deliver(delivery('session.created', { id => 'sess_stored' }, secret => $STORED_SECRET));
         is($r[0], 'ignored:session.created', 'a delivery signed with the stored secret is accepted');
         ($state) = sql_error($node, call_sql(delivery('session.created', { id => 'sess_guc' })));
-        is($state, '28P01', 'the stored secret is preferred over clerk_sync.webhook_secret');
+        is($state, '28P01', 'the stored secret is preferred over clerk_sync.webhook_secret_file');
         is(q1("SELECT count(*) FROM clerk.secrets WHERE name = 'webhook_secret' AND position(convert_to("
               . "regexp_replace(pg_read_file(" . sql_literal($file) . "), '^whsec_', ''), 'UTF8') IN value_encrypted) = 0"),
            '1', 'it is stored encrypted');
@@ -303,7 +302,7 @@ is(q1(q{SELECT (stats -> 'users' ->> 'inserted') || '/' || (stats -> 'users' ->>
         unlike($msg, qr/not base64/, 'without repeating it');
         q1(q{SELECT clerk_set_webhook_secret('')});
         @r = deliver(delivery('session.created', { id => 'sess_guc2' }));
-        is($r[0], 'ignored:session.created', 'removing it falls back to clerk_sync.webhook_secret');
+        is($r[0], 'ignored:session.created', 'removing it falls back to clerk_sync.webhook_secret_file');
     }
 }
 

@@ -46,8 +46,7 @@ is($meta->{license}, 'postgresql', 'under the PostgreSQL License');
 my $tag = ClerkMock::random_hex(6);
 my $SECRET = 'whsec_' . encode_base64("test_fake_webhook_secret_upgrade_$tag", '');
 my $mock = ClerkMock->new(users => 40, organizations => 4, memberships => 30, seed => 9);
-my $node = clerk_node('upgrade', $mock, create => 0,
-                      conf => "clerk_sync.webhook_secret = '$SECRET'");
+my $node = clerk_node('upgrade', $mock, create => 0, webhook_secret => $SECRET);
 my $dir = $node->basedir;
 append_to_file("$dir/mock_key", $mock->secret_key);
 append_to_file("$dir/cliniko.json", qq({"api_key": "cliniko_test_fake_upgrade_$tag", "region": "au1"}));
@@ -188,7 +187,8 @@ is(qdb('upgraded', q{SELECT clerk_status() -> 'version' ->> 'extension'}), '1.1'
    'clerk_status() shows the updated version');
 
 # A sync after the update, authenticated by the key stored on 1.0 only.
-is(qdb('upgraded', q{SET clerk_sync.secret_key = 'sk_test_mock_not_the_right_one';
+my $wrong = secret_file($node, 'wrong_key', 'sk_test_mock_not_the_right_one');
+is(qdb('upgraded', qq{SET clerk_sync.secret_key_file = '$wrong';
                      SELECT status FROM clerk_sync_all()}),
    'succeeded', 'a sync works after the update, with the secret key stored on 1.0');
 my @mock_users = map { $_->{id} } @{ $mock->get('/users?limit=500')->{json} };

@@ -20,10 +20,9 @@ use ClerkTest;
 my $tag = ClerkMock::random_hex(6);
 my $SECRET = 'whsec_' . encode_base64("test_fake_webhook_secret_hostile_$tag", '');
 my $mock = ClerkMock->new(users => 120, organizations => 6, memberships => 80, seed => 21);
-my $node = clerk_node('hostile', $mock, conf => join("\n",
+my $node = clerk_node('hostile', $mock, webhook_secret => $SECRET, conf => join("\n",
     "clerk_sync.page_size = 50",
-    "clerk_sync.max_delete_fraction = 0.5",
-    "clerk_sync.webhook_secret = '$SECRET'"));
+    "clerk_sync.max_delete_fraction = 0.5"));
 
 sub webhook { my ($type, $data, %opt) = @_; return q1(webhook_sql($SECRET, $type, $data, %opt)) }
 sub ids { my ($path) = @_; my $r = $mock->get($path)->{json}; return map { $_->{id} } (ref $r eq 'ARRAY' ? @$r : @{ $r->{data} }) }

@@ -21,7 +21,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(clerk_node clerk_server_conf q1 sql_error row_versions wait_for_run last_run
-                 svix_sign sql_literal webhook_sql);
+                 svix_sign sql_literal webhook_sql secret_file);
 
 # Under plain prove, pg_regress (which PostgreSQL::Test::Cluster needs) is
 # the one PGXS installed; make installcheck sets PG_REGRESS itself.
@@ -43,6 +43,7 @@ sub clerk_server_conf {
 
 # clerk_node($name, $mock, %opt): a started node with the extension created.
 # Options: preload (default: test/regress.conf's), conf (extra lines),
+# webhook_secret (put in a file named by clerk_sync.webhook_secret_file),
 # create (default 1: CREATE EXTENSION clerk_sync), version (of the extension
 # to create), start (default 1), init (options of PostgreSQL::Test::Cluster's
 # init, such as allows_streaming).
@@ -55,10 +56,14 @@ sub clerk_node {
         $conf =~ s/^shared_preload_libraries\s*=.*$/shared_preload_libraries = '$opt{preload}'/m;
     }
     $n->append_conf('postgresql.conf', $conf);
+    # secrets go in files only the server reads, named by settings
     $n->append_conf('postgresql.conf', join("\n",
         ($mock ? ("clerk_sync.api_url = '" . $mock->url . "'",
-                  "clerk_sync.secret_key = '" . $mock->secret_key . "'") : ()),
+                  "clerk_sync.secret_key_file = '" . secret_file($n, 'clerk_secret_key', $mock->secret_key) . "'") : ()),
+        (defined $opt{webhook_secret} ?
+            ("clerk_sync.webhook_secret_file = '" . secret_file($n, 'clerk_webhook_secret', $opt{webhook_secret}) . "'") : ()),
         $opt{conf} // '', ''));
+    $node = $n;
     return $n if defined $opt{start} && !$opt{start};
     $n->start;
     if ($opt{create} // 1) {
@@ -67,6 +72,19 @@ sub clerk_node {
     }
     $node = $n;
     return $n;
+}
+
+# A file in the node's directory holding $content, readable by its owner
+# only (as secret files must be); its path.
+sub secret_file {
+    my ($n, $name, $content) = @_;
+    my $path = $n->basedir . "/$name";
+    unlink $path;
+    open my $fh, '>', $path or die "$path: $!";
+    print $fh $content;
+    close $fh;
+    chmod 0600, $path or die "chmod $path: $!";
+    return $path;
 }
 
 # One query on the last node clerk_node() made; its output.

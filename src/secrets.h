@@ -1,0 +1,38 @@
+/*
+ * secrets.h
+ *		Where the Clerk secret key and the webhook signing secret come from:
+ *		the vault, a file named by a setting, or the server's environment.
+ */
+#ifndef CLERK_SECRETS_H
+#define CLERK_SECRETS_H
+
+typedef enum ClerkSecret
+{
+	CLERK_SECRET_API_KEY,		/* the Clerk secret key (sk_...) */
+	CLERK_SECRET_WEBHOOK,		/* the endpoint's signing secret (whsec_...) */
+	CLERK_NSECRETS
+} ClerkSecret;
+
+/*
+ * Define clerk_sync.secret_key_file and clerk_sync.webhook_secret_file (and
+ * the removed value settings, which refuse any value); in the postmaster,
+ * move CLERK_SECRET_KEY and CLERK_WEBHOOK_SECRET out of the environment into
+ * locked memory.  Called from _PG_init.
+ */
+extern void clerk_secrets_init(void);
+
+/*
+ * The secret: stored in the vault, else read from its file setting, else
+ * from the server's environment; NULL when none is configured.  palloc'd;
+ * callers zero it when done.  A file that is not the server's own, or that
+ * others may read, is an error.
+ */
+extern char *clerk_resolve_secret(ClerkSecret which);
+
+/* The hint for "no secret configured": how to configure one. */
+extern const char *clerk_secret_hint(ClerkSecret which);
+
+/* Overwrite an environment variable's value in place and remove it; its value, copied to locked memory, or NULL. */
+extern char *clerk_take_env(const char *name);
+
+#endif							/* CLERK_SECRETS_H */
