@@ -21,7 +21,7 @@ ALTER SYSTEM SET clerk_sync.secret_key = 'sk_test_mock_never_stored';
 ALTER DATABASE contrib_regression SET clerk_sync.secret_key = 'sk_test_mock_never_stored';
 SELECT count(*) AS stored_anywhere FROM pg_db_role_setting WHERE array_to_string(setconfig, ' ') LIKE '%never_stored%';
 -- a key file must be the server's own and readable by no one else (this one is world-readable)
-SET clerk_sync.secret_key_file = '/etc/hostname';
+SET clerk_sync.secret_key_file = '/etc/passwd';
 SELECT clerk_test_connection() ->> 'ok';
 RESET clerk_sync.secret_key_file;
 

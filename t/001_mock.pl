@@ -554,5 +554,26 @@ subtest 'scale' => sub {
     $big->stop;
 };
 
+subtest 'created_at ranges and the offset cost' => sub {
+    my $m = ClerkMock->new(users => 300, organizations => 3, memberships => 10, seed => 13);
+    my @all = @{ $m->get('/users?limit=500&order_by=created_at')->{json} };
+    my ($lo, $hi) = ($all[99]{created_at}, $all[199]{created_at});
+    my @mid = @{ $m->get("/users?limit=500&order_by=created_at&created_at_after=$lo&created_at_before=$hi")->{json} };
+    is_deeply [ ids(@mid) ], [ ids(@all[100 .. 198]) ], 'created_at_after and created_at_before are exclusive bounds';
+    is $m->get("/users/count?created_at_after=$lo&created_at_before=$hi")->{json}{total_count}, 99,
+        '/users/count takes the same filters';
+    my @after = @{ $m->get("/users?limit=500&order_by=created_at&created_at_after=$lo&starting_after=$all[149]{id}")->{json} };
+    is_deeply [ ids(@after) ], [ ids(@all[150 .. 299]) ], 'with a cursor inside the range';
+    $m->configure(offset_cost_us => 2000);
+    my $t0 = time;
+    $m->get('/users?limit=1&offset=250&order_by=created_at');
+    my $offset_secs = time - $t0;
+    cmp_ok $offset_secs, '>=', 0.45, 'offset_cost_us adds latency per skipped row (250 x 2 ms)';
+    $t0 = time;
+    $m->get("/users?limit=1&order_by=created_at&starting_after=$all[250]{id}");
+    cmp_ok time - $t0, '<', $offset_secs, 'a cursor page does not pay it';
+    $m->stop;
+};
+
 $mock->stop;
 done_testing;

@@ -708,6 +708,12 @@ class Store:
         got = self.users.over.get(i)
         return got if got is not None else self._gen_user(i)
 
+    def _user_created(self, i):
+        got = self.users.over.get(i)
+        if got is not None:
+            return int_or(got.get("created_at"), -1)
+        return self._times(1, i, self.u_step)[0]
+
     def _user_updated(self, i):
         got = self.users.over.get(i)
         if got is not None:
@@ -1241,6 +1247,20 @@ def id_filter(q, name, kind):
     return (inc if any_inc else None), exc
 
 
+class _KeyView:
+    """seq as the sequence of key(item), for bisect (which takes no key= before Python 3.10)."""
+    __slots__ = ("seq", "key")
+
+    def __init__(self, seq, key):
+        self.seq, self.key = seq, key
+
+    def __len__(self):
+        return len(self.seq)
+
+    def __getitem__(self, i):
+        return self.key(self.seq[i])
+
+
 def page(seq, offset, limit, desc):
     """Slice `limit` items at `offset` from an ascending sequence, in the requested direction."""
     n = len(seq)
@@ -1334,6 +1354,7 @@ class App:
             "secret_key": args.secret_key,
             "disable_instance_memberships": False,
             "page_extras": {},
+            "offset_cost_us": 0,
         }
         self.meta_lock = threading.Lock()
         self.log_fh = open(args.log_file, "a", encoding="utf-8", buffering=1) if args.log_file else None
@@ -1591,8 +1612,33 @@ class App:
             inc = {i for i in inc if st.users.live(i)}
         return inc, exc
 
+    def _created_range(self, q, seq, by_created):
+        """seq filtered by created_at_after / created_at_before (Unix ms, both
+        exclusive, as Clerk's "created after/before the given date")."""
+        after = p_int(q, "created_at_after", None, 0) if q.get("created_at_after") else None
+        before = p_int(q, "created_at_before", None, 0) if q.get("created_at_before") else None
+        if after is None and before is None:
+            return seq
+        st = self.store
+        if by_created:
+            # creation order is created_at order: cut the slice out by bisection
+            keys = _KeyView(seq, st._user_created)
+            lo = bisect.bisect_right(keys, after) if after is not None else 0
+            hi = bisect.bisect_left(keys, before) if before is not None else len(seq)
+            return seq[lo:hi]
+        return [i for i in seq if (after is None or st._user_created(i) > after)
+                and (before is None or st._user_created(i) < before)]
+
+    def _offset_cost(self, offset):
+        """A large offset walks and discards every row before it: config
+        offset_cost_us adds that much latency per skipped row."""
+        cost = float(self.config.get("offset_cost_us") or 0)
+        if cost > 0 and offset > 0:
+            time.sleep(offset * cost / 1e6)
+
     def list_users(self, q):
-        check_params(q, {"limit", "offset", "order_by", "user_id", "email_address", "starting_after"},
+        check_params(q, {"limit", "offset", "order_by", "user_id", "email_address", "starting_after",
+                         "created_at_after", "created_at_before"},
                      USERS_CLERK_PARAMS)
         st = self.store
         limit, offset = self._pagination(q)
@@ -1611,21 +1657,28 @@ class App:
             seq = st.live_indices(st.users) if field == "created_at" else st.users_by_updated()
             if exc:
                 seq = [i for i in seq if i not in exc]
+        seq = self._created_range(q, seq, field == "created_at")
         if after is not None:
             a = st.users.index_of(after)
             if a is None:
                 raise param_invalid("starting_after", f"{after} is not a valid user id.")
             pos = bisect.bisect_right(seq, a)
             seq = seq[:bisect.bisect_left(seq, a)] if desc else seq[pos:]
+        self._offset_cost(offset)
         return json_response(200, with_extras(self, "users", offset or after is not None,
                                               [st.user(i) for i in page(seq, offset, limit, desc)]))
 
     def count_users(self, q):
-        check_params(q, {"user_id", "email_address"}, USERS_CLERK_PARAMS - {"limit", "offset", "order_by",
-                                                                             "starting_after"})
+        check_params(q, {"user_id", "email_address", "created_at_after", "created_at_before"},
+                     USERS_CLERK_PARAMS - {"limit", "offset", "order_by", "starting_after"})
         st = self.store
         inc, exc = self._user_candidates(q)
-        if inc is not None:
+        if q.get("created_at_after") or q.get("created_at_before"):
+            seq = sorted(inc - exc) if inc is not None else st.live_indices(st.users)
+            if inc is None and exc:
+                seq = [i for i in seq if i not in exc]
+            n = len(self._created_range(q, seq, True))
+        elif inc is not None:
             n = len(inc - exc)
         else:
             n = st.users.live_count() - sum(1 for i in exc if st.users.live(i))
@@ -1659,6 +1712,7 @@ class App:
         mc = p_bool(q, "include_members_count")
         mm = p_bool(q, "include_missing_member_with_elevated_permissions")
         seq = st.orgs_ordered(field)
+        self._offset_cost(offset)
         data = with_extras(self, "organizations", offset,
                            [st.org_view(o, mc, mm) for o in page(seq, offset, limit, desc)])
         return json_response(200, {"data": data, "total_count": len(seq)})
@@ -1689,6 +1743,7 @@ class App:
                 if (inc is None or u in inc) and u not in exc:
                     keep.append(m)
             seq = keep
+        self._offset_cost(offset)
         data = [st.membership(m) for m in page(seq, offset, limit, desc)]
         return json_response(200, {"data": data, "total_count": len(seq)})
 
@@ -1698,6 +1753,7 @@ class App:
         limit, offset = self._pagination(q)
         field, desc = p_order(q, {"created_at"})
         seq = st.live_indices(st.mems)
+        self._offset_cost(offset)
         data = with_extras(self, "organization_memberships", offset,
                            [st.membership(m) for m in page(seq, offset, limit, desc)])
         return json_response(200, {"data": data, "total_count": len(seq)})
