@@ -144,9 +144,12 @@ COMMENT ON FUNCTION clerk_apply_page(text, json) IS 'Write one page of Clerk JSO
 
 CREATE FUNCTION clerk_repair_json(body bytea, OUT value jsonb, OUT repairs jsonb)
 RETURNS record
-LANGUAGE C STRICT IMMUTABLE
+LANGUAGE C STRICT STABLE
 AS 'MODULE_PATHNAME', 'clerk_repair_json';
 COMMENT ON FUNCTION clerk_repair_json(bytea) IS 'The repair every write path applies: the value as stored (NULL if it cannot be), and each repair made (element, path, rule)';
+
+COMMENT ON FUNCTION clerk_set_webhook_secret(text) IS 'Store the webhook signing secret encrypted; preferred over clerk_sync.webhook_secret_file and CLERK_WEBHOOK_SECRET; an empty string removes it';
+COMMENT ON FUNCTION clerk_set_secret_key(text) IS 'Store the Clerk secret key encrypted; preferred over clerk_sync.secret_key_file and CLERK_SECRET_KEY; nothing returns it';
 
 -- ---- the role that writes: rights on schema clerk only ---------------------
 -- The sync and webhook write path runs as clerk_sync_writer, never as the
@@ -157,25 +160,31 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'clerk_sync_writer') THEN
         CREATE ROLE clerk_sync_writer NOLOGIN;
     ELSIF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'clerk_sync_writer'
-                   AND (rolsuper OR rolcanlogin OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls)) THEN
+                   AND (rolsuper OR rolcanlogin OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls
+                        OR EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.roleid = pg_roles.oid))) THEN
         RAISE EXCEPTION 'role clerk_sync_writer has more rights than clerk_sync gives it'
             USING ERRCODE = '42501',
-                  DETAIL = 'clerk_sync writes as clerk_sync_writer and relies on it being a NOLOGIN role without attributes.',
-                  HINT = 'ALTER ROLE clerk_sync_writer NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS, or drop it.';
+                  DETAIL = 'clerk_sync writes as clerk_sync_writer and relies on it being a NOLOGIN role without attributes that no other role is a member of.',
+                  HINT = 'ALTER ROLE clerk_sync_writer NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS, revoke it from its members, or drop it.';
     END IF;
 END
 $$;
 
 -- ---- privileges -----------------------------------------------------------
 -- Every object of the extension gets an owner-only ACL, whatever ALTER
--- DEFAULT PRIVILEGES granted when it was created (see README, "Permissions");
--- then clerk_sync_writer gets what the write path needs, and nothing else.
+-- DEFAULT PRIVILEGES granted when it was created (see README, "Permissions"):
+-- a grant that the default privileges of the object's owner give (for the
+-- object's kind, everywhere or in its schema) is taken back; a grant an
+-- administrator made on purpose (GRANT EXECUTE ... TO clerk_webhook) stays.
+-- Then clerk_sync_writer gets what the write path needs, and nothing else.
 DO $$
 DECLARE
     o record;
     target text;
     acl aclitem[];
     owner oid;
+    schema oid;
+    kind "char";
     g oid;
 BEGIN
     FOR o IN
@@ -188,28 +197,32 @@ BEGIN
     LOOP
         target := NULL;
         IF o.classid = 'pg_catalog.pg_proc'::regclass THEN
-            SELECT pg_catalog.format('FUNCTION %s', p.oid::regprocedure), p.proacl, p.proowner
-              INTO target, acl, owner FROM pg_catalog.pg_proc p WHERE p.oid = o.objid;
+            SELECT pg_catalog.format('FUNCTION %s', p.oid::regprocedure), p.proacl, p.proowner, p.pronamespace, 'f'
+              INTO target, acl, owner, schema, kind FROM pg_catalog.pg_proc p WHERE p.oid = o.objid;
             -- no ACL means PUBLIC may execute
             IF acl IS NULL THEN
                 EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', target);
             END IF;
         ELSIF o.classid = 'pg_catalog.pg_class'::regclass THEN
             SELECT pg_catalog.format(CASE c.relkind WHEN 'S' THEN 'SEQUENCE %s' ELSE 'TABLE %s' END, c.oid::regclass),
-                   c.relacl, c.relowner
-              INTO target, acl, owner FROM pg_catalog.pg_class c WHERE c.oid = o.objid;
+                   c.relacl, c.relowner, c.relnamespace, CASE c.relkind WHEN 'S' THEN 'S' ELSE 'r' END
+              INTO target, acl, owner, schema, kind FROM pg_catalog.pg_class c WHERE c.oid = o.objid;
         ELSIF o.classid = 'pg_catalog.pg_namespace'::regclass THEN
-            SELECT pg_catalog.format('SCHEMA %I', n.nspname), n.nspacl, n.nspowner
-              INTO target, acl, owner FROM pg_catalog.pg_namespace n WHERE n.oid = o.objid;
+            SELECT pg_catalog.format('SCHEMA %I', n.nspname), n.nspacl, n.nspowner, 0, 'n'
+              INTO target, acl, owner, schema, kind FROM pg_catalog.pg_namespace n WHERE n.oid = o.objid;
         ELSIF o.classid = 'pg_catalog.pg_type'::regclass THEN
-            SELECT pg_catalog.format('TYPE %s', t.oid::regtype), t.typacl, t.typowner
-              INTO target, acl, owner FROM pg_catalog.pg_type t WHERE t.oid = o.objid;
+            SELECT pg_catalog.format('TYPE %s', t.oid::regtype), t.typacl, t.typowner, t.typnamespace, 'T'
+              INTO target, acl, owner, schema, kind FROM pg_catalog.pg_type t WHERE t.oid = o.objid;
             IF acl IS NULL THEN
                 EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', target);
             END IF;
         END IF;
         CONTINUE WHEN target IS NULL OR acl IS NULL;
-        FOR g IN SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(acl) a WHERE a.grantee <> owner
+        FOR g IN SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(acl) a
+                  WHERE a.grantee <> owner
+                    AND EXISTS (SELECT FROM pg_catalog.pg_default_acl d, pg_catalog.aclexplode(d.defaclacl) da
+                                 WHERE d.defaclrole = owner AND d.defaclobjtype = kind
+                                   AND d.defaclnamespace IN (0, schema) AND da.grantee = a.grantee)
         LOOP
             EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', target,
                                       CASE WHEN g = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(g::regrole::text) END);

@@ -84,16 +84,43 @@ static int	concurrency_ceiling = INT_MAX;
 static bool
 check_ceiling(int *newval, GucSource source, int *ceiling, const char *name)
 {
-	if (source <= PGC_S_FILE)
+	/* the server's own configuration (file, command line) sets the ceiling */
+	if (source <= PGC_S_ARGV)
 	{
 		*ceiling = *newval;
 		return true;
 	}
+	if (!IsUnderPostmaster || !OidIsValid(GetUserId()))
+		return true;
 	if (*newval > *ceiling && !superuser())
 	{
 		GUC_check_errmsg("only a superuser may raise %s above %d", name, *ceiling);
 		GUC_check_errdetail("The Clerk instance's rate limit is shared with the production application; the server's configuration sets how much of it a sync may use.");
 		GUC_check_errhint("Use a value of at most %d, or ask a superuser to raise it in postgresql.conf.", *ceiling);
+		return false;
+	}
+	return true;
+}
+
+static double max_delete_fraction_ceiling = 1.0;
+
+static bool
+check_max_delete_fraction(double *newval, void **extra, GucSource source)
+{
+	if (source <= PGC_S_ARGV)
+	{
+		max_delete_fraction_ceiling = *newval;
+		return true;
+	}
+	if (!IsUnderPostmaster || !OidIsValid(GetUserId()))
+		return true;
+	if (*newval > max_delete_fraction_ceiling && !superuser())
+	{
+		GUC_check_errmsg("only a superuser may raise clerk_sync.max_delete_fraction above %g",
+						 max_delete_fraction_ceiling);
+		GUC_check_errdetail("The limit guards against mass deletion; the server's configuration sets it.");
+		GUC_check_errhint("Use a value of at most %g, or ask a superuser to raise it in postgresql.conf.",
+						  max_delete_fraction_ceiling);
 		return false;
 	}
 	return true;
@@ -190,8 +217,8 @@ _PG_init(void)
 							 "When more rows than this would be deleted, the run deletes nothing and says why.",
 							 &clerk_sync_max_delete_fraction,
 							 0.1, 0.0, 1.0,
-							 PGC_SUSET, 0,
-							 NULL, NULL, NULL);
+							 PGC_USERSET, 0,
+							 check_max_delete_fraction, NULL, NULL);
 
 	DefineCustomIntVariable("clerk_sync.credential_audit_retention",
 							"How long audit rows of credential reads, stores and rotations are kept.",

@@ -187,7 +187,8 @@ while read -r url; do
 	*/organizations\?*) e=organizations ;;
 	*) e=memberships ;;
 	esac
-	echo "SELECT clerk_apply_page('$e', pg_read_file('$f')::jsonb);" >>"$OUT/load.sql"
+	# (as text: parsed and repaired as the sync parses and repairs its answers)
+	echo "SELECT clerk_apply_page('$e', pg_read_file('$f'));" >>"$OUT/load.sql"
 done <"$OUT/urls.txt"
 t0=$(now)
 c0=$(cpu_busy)

@@ -19,17 +19,15 @@ PG_FUNCTION_INFO_V1(clerk_apply_page);
 PG_FUNCTION_INFO_V1(clerk_apply_page_text);
 
 /*
- * Parse, repair and write `text` as a page of `entity`; the counts as
- * jsonb.  The page counts as fetched when the calling transaction started.
+ * Write a parsed page of `entity`; the counts as jsonb.  The page counts as
+ * fetched when the calling transaction started.
  */
 static Datum
-apply_text(const char *entity, const char *text, size_t len)
+apply_parsed(const char *entity, ClerkParsed *page)
 {
 	ClerkPageCounts counts = {0};
 	ClerkSavedUser saved;
 	ClerkEntity e;
-	ClerkParsed page;
-	char	   *err;
 	char	   *result;
 
 	if (!clerk_entity_by_name(entity, &e))
@@ -38,15 +36,8 @@ apply_text(const char *entity, const char *text, size_t len)
 				 errmsg("unknown entity \"%s\"", entity),
 				 errhint("Use users, organizations or memberships.")));
 
-	err = clerk_parse(text, len, &page);
-	if (err != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("the page is not JSON"),
-				 errdetail("The text is not JSON: %s.", err)));
-
 	clerk_become_writer(&saved, CLERK_SQL_FOR_SYNC);
-	clerk_store_page(e, &page, false, false, 0, GetCurrentTransactionStartTimestamp(), &counts);
+	clerk_store_page(e, page, false, false, 0, GetCurrentTransactionStartTimestamp(), &counts);
 	clerk_restore_user(&saved);
 
 	result = psprintf("{\"fetched\": " INT64_FORMAT ", \"inserted\": " INT64_FORMAT
@@ -68,10 +59,10 @@ Datum
 clerk_apply_page(PG_FUNCTION_ARGS)
 {
 	char	   *entity = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Jsonb	   *page = PG_GETARG_JSONB_P(1);
-	char	   *text = JsonbToCString(NULL, &page->root, VARSIZE(page));
+	ClerkParsed page;
 
-	PG_RETURN_DATUM(apply_text(entity, text, strlen(text)));
+	clerk_parse_jsonb(PG_GETARG_JSONB_P(1), &page);
+	PG_RETURN_DATUM(apply_parsed(entity, &page));
 }
 
 /*
@@ -85,7 +76,14 @@ Datum
 clerk_apply_page_text(PG_FUNCTION_ARGS)
 {
 	char	   *entity = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	text	   *page = PG_GETARG_TEXT_PP(1);
+	text	   *arg = PG_GETARG_TEXT_PP(1);
+	ClerkParsed page;
+	char	   *err = clerk_parse(text_to_cstring(arg), VARSIZE_ANY_EXHDR(arg), &page);
 
-	PG_RETURN_DATUM(apply_text(entity, text_to_cstring(page), VARSIZE_ANY_EXHDR(page)));
+	if (err != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("the page is not JSON"),
+				 errdetail("The text is not JSON: %s.", err)));
+	PG_RETURN_DATUM(apply_parsed(entity, &page));
 }

@@ -96,6 +96,7 @@ typedef struct HttpRequest
 	int64		ready_at;		/* may start at this time (ms) */
 	bool		running;
 	bool		done;
+	TimestampTz sent_at;		/* when the current attempt was handed to curl */
 	ClerkHttpResult result;		/* once done */
 } HttpRequest;
 
@@ -363,6 +364,7 @@ start_request(ClerkHttpClient *client, HttpSlot *slot, int index,
 	if (curl_multi_add_handle(client->multi, slot->easy) != CURLM_OK)
 		elog(ERROR, "could not add a libcurl transfer");
 	req->running = true;
+	req->sent_at = GetCurrentTimestamp();
 	client->starts[client->next_start] = now;
 	client->next_start = (client->next_start + 1) % client->nstarts;
 	client->stats.requests++;
@@ -419,7 +421,7 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 
 	res->status = status;
 	res->latency_ms = total_us / 1000.0;
-	res->sent_at = GetCurrentTimestamp() - (TimestampTz) total_us;
+	res->sent_at = req->sent_at;
 	res->error = NULL;
 	res->sqlerrcode = 0;
 	res->body = NULL;
@@ -722,7 +724,7 @@ clerk_http_check(const ClerkHttpResult *result, const char *what)
 					(errcode(result->sqlerrcode),
 					 errmsg("%s", result->error),
 					 errdetail("The request for %s was refused.", what),
-					 errhint("Check clerk_sync.secret_key (or the key stored with clerk_set_secret_key); it must be a valid secret key of this Clerk instance.")));
+					 errhint("Check the key stored with clerk_set_secret_key(), the file clerk_sync.secret_key_file names, or CLERK_SECRET_KEY; it must be a valid secret key of this Clerk instance.")));
 		ereport(ERROR,
 				(errcode(result->sqlerrcode),
 				 errmsg("%s", result->error),

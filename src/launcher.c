@@ -44,6 +44,12 @@
 
 ClerkShared *clerk_shared = NULL;
 
+/* a worker not running this long after it was registered gives its slot back */
+#define WORKER_START_TIMEOUT_MS 10000
+
+static void await_loop(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 generation,
+					   TimestampTz deadline);
+
 /*
  * libpq/libpq.h declares it, but that header needs the GSSAPI headers of
  * the server's build; the function itself is always there (PostgreSQL 14+).
@@ -351,6 +357,7 @@ wait_loop(ClerkRunSlot *slot, uint64 generation, bool until_done,
 			bool		done;
 			ClerkSlotState state;
 			pid_t		pid;
+			TimestampTz reserved_at;
 
 			relay_messages(slot, generation, seq);
 			LWLockAcquire(clerk_shared->lock, LW_SHARED);
@@ -360,6 +367,7 @@ wait_loop(ClerkRunSlot *slot, uint64 generation, bool until_done,
 			if (slot->generation == generation)
 				run_id = slot->run_id;
 			pid = slot->generation == generation ? slot->worker_pid : 0;
+			reserved_at = slot->reserved_at;
 			LWLockRelease(clerk_shared->lock);
 			/* a worker that is gone without a word (it always leaves one) */
 			if (!done && state == CLERK_SLOT_RUNNING && pid > 0 && kill(pid, 0) != 0 && errno == ESRCH)
@@ -370,6 +378,13 @@ wait_loop(ClerkRunSlot *slot, uint64 generation, bool until_done,
 				GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
 			{
 				/* the worker is gone without having taken its slot */
+				release_unstarted(slot, generation);
+				continue;
+			}
+			/* a slot its starter never got going (the starter is gone) */
+			if (handle == NULL && state == CLERK_SLOT_STARTING &&
+				TimestampDifferenceExceeds(reserved_at, GetCurrentTimestamp(), WORKER_START_TIMEOUT_MS + 5000))
+			{
 				release_unstarted(slot, generation);
 				continue;
 			}
@@ -459,8 +474,6 @@ key_without_locks(void)
 	return key;
 }
 
-/* a worker not running this long after it was registered gives its slot back */
-#define WORKER_START_TIMEOUT_MS 10000
 
 /*
  * Wait, bounded, for a registered worker to start; a worker that stopped
@@ -470,6 +483,26 @@ static void
 await_worker_start(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 generation)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WORKER_START_TIMEOUT_MS);
+	pid_t		pid;
+
+	PG_TRY();
+	{
+		await_loop(handle, slot, generation, deadline);
+	}
+	PG_CATCH();
+	{
+		/* canceled while waiting: the worker and its slot go too */
+		TerminateBackgroundWorker(handle);
+		release_unstarted(slot, generation);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	(void) pid;
+}
+
+static void
+await_loop(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 generation, TimestampTz deadline)
+{
 	pid_t		pid;
 
 	for (;;)
@@ -497,6 +530,24 @@ await_worker_start(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 ge
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+/* Wait for a run of another kind to end; the caller's key is wiped if the wait fails. */
+static void
+wait_for_other(ClerkRunSlot *other, uint64 generation, char *key)
+{
+	uint64		seq = 0;
+
+	PG_TRY();
+	{
+		(void) wait_for_run(other, generation, true, NULL, &seq);
+	}
+	PG_CATCH();
+	{
+		explicit_bzero(key, strlen(key));
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 /* May a call for (incremental, dry_run) take the running run as its own? */
@@ -631,6 +682,7 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 			slot->incremental = incremental;
 			slot->cancel_requested = false;
 			slot->canceled_by_ddl = false;
+			slot->reserved_at = GetCurrentTimestamp();
 			snapshot_settings(&slot->settings, key);
 			memset(&slot->progress, 0, sizeof(slot->progress));
 			slot->progress.total_hint = -1;
@@ -644,7 +696,7 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 		ereport(NOTICE,
 				(errmsg("waiting for the %s sync run in progress to finish",
 						other->dry_run ? "dry" : other->incremental ? "incremental" : "full")));
-		(void) wait_for_run(other, other_generation, true, NULL, &seq);
+		wait_for_other(other, other_generation, key);
 		seq = 0;
 	}
 	explicit_bzero(key, strlen(key));

@@ -72,6 +72,7 @@ typedef struct ClerkRunSlot
 	bool		incremental;
 	bool		cancel_requested;
 	bool		canceled_by_ddl;	/* DDL on the extension stopped the run */
+	TimestampTz reserved_at;	/* when a starter took the slot */
 	ClerkRunSettings settings;
 	ClerkRunProgress progress;
 	uint64		msg_seq;		/* messages ever posted */

@@ -325,6 +325,20 @@ group_repairs(ClerkParsed *p)
 	}
 }
 
+void
+clerk_parse_jsonb(Jsonb *root, ClerkParsed *out)
+{
+	JsonbValue	v;
+
+	memset(out, 0, sizeof(*out));
+	out->root = root;
+	out->is_list = (JB_ROOT_IS_ARRAY(root) && !JB_ROOT_IS_SCALAR(root)) ||
+		(JB_ROOT_IS_OBJECT(root) &&
+		 getKeyJsonValueFromContainer(&root->root, "data", 4, &v) != NULL &&
+		 v.type == jbvBinary && JsonContainerIsArray(v.val.binary.data));
+	collect(out, root);
+}
+
 char *
 clerk_parse(const char *body, size_t len, ClerkParsed *out)
 {

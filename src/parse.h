@@ -43,6 +43,9 @@ typedef struct ClerkParsed
  */
 extern char *clerk_parse(const char *body, size_t len, ClerkParsed *out);
 
+/* The same for a value that is jsonb already (nothing to repair). */
+extern void clerk_parse_jsonb(Jsonb *root, ClerkParsed *out);
+
 /* A string token of the repaired text (a span of out->text), unescaped; or NULL. */
 extern char *clerk_parsed_string(const ClerkParsed *p, ClerkJsonSpan span);
 

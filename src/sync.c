@@ -860,6 +860,10 @@ retry_failures(ClerkRun *run)
 		path = psprintf(e == CLERK_USERS ? "/users/%s" : "/organizations/%s", row[1]);
 		clerk_http_get(run->http, path, &res);
 		run->failures_retried++;
+		/* an answer that is neither the object nor 404: try again next run */
+		if (res.error == NULL && res.status >= 400 && res.status < 500 && res.status != 404 &&
+			res.status != 401 && res.status != 403)
+			continue;
 		if (res.error != NULL || res.status != 404)
 		{
 			ReviveArgs	r = {run, e, &res, path};

@@ -1428,9 +1428,17 @@ clerk_set_secret_key(PG_FUNCTION_ARGS)
 {
 	text	   *key = PG_GETARG_TEXT_PP(0);
 
-	vault_set_named(VAULT_CLERK_SECRET, "secret_key", VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
-	if ((Pointer) key != DatumGetPointer(PG_GETARG_DATUM(0)))
-		sodium_memzero(key, VARSIZE_ANY(key));
+	PG_TRY();
+	{
+		vault_set_named(VAULT_CLERK_SECRET, "secret_key", VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	}
+	PG_FINALLY();
+	{
+		/* the detoasted copy, on every path */
+		if ((Pointer) key != DatumGetPointer(PG_GETARG_DATUM(0)))
+			sodium_memzero(key, VARSIZE_ANY(key));
+	}
+	PG_END_TRY();
 	PG_RETURN_VOID();
 }
 

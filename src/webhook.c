@@ -357,7 +357,8 @@ webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev
 		if (ev->type == NULL || ev->type[0] == '\0')
 			report_bad_payload(msg_id, "The body has no \"type\" string.");
 		ev->object_id = clerk_parsed_string(&p, p.text.data_id);
-		ev->unstorable = ((ClerkReject *) linitial(p.rejects))->reason;
+		ev->unstorable = p.rejects != NIL ? ((ClerkReject *) linitial(p.rejects))->reason :
+			"the body cannot be converted to jsonb";
 		for (i = 0; i < lengthof(webhook_event_types); i++)
 			if (strcmp(ev->type, webhook_event_types[i].type) == 0)
 				ev->known = &webhook_event_types[i];

@@ -50,7 +50,7 @@ is(last_run(q{(stats -> 'users' ->> 'inserted')::int + (stats -> 'users' ->> 'up
 # a failed incremental run does not advance the high-water mark
 my $mark = q1(q{SELECT max((stats ->> 'high_water_ms')::int8) FROM clerk.sync_runs WHERE status = 'succeeded'});
 $mock->control(PATCH => "users/$ids[10]", { first_name => 'AfterMark' });
-$mock->add_fault(kind => 'malformed', count => -1, path => '/v1/organizations');
+$mock->add_fault(kind => 'malformed', count => -1, path => '/v1/users\?');
 my ($state) = sql_error($node, 'SELECT clerk_sync_changes()');
 is($state, '08P01', 'an incremental run with a broken answer fails');
 $mock->clear_faults;

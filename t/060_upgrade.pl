@@ -175,7 +175,13 @@ like($before, qr/clerk\.webhook_deliveries 1 /, 'and the webhook delivery');
 
 # ---- ALTER EXTENSION clerk_sync UPDATE ----
 
+# an administrator's own grant, made on 1.0, survives the update
+qdb('upgraded', q{CREATE ROLE upgrade_webhook NOLOGIN;
+                  GRANT EXECUTE ON FUNCTION clerk_handle_webhook(text, text, text, text) TO upgrade_webhook});
 qdb('upgraded', 'ALTER EXTENSION clerk_sync UPDATE');
+is(qdb('upgraded', q{SELECT has_function_privilege('upgrade_webhook', 'clerk_handle_webhook(text, text, text, text)', 'EXECUTE')}),
+   't', "an administrator's grant made on 1.0 survives the update");
+qdb('upgraded', q{REVOKE EXECUTE ON FUNCTION clerk_handle_webhook(text, text, text, text) FROM upgrade_webhook});
 is(qdb('upgraded', "SELECT extversion FROM pg_extension WHERE extname = 'clerk_sync'"), '1.1',
    'ALTER EXTENSION clerk_sync UPDATE goes to 1.1');
 is(rows_fingerprint(), $before, 'every row of every table is still there, unchanged');
