@@ -267,6 +267,22 @@ in_list(List *strings, const char *s)
 	return false;
 }
 
+/* A list of C strings as a JSON array. */
+static void
+append_strings(StringInfo buf, List *strings)
+{
+	ListCell   *lc;
+
+	appendStringInfoChar(buf, '[');
+	foreach(lc, strings)
+	{
+		if (lc != list_head(strings))
+			appendStringInfoString(buf, ", ");
+		escape_json(buf, (const char *) lfirst(lc));
+	}
+	appendStringInfoChar(buf, ']');
+}
+
 /* One ClerkRepaired per repaired object (repairs outside any object are not counted). */
 static void
 group_repairs(ClerkParsed *p)
@@ -294,30 +310,15 @@ group_repairs(ClerkParsed *p)
 	{
 		StringInfoData d;
 		ClerkRepaired *rep;
-		ListCell   *c;
-		bool		first = true;
 
 		if (fields[i] == NIL)
 			continue;
 		initStringInfo(&d);
-		appendStringInfoString(&d, "{\"fields\": [");
-		foreach(c, fields[i])
-		{
-			if (!first)
-				appendStringInfoString(&d, ", ");
-			escape_json(&d, (const char *) lfirst(c));
-			first = false;
-		}
-		appendStringInfoString(&d, "], \"rules\": [");
-		first = true;
-		foreach(c, rules[i])
-		{
-			if (!first)
-				appendStringInfoString(&d, ", ");
-			escape_json(&d, (const char *) lfirst(c));
-			first = false;
-		}
-		appendStringInfoString(&d, "]}");
+		appendStringInfoString(&d, "{\"fields\": ");
+		append_strings(&d, fields[i]);
+		appendStringInfoString(&d, ", \"rules\": ");
+		append_strings(&d, rules[i]);
+		appendStringInfoChar(&d, '}');
 		rep = palloc(sizeof(ClerkRepaired));
 		rep->id = element_id(p, p->is_list ? i : -1);
 		rep->details = d.data;
