@@ -31,6 +31,8 @@
 /* deletion candidates confirmed per batch of requests */
 #define CONFIRM_BATCH 32
 
+static bool plain_id(const char *id);
+
 void
 clerk_run_message(ClerkRun *run, const char *fmt,...)
 {
@@ -114,6 +116,11 @@ clerk_run_stats_json(ClerkRun *run)
 		appendStringInfo(&buf, ", \"since_ms\": " INT64_FORMAT, run->since_ms);
 	appendStringInfo(&buf, ", \"shifts_repaired\": " INT64_FORMAT ", \"failures_retried\": " INT64_FORMAT,
 					 run->shifts_repaired, run->failures_retried);
+	if (run->users_paging)
+	{
+		appendStringInfoString(&buf, ", \"users_paging\": ");
+		escape_json(&buf, run->users_paging);
+	}
 	appendStringInfoChar(&buf, '}');
 	return buf.data;
 }
@@ -529,6 +536,208 @@ query_rows(ClerkRun *run, const char *sql)
 	clerk_in_transaction(run_query, &q);
 	MemoryContextSwitchTo(run->run_cxt);
 	return q.rows;
+}
+
+/* ---- users by cursor ---- */
+
+/* at most this many created_at ranges are walked at once */
+#define CURSOR_RANGES_MAX 32
+
+/* One created_at range of users, walked with starting_after. */
+typedef struct CursorRange
+{
+	int64		after;			/* created_at_after (exclusive), or -1 for none */
+	int64		before;			/* created_at_before (exclusive), or -1: open, so new users land here */
+	char	   *cursor;			/* the last id read, or NULL before the first page */
+	char	   *path;			/* of the request in flight */
+	int			req;			/* the request in flight */
+	bool		done;
+} CursorRange;
+
+typedef struct EdgeArgs
+{
+	const ClerkHttpResult *res;
+	const char *what;
+	int64		created_ms;		/* out: created_at of the one user, or -1 */
+	char	   *id;				/* out, in the run's context */
+	MemoryContext mcxt;
+} EdgeArgs;
+
+static void
+read_edge(void *varg)
+{
+	EdgeArgs   *e = (EdgeArgs *) varg;
+	ClerkParsed page;
+	JsonbValue *first;
+
+	clerk_parse_answer(e->res, e->what, &page);
+	e->created_ms = -1;
+	if (JsonContainerSize(&page.objects->root) == 0)
+		return;
+	first = getIthJsonbValueFromContainer(&page.objects->root, 0);
+	e->created_ms = member_ms(first->val.binary.data, "created_at");
+	e->id = clerk_json_string(first->val.binary.data, "id");
+	if (e->id != NULL)
+		e->id = MemoryContextStrdup(e->mcxt, e->id);
+}
+
+/* created_at and id of the oldest or newest user; -1 when there is none. */
+static int64
+user_edge(ClerkRun *run, bool newest, char **id)
+{
+	const char *path = newest ? "/users?limit=1&order_by=-created_at" : "/users?limit=1&order_by=created_at";
+	ClerkHttpResult res;
+	EdgeArgs	e = {&res, path, -1, NULL, run->run_cxt};
+
+	clerk_http_get(run->http, path, &res);
+	clerk_http_check(&res, path);
+	clerk_in_transaction(read_edge, &e);
+	MemoryContextSwitchTo(run->run_cxt);
+	if (id)
+		*id = e.id;
+	return e.created_ms;
+}
+
+static void
+submit_range(ClerkRun *run, CursorRange *r)
+{
+	StringInfoData path;
+
+	initStringInfo(&path);
+	appendStringInfo(&path, "/users?limit=%d&order_by=created_at", run->settings.page_size);
+	if (r->after >= 0)
+		appendStringInfo(&path, "&created_at_after=" INT64_FORMAT, r->after);
+	if (r->before >= 0)
+		appendStringInfo(&path, "&created_at_before=" INT64_FORMAT, r->before);
+	if (r->cursor != NULL)
+		appendStringInfo(&path, "&starting_after=%s", r->cursor);
+	if (r->path)
+		pfree(r->path);
+	r->path = path.data;
+	r->req = clerk_http_submit(run->http, r->path);
+}
+
+/*
+ * The full listing of users with cursors: the created_at span is cut into
+ * clerk_sync.concurrency disjoint ranges, each walked with starting_after,
+ * one request of each in flight, so that no page costs more than the first
+ * however far into the list it is.  The last range is open at the top: users
+ * created during the run land in it (or in the next run); none is read
+ * twice, none skipped.  Returns false, having listed nothing, if the API
+ * refuses cursors or created_at filters (an older API version answers 422):
+ * the caller pages by offset instead.
+ */
+static bool
+list_users_by_cursor(ClerkRun *run)
+{
+	ListSpec	spec = {CLERK_USERS, "/users", "created_at", NULL, 0, false, false, 1, -1};
+	int			limit = run->settings.page_size;
+	char	   *first_id;
+	int64		first = user_edge(run, false, &first_id);
+	int64		last;
+	int			n,
+				k,
+				live;
+	CursorRange *ranges;
+	int		   *fifo;
+	int			fifo_head = 0,
+				fifo_len = 0;
+	ClerkHttpResult probe;
+	char	   *probe_path;
+	int64		before = run->counts[CLERK_USERS].fetched;
+
+	if (first < 0 || first_id == NULL || !plain_id(first_id))
+		return first < 0;		/* no users: nothing to list (else: let offset paging try) */
+
+	/* does the API take a cursor and created_at filters? */
+	probe_path = psprintf("/users?limit=1&order_by=created_at&created_at_after=" INT64_FORMAT "&starting_after=%s",
+						  first - 1, first_id);
+	clerk_http_get(run->http, probe_path, &probe);
+	if (probe.error == NULL && (probe.status == 422 || probe.status == 400))
+	{
+		run->users_paging = psprintf("offset: the API answered HTTP %ld to a starting_after request", probe.status);
+		clerk_run_message(run, "users: the API refuses cursor paging (HTTP %ld); listing by offset in this run",
+						  probe.status);
+		return false;
+	}
+	clerk_http_check(&probe, probe_path);
+
+	last = user_edge(run, true, NULL);
+	n = Max(1, Min(run->settings.concurrency, CURSOR_RANGES_MAX));
+	if (run->users_total_hint >= 0 && run->users_total_hint < (int64) limit * n * 2)
+		n = 1;					/* a few pages: ranges would cost more requests than they save */
+	ranges = palloc0(sizeof(CursorRange) * n);
+	fifo = palloc(sizeof(int) * n);
+	for (k = 0; k < n; k++)
+	{
+		int64		lo = first + (int64) ((double) (last - first + 1) * k / n);
+		int64		hi = first + (int64) ((double) (last - first + 1) * (k + 1) / n);
+
+		/* range k holds created_at in [lo, hi): after lo - 1, before hi */
+		ranges[k].after = k == 0 ? -1 : lo - 1;
+		ranges[k].before = k == n - 1 ? -1 : hi;
+		submit_range(run, &ranges[k]);
+		fifo[(fifo_head + fifo_len++) % n] = k;
+	}
+	run->users_paging = psprintf("cursor: %d created_at range%s walked at once", n, n == 1 ? "" : "s");
+
+	live = n;
+	while (live > 0)
+	{
+		ClerkHttpResult res;
+		PageArgs	a;
+		CursorRange *r;
+		instr_time	t0,
+					t1;
+
+		k = fifo[fifo_head];
+		fifo_head = (fifo_head + 1) % n;
+		fifo_len--;
+		r = &ranges[k];
+
+		clerk_http_pump(run->http);
+		INSTR_TIME_SET_CURRENT(t0);
+		clerk_http_wait(run->http, r->req, &res);
+		INSTR_TIME_SET_CURRENT(t1);
+		INSTR_TIME_SUBTRACT(t1, t0);
+		run->wait_ms += INSTR_TIME_GET_MILLISEC(t1);
+		clerk_http_check(&res, r->path);
+
+		memset(&a, 0, sizeof(a));
+		a.run = run;
+		a.spec = &spec;
+		a.res = &res;
+		a.what = r->path;
+		a.track_seen = true;
+		a.want_ids = true;
+		INSTR_TIME_SET_CURRENT(t0);
+		clerk_in_transaction(write_page, &a);
+		INSTR_TIME_SET_CURRENT(t1);
+		INSTR_TIME_SUBTRACT(t1, t0);
+		run->write_ms += INSTR_TIME_GET_MILLISEC(t1);
+		clerk_http_release(run->http, r->req);
+		run->pages++;
+		if (a.max_updated_ms > run->max_updated_ms)
+			run->max_updated_ms = a.max_updated_ms;
+
+		if (a.count < limit || a.ids == NIL || !plain_id((char *) llast(a.ids)))
+		{
+			r->done = true;
+			live--;
+		}
+		else
+		{
+			r->cursor = (char *) llast(a.ids);
+			submit_range(run, r);
+			fifo[(fifo_head + fifo_len++) % n] = k;
+		}
+
+		clerk_run_progress(run, NULL, run->counts[CLERK_USERS].fetched - before, -2);
+		if (run->pages % MESSAGE_EVERY_PAGES == 0)
+			clerk_run_message(run, "users: " INT64_FORMAT " fetched so far",
+							  run->counts[CLERK_USERS].fetched - before);
+	}
+	return true;
 }
 
 /* ---- memberships ---- */
@@ -965,15 +1174,19 @@ clerk_sync_execute(ClerkRun *run)
 					  full_listing ? "listing" : "fetching recent changes", run->users_total_hint);
 	clerk_run_progress(run, "users", 0, run->users_total_hint);
 	if (full_listing)
+	{
 		users.total_hint = run->users_total_hint;
+		if (!list_users_by_cursor(run))
+			list_pages(run, &users);
+	}
 	else
 	{
 		users.order_by = "-updated_at";
 		users.stop_field = "updated_at";
 		users.since_ms = run->since_ms;
 		users.concurrency = 1;
+		list_pages(run, &users);
 	}
-	list_pages(run, &users);
 	phase_message(run, CLERK_USERS);
 
 	/* organizations: few, so always listed in full */

@@ -25,6 +25,7 @@ typedef struct ClerkRun
 	int64		deleted[CLERK_NENTITIES];
 	int64		pages;
 	char	   *deletion_note;	/* why nothing was deleted, if so */
+	char	   *users_paging;	/* how the full listing of users paged */
 	int64		started_ms;		/* when the run started, Unix ms */
 	int64		max_updated_ms; /* newest user updated_at fetched */
 	int64		high_water_ms;	/* the mark for the next incremental run */

@@ -12,6 +12,9 @@ use ClerkTest;
 
 my $mock = ClerkMock->new(users => 300, organizations => 10, memberships => 200, seed => 3);
 my $node = clerk_node('sync', $mock, conf => "clerk_sync.page_size = 50\nclerk_sync.max_delete_fraction = 0.5");
+# These tests page users by offset, the way an API without cursors is
+# listed (the fall-back); the cursor listing has t/100_cursor.pl.
+$mock->configure(no_cursors => \1);
 
 sub mock_ids {
     my ($path) = @_;

@@ -1355,6 +1355,7 @@ class App:
             "disable_instance_memberships": False,
             "page_extras": {},
             "offset_cost_us": 0,
+            "no_cursors": False,
         }
         self.meta_lock = threading.Lock()
         self.log_fh = open(args.log_file, "a", encoding="utf-8", buffering=1) if args.log_file else None
@@ -1643,6 +1644,11 @@ class App:
         st = self.store
         limit, offset = self._pagination(q)
         field, desc = p_order(q, {"created_at", "updated_at"})
+        if self.config.get("no_cursors") and (q.get("starting_after") or q.get("created_at_after")
+                                               or q.get("created_at_before")):
+            # as an older API version answers: it knows none of these
+            name = "starting_after" if q.get("starting_after") else "created_at_after"
+            raise param_invalid(name, f"{name} is not a valid parameter for this request.")
         after = q.get("starting_after", [None])[0]
         if after is not None:
             if field != "created_at":
@@ -1672,6 +1678,8 @@ class App:
         check_params(q, {"user_id", "email_address", "created_at_after", "created_at_before"},
                      USERS_CLERK_PARAMS - {"limit", "offset", "order_by", "starting_after"})
         st = self.store
+        if self.config.get("no_cursors") and (q.get("created_at_after") or q.get("created_at_before")):
+            raise param_invalid("created_at_after", "created_at_after is not a valid parameter for this request.")
         inc, exc = self._user_candidates(q)
         if q.get("created_at_after") or q.get("created_at_before"):
             seq = sorted(inc - exc) if inc is not None else st.live_indices(st.users)
