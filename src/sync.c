@@ -259,6 +259,36 @@ write_page(void *varg)
 		a->ids = page_ids(page.objects, run->run_cxt);
 }
 
+/*
+ * Write the answer to request `req` of a listing in its own transaction,
+ * timed, and let the request go; *a says what the page held.
+ */
+static void
+write_answer(ClerkRun *run, const ListSpec *spec, const ClerkHttpResult *res, const char *what,
+			 int req, bool track_seen, bool want_ids, PageArgs *a)
+{
+	instr_time	t0,
+				t1;
+
+	memset(a, 0, sizeof(*a));
+	a->run = run;
+	a->spec = spec;
+	a->res = res;
+	a->what = what;
+	a->track_seen = track_seen;
+	a->want_ids = want_ids;
+	INSTR_TIME_SET_CURRENT(t0);
+	clerk_in_transaction(write_page, a);
+	INSTR_TIME_SET_CURRENT(t1);
+	INSTR_TIME_SUBTRACT(t1, t0);
+	run->write_ms += INSTR_TIME_GET_MILLISEC(t1);
+	MemoryContextSwitchTo(run->run_cxt);
+	clerk_http_release(run->http, req);
+	run->pages++;
+	if (spec->entity == CLERK_USERS && a->max_updated_ms > run->max_updated_ms)
+		run->max_updated_ms = a->max_updated_ms;
+}
+
 /* A set of ids seen by one listing, to check that pages overlap. */
 #define SEEN_KEY_LEN 128
 
@@ -407,23 +437,7 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 			clerk_http_pump(run->http);
 		}
 
-		memset(&a, 0, sizeof(a));
-		a.run = run;
-		a.spec = spec;
-		a.res = &res;
-		a.what = r.paths[r.head];
-		a.track_seen = !run->incremental;
-		a.want_ids = newest_first;
-		INSTR_TIME_SET_CURRENT(t0);
-		clerk_in_transaction(write_page, &a);
-		INSTR_TIME_SET_CURRENT(t1);
-		INSTR_TIME_SUBTRACT(t1, t0);
-		run->write_ms += INSTR_TIME_GET_MILLISEC(t1);
-		clerk_http_release(run->http, r.ids[r.head]);
-		run->pages++;
-
-		if (spec->entity == CLERK_USERS && a.max_updated_ms > run->max_updated_ms)
-			run->max_updated_ms = a.max_updated_ms;
+		write_answer(run, spec, &res, r.paths[r.head], r.ids[r.head], !run->incremental, newest_first, &a);
 		if (!newest_first && a.total >= 0)
 			total = a.total;
 		allowed = depth;
@@ -703,22 +717,7 @@ list_users_by_cursor(ClerkRun *run)
 		run->wait_ms += INSTR_TIME_GET_MILLISEC(t1);
 		clerk_http_check(&res, r->path);
 
-		memset(&a, 0, sizeof(a));
-		a.run = run;
-		a.spec = &spec;
-		a.res = &res;
-		a.what = r->path;
-		a.track_seen = true;
-		a.want_ids = true;
-		INSTR_TIME_SET_CURRENT(t0);
-		clerk_in_transaction(write_page, &a);
-		INSTR_TIME_SET_CURRENT(t1);
-		INSTR_TIME_SUBTRACT(t1, t0);
-		run->write_ms += INSTR_TIME_GET_MILLISEC(t1);
-		clerk_http_release(run->http, r->req);
-		run->pages++;
-		if (a.max_updated_ms > run->max_updated_ms)
-			run->max_updated_ms = a.max_updated_ms;
+		write_answer(run, &spec, &res, r->path, r->req, true, true, &a);
 
 		if (a.count < limit || a.ids == NIL || !plain_id((char *) llast(a.ids)))
 		{
