@@ -33,6 +33,7 @@ int			clerk_sync_rate_limit = 100;
 int			clerk_sync_concurrency = 4;
 int			clerk_sync_log_retention = 30 * 24 * 60;
 int			clerk_sync_credential_audit_retention = 0;
+int			clerk_sync_worker_start_timeout = 10000;
 int			clerk_sync_incremental_overlap = 300;
 double		clerk_sync_max_delete_fraction = 0.1;
 bool		clerk_sync_preloaded = false;
@@ -219,6 +220,14 @@ _PG_init(void)
 							 0.1, 0.0, 1.0,
 							 PGC_USERSET, 0,
 							 check_max_delete_fraction, NULL, NULL);
+
+	DefineCustomIntVariable("clerk_sync.worker_start_timeout",
+							"How long a caller waits for a run's background worker to start.",
+							"A worker not running by then is stopped and its run slot given back; the call fails.",
+							&clerk_sync_worker_start_timeout,
+							10000, 0, 600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("clerk_sync.credential_audit_retention",
 							"How long audit rows of credential reads, stores and rotations are kept.",

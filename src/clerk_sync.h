@@ -20,6 +20,7 @@ extern int	clerk_sync_rate_limit;
 extern int	clerk_sync_concurrency;
 extern int	clerk_sync_log_retention;
 extern int	clerk_sync_credential_audit_retention;
+extern int	clerk_sync_worker_start_timeout;
 extern int	clerk_sync_incremental_overlap;
 extern double clerk_sync_max_delete_fraction;
 

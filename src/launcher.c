@@ -44,8 +44,8 @@
 
 ClerkShared *clerk_shared = NULL;
 
-/* a worker not running this long after it was registered gives its slot back */
-#define WORKER_START_TIMEOUT_MS 10000
+/* a joiner gives up on a slot whose starter never got its worker going after this long */
+#define STARTING_SLOT_ABANDONED_MS (600 * 1000 + 5000)
 
 static void await_loop(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 generation,
 					   TimestampTz deadline);
@@ -383,7 +383,7 @@ wait_loop(ClerkRunSlot *slot, uint64 generation, bool until_done,
 			}
 			/* a slot its starter never got going (the starter is gone) */
 			if (handle == NULL && state == CLERK_SLOT_STARTING &&
-				TimestampDifferenceExceeds(reserved_at, GetCurrentTimestamp(), WORKER_START_TIMEOUT_MS + 5000))
+				TimestampDifferenceExceeds(reserved_at, GetCurrentTimestamp(), STARTING_SLOT_ABANDONED_MS))
 			{
 				release_unstarted(slot, generation);
 				continue;
@@ -482,7 +482,7 @@ key_without_locks(void)
 static void
 await_worker_start(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 generation)
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WORKER_START_TIMEOUT_MS);
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), clerk_sync_worker_start_timeout);
 	pid_t		pid;
 
 	PG_TRY();
@@ -521,8 +521,8 @@ await_loop(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 generation
 			release_unstarted(slot, generation);
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-					 errmsg("the clerk_sync background worker did not start within %d seconds",
-							WORKER_START_TIMEOUT_MS / 1000),
+					 errmsg("the clerk_sync background worker did not start within %d ms (clerk_sync.worker_start_timeout)",
+							clerk_sync_worker_start_timeout),
 					 errdetail("Its run slot was given back; no run was recorded."),
 					 errhint("Check max_worker_processes and the server log.")));
 		}

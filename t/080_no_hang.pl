@@ -130,6 +130,15 @@ is(q1('SELECT status FROM clerk_sync_all(dry_run => true)'), 'succeeded', 'after
     is(q1(q{SELECT count(*) FROM clerk.sync_runs WHERE status = 'running'}), '0', 'and nothing is left running');
 }
 
+# ==== a worker that does not start in time ====
+{
+    my ($state, $msg) = sql_error($node, 'SET clerk_sync.worker_start_timeout = 0; SELECT clerk_sync_all()');
+    is($state, '53000', 'a worker not started within clerk_sync.worker_start_timeout fails the call (53000)');
+    like($msg, qr/did not start within 0 ms/, 'saying so');
+    ok(within(10, q{SELECT count(*) = 0 FROM clerk.sync_progress}), 'and gives its slot back');
+    is(q1('SELECT status FROM clerk_sync_all(dry_run => true)'), 'succeeded', 'the next call runs');
+}
+
 # ==== a hot standby ====
 {
     $node->backup('base');
