@@ -1,7 +1,8 @@
 /*
  * common.c
- *		Small helpers every part of clerk_sync uses: the preload check, running as the role that writes the clerk tables, and trying work
- *		in a subtransaction.
+ *		Small helpers every part of clerk_sync uses: the preload check,
+ *		running as the role that writes the clerk tables, and work in a
+ *		subtransaction.
  */
 #include "postgres.h"
 

@@ -47,9 +47,6 @@ ClerkShared *clerk_shared = NULL;
 /* a joiner gives up on a slot whose starter never got its worker going after this long */
 #define STARTING_SLOT_ABANDONED_MS (600 * 1000 + 5000)
 
-static void await_loop(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 generation,
-					   TimestampTz deadline);
-
 /*
  * libpq/libpq.h declares it, but that header needs the GSSAPI headers of
  * the server's build; the function itself is always there (PostgreSQL 14+).
@@ -475,33 +472,9 @@ key_without_locks(void)
 }
 
 
-/*
- * Wait, bounded, for a registered worker to start; a worker that stopped
- * first is noticed by wait_for_run().
- */
+/* Until the worker runs (or stopped already), or ERROR at the deadline. */
 static void
-await_worker_start(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 generation)
-{
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), clerk_sync_worker_start_timeout);
-	pid_t		pid;
-
-	PG_TRY();
-	{
-		await_loop(handle, slot, generation, deadline);
-	}
-	PG_CATCH();
-	{
-		/* canceled while waiting: the worker and its slot go too */
-		TerminateBackgroundWorker(handle);
-		release_unstarted(slot, generation);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	(void) pid;
-}
-
-static void
-await_loop(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 generation, TimestampTz deadline)
+await_loop(BackgroundWorkerHandle *handle, TimestampTz deadline)
 {
 	pid_t		pid;
 
@@ -516,20 +489,39 @@ await_loop(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 generation
 					(errcode(ERRCODE_ADMIN_SHUTDOWN),
 					 errmsg("the server is shutting down")));
 		if (GetCurrentTimestamp() >= deadline)
-		{
-			TerminateBackgroundWorker(handle);
-			release_unstarted(slot, generation);
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 					 errmsg("the clerk_sync background worker did not start within %d ms (clerk_sync.worker_start_timeout)",
 							clerk_sync_worker_start_timeout),
 					 errdetail("Its run slot was given back; no run was recorded."),
 					 errhint("Check max_worker_processes and the server log.")));
-		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+/*
+ * Wait, bounded, for a registered worker to start; a worker that stopped
+ * first is noticed by wait_for_run().  Whatever ends the wait early (the
+ * deadline, a cancel) stops the worker and gives its slot back.
+ */
+static void
+await_worker_start(BackgroundWorkerHandle *handle, ClerkRunSlot *slot, uint64 generation)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), clerk_sync_worker_start_timeout);
+
+	PG_TRY();
+	{
+		await_loop(handle, deadline);
+	}
+	PG_CATCH();
+	{
+		TerminateBackgroundWorker(handle);
+		release_unstarted(slot, generation);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 /* Wait for a run of another kind to end; the caller's key is wiped if the wait fails. */

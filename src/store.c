@@ -348,6 +348,20 @@ counts_total(ClerkPageCounts *now, ClerkPageCounts *before)
 }
 
 void
+clerk_store_forget_listed_failures(int64 run_id)
+{
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* listed in this run (pg_temp.clerk_seen) and not failed in it: stored */
+	if (SPI_execute(psprintf("DELETE FROM clerk.sync_failures f "
+							 "WHERE f.last_run_id IS DISTINCT FROM " INT64_FORMAT " AND EXISTS "
+							 "(SELECT 1 FROM pg_temp.clerk_seen s WHERE s.entity = f.entity AND f.id = ANY (s.ids))",
+							 run_id), false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not forget failed records");
+	SPI_finish();
+}
+
+void
 clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run, bool track_seen,
 				 int64 run_id, TimestampTz fetched_at, ClerkPageCounts *counts)
 {

@@ -61,6 +61,12 @@ extern void clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run
 /* The record `id` was stored after all: forget that it failed (same conventions). */
 extern void clerk_store_forget_failure(ClerkEntity entity, const char *id);
 
+/*
+ * Forget every failure that run `run_id`'s complete listing stored: listed
+ * in it (pg_temp.clerk_seen) and not failed in it.  Same conventions.
+ */
+extern void clerk_store_forget_listed_failures(int64 run_id);
+
 /* Prepare a plan and keep it for the life of the process (SPI connected). */
 extern SPIPlanPtr clerk_prepare_saved(const char *sql, int nargs, Oid *types);
 

@@ -259,6 +259,31 @@ write_page(void *varg)
 		a->ids = page_ids(page.objects, run->run_cxt);
 }
 
+/* Wait for request `req` of a listing, the wait counted in wait_ms. */
+static void
+wait_answer(ClerkRun *run, int req, ClerkHttpResult *res)
+{
+	instr_time	t0,
+				t1;
+
+	INSTR_TIME_SET_CURRENT(t0);
+	clerk_http_wait(run->http, req, res);
+	INSTR_TIME_SET_CURRENT(t1);
+	INSTR_TIME_SUBTRACT(t1, t0);
+	run->wait_ms += INSTR_TIME_GET_MILLISEC(t1);
+}
+
+/* After each page: the progress shown, and every few pages a message. */
+static void
+page_done(ClerkRun *run, ClerkEntity entity, int64 fetched_before)
+{
+	int64		fetched = run->counts[entity].fetched - fetched_before;
+
+	clerk_run_progress(run, NULL, fetched, -2);
+	if (run->pages % MESSAGE_EVERY_PAGES == 0)
+		clerk_run_message(run, "%s: " INT64_FORMAT " fetched so far", clerk_entity_name(entity), fetched);
+}
+
 /*
  * Write the answer to request `req` of a listing in its own transaction,
  * timed, and let the request go; *a says what the page held.
@@ -408,19 +433,13 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 	{
 		ClerkHttpResult res;
 		PageArgs	a;
-		instr_time	t0,
-					t1;
 
 		/* (the list can outgrow its total while it is read: then go on) */
 		while (r.inflight < allowed && (total < 0 || r.next_offset <= total || r.inflight == 0))
 			submit_next(run, spec, &r);
 		clerk_http_pump(run->http);
 
-		INSTR_TIME_SET_CURRENT(t0);
-		clerk_http_wait(run->http, r.ids[r.head], &res);
-		INSTR_TIME_SET_CURRENT(t1);
-		INSTR_TIME_SUBTRACT(t1, t0);
-		run->wait_ms += INSTR_TIME_GET_MILLISEC(t1);
+		wait_answer(run, r.ids[r.head], &res);
 		if (res.error == NULL && res.status == 404 &&
 			((spec->allow_404 && r.offsets[r.head] == 0 && run->counts[spec->entity].fetched == before) ||
 			 (spec->gone_404 && r.offsets[r.head] > 0)))
@@ -467,11 +486,7 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 		}
 		r.head = (r.head + 1) % r.ring;
 		r.inflight--;
-
-		clerk_run_progress(run, NULL, run->counts[spec->entity].fetched - before, -2);
-		if (run->pages % MESSAGE_EVERY_PAGES == 0)
-			clerk_run_message(run, "%s: " INT64_FORMAT " fetched so far",
-							  clerk_entity_name(spec->entity), run->counts[spec->entity].fetched - before);
+		page_done(run, spec->entity, before);
 	}
 
 	/* pages asked for beyond the end are not needed */
@@ -565,7 +580,6 @@ typedef struct CursorRange
 	char	   *cursor;			/* the last id read, or NULL before the first page */
 	char	   *path;			/* of the request in flight */
 	int			req;			/* the request in flight */
-	bool		done;
 } CursorRange;
 
 typedef struct EdgeArgs
@@ -701,8 +715,6 @@ list_users_by_cursor(ClerkRun *run)
 		ClerkHttpResult res;
 		PageArgs	a;
 		CursorRange *r;
-		instr_time	t0,
-					t1;
 
 		k = fifo[fifo_head];
 		fifo_head = (fifo_head + 1) % n;
@@ -710,31 +722,21 @@ list_users_by_cursor(ClerkRun *run)
 		r = &ranges[k];
 
 		clerk_http_pump(run->http);
-		INSTR_TIME_SET_CURRENT(t0);
-		clerk_http_wait(run->http, r->req, &res);
-		INSTR_TIME_SET_CURRENT(t1);
-		INSTR_TIME_SUBTRACT(t1, t0);
-		run->wait_ms += INSTR_TIME_GET_MILLISEC(t1);
+		wait_answer(run, r->req, &res);
 		clerk_http_check(&res, r->path);
 
 		write_answer(run, &spec, &res, r->path, r->req, true, true, &a);
 
+		/* a short page ends the range; else its last id is the next cursor */
 		if (a.count < limit || a.ids == NIL || !plain_id((char *) llast(a.ids)))
-		{
-			r->done = true;
 			live--;
-		}
 		else
 		{
 			r->cursor = (char *) llast(a.ids);
 			submit_range(run, r);
 			fifo[(fifo_head + fifo_len++) % n] = k;
 		}
-
-		clerk_run_progress(run, NULL, run->counts[CLERK_USERS].fetched - before, -2);
-		if (run->pages % MESSAGE_EVERY_PAGES == 0)
-			clerk_run_message(run, "users: " INT64_FORMAT " fetched so far",
-							  run->counts[CLERK_USERS].fetched - before);
+		page_done(run, CLERK_USERS, before);
 	}
 	return true;
 }
@@ -1000,9 +1002,8 @@ deletion_sweep(ClerkRun *run)
 typedef struct ForgetArgs
 {
 	ClerkEntity entity;
-	const char *id;
+	const char *id;				/* NULL: every failure this full listing stored */
 	int64		run_id;
-	bool		seen_only;		/* forget every failure the full listing stored */
 } ForgetArgs;
 
 static void
@@ -1010,20 +1011,10 @@ forget_failure(void *varg)
 {
 	ForgetArgs *f = (ForgetArgs *) varg;
 
-	if (!f->seen_only)
-	{
+	if (f->id != NULL)
 		clerk_store_forget_failure(f->entity, f->id);
-		return;
-	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	/* seen in this complete listing and not failed in it: stored */
-	if (SPI_execute(psprintf("DELETE FROM clerk.sync_failures f "
-							 "WHERE f.last_run_id IS DISTINCT FROM " INT64_FORMAT " AND EXISTS "
-							 "(SELECT 1 FROM pg_temp.clerk_seen s WHERE s.entity = f.entity AND f.id = ANY (s.ids))",
-							 f->run_id), false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not forget failed records");
-	SPI_finish();
+	else
+		clerk_store_forget_listed_failures(f->run_id);
 }
 
 /*
@@ -1044,7 +1035,7 @@ retry_failures(ClerkRun *run)
 		return;
 	if (!run->incremental)
 	{
-		ForgetArgs	f = {CLERK_USERS, NULL, run->run_id, true};
+		ForgetArgs	f = {CLERK_USERS, NULL, run->run_id};
 
 		clerk_in_transaction(forget_failure, &f);
 	}
@@ -1082,7 +1073,7 @@ retry_failures(ClerkRun *run)
 		}
 		if (run->counts[e].failed == failed)
 		{
-			ForgetArgs	f = {e, row[1], run->run_id, false};
+			ForgetArgs	f = {e, row[1], run->run_id};
 
 			clerk_in_transaction(forget_failure, &f);
 			MemoryContextSwitchTo(run->run_cxt);
