@@ -13,17 +13,29 @@ COMMENT ON FUNCTION clerk_library_version() IS 'Version of the clerk_sync librar
 
 -- ---- sync runs ------------------------------------------------------------
 
-COMMENT ON FUNCTION clerk_sync_progress() IS 'The running sync of this database, read from shared memory; clerk.sync_progress shows it';
 COMMENT ON FUNCTION clerk_secret_key_configured() IS 'Whether a Clerk secret key is configured (never the key itself)';
 
--- what a run's worker waits for, so that a stuck run shows without reading C
-CREATE OR REPLACE VIEW clerk.sync_progress AS
+-- what a run's worker waits for, so that a stuck run shows without reading C,
+-- and the concurrency the run uses now (it adapts; clerk_sync.concurrency is
+-- the most it may use)
+DROP VIEW clerk.sync_progress;
+DROP FUNCTION clerk_sync_progress();
+CREATE FUNCTION clerk_sync_progress(
+    OUT run_id bigint, OUT pid integer, OUT kind text, OUT dry_run boolean, OUT phase text,
+    OUT pages bigint, OUT rows_done bigint, OUT rows_expected bigint, OUT requests bigint,
+    OUT retries bigint, OUT rate_limit_waits bigint, OUT started_at timestamptz,
+    OUT concurrency integer)
+RETURNS SETOF record
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'clerk_sync_progress';
+CREATE VIEW clerk.sync_progress AS
     SELECT p.run_id, p.pid, p.kind, p.dry_run, p.phase, p.pages, p.rows_done, p.rows_expected,
-           p.requests, p.retries, p.rate_limit_waits, p.started_at,
+           p.requests, p.retries, p.rate_limit_waits, p.concurrency, p.started_at,
            pg_catalog.clock_timestamp() - p.started_at AS elapsed,
            a.wait_event_type, a.wait_event
     FROM @extschema@.clerk_sync_progress() p
     LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid;
+COMMENT ON FUNCTION clerk_sync_progress() IS 'The running sync of this database, read from shared memory; clerk.sync_progress shows it';
 COMMENT ON VIEW clerk.sync_progress IS 'The running sync of this database, from shared memory (like pg_stat_progress_*), with its worker''s pid and wait event';
 
 -- clerk_status() also shows the library's and the installed SQL's versions

@@ -206,10 +206,10 @@ _PG_init(void)
 							check_rate_limit, NULL, NULL);
 
 	DefineCustomIntVariable("clerk_sync.concurrency",
-							"Number of page requests a sync keeps in flight.",
-							NULL,
+							"Most requests a sync keeps in flight.",
+							"The sync adapts below it: it grows while answers come back fast, up to what fills clerk_sync.rate_limit, and backs off on 429 answers and rising latency.",
 							&clerk_sync_concurrency,
-							4, 1, 32,
+							16, 1, 32,
 							PGC_USERSET, 0,
 							check_concurrency, NULL, NULL);
 

@@ -13,6 +13,12 @@ LATENCY=100
 LIMIT=1000
 PAGE=500
 CONC=4
+CONC_NEW=32                           # the later rows: the sync adapts its concurrency up to this
+OFFSET_COST=50                        # µs per skipped row on offset listings (the offset-cost model)
+RL_LATENCY=300                        # the rate-limit floor's latency: enough to hit the limit
+SEQ_USERS=$((SCALE < 20000 ? SCALE : 20000))   # (d)'s slice
+SEQ_PAGE=100
+SYNC_TIMEOUT=${BENCH_SYNC_TIMEOUT:-1200}      # s: no wait below is longer than this
 PYTHON=${PYTHON:-/usr/bin/python3}
 OUT=$WORK/out
 KEY="sk_test_mock_$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
@@ -33,7 +39,19 @@ start_mock() {
 		--seed 11 --latency-ms $LATENCY --rate-limit $LIMIT >"$OUT/bench-mock.out" 2>&1 &
 	MOCK_PID=$!
 	for _ in $(seq 100); do [ -s "$OUT/bench-mock.port" ] && break; sleep 0.1; done
+	[ -s "$OUT/bench-mock.port" ] || { echo "the mock did not start" >&2; cat "$OUT/bench-mock.out" >&2; exit 1; }
 	MOCK_URL="http://127.0.0.1:$(cat "$OUT/bench-mock.port")/v1"
+}
+
+mock_config() {
+	# mock_config JSON: change the running mock's settings (/__mock/config).
+	# Each call also sets rate_limit, which empties the mock's rate window, so
+	# that a sync does not start with the previous one's requests counted.
+	local r
+	r=$(curl -s --max-time 10 -X POST -H 'Content-Type: application/json' \
+		--data "{\"rate_limit\": $LIMIT, $1}" "${MOCK_URL%/v1}/__mock/config") \
+		|| { echo "the mock's config did not answer" >&2; exit 1; }
+	case "$r" in *'"error"'*) echo "mock config {$1}: $r" >&2; exit 1 ;; esac
 }
 
 now() { date +%s.%N; }
@@ -46,13 +64,14 @@ busy_pct() { echo "scale=0; 100 * ($2 - $1) / ($3 * $NCPU)" | bc; }
 elapsed() { echo "$2 - $1" | bc; }
 
 settings() {
-	# the session settings every measured sync uses (the key is read from the
-	# environment of this script by psql, never written to a file)
+	# settings [concurrency]: the session settings every measured sync uses
+	# (the key is read from the environment of this script by psql, never
+	# written to a file)
 	cat <<-EOF
 		SET clerk_sync.api_url = '$MOCK_URL';
 		SET clerk_sync.page_size = $PAGE;
 		SET clerk_sync.rate_limit = $LIMIT;
-		SET clerk_sync.concurrency = $CONC;
+		SET clerk_sync.concurrency = ${1:-$CONC};
 		SET clerk_sync.secret_key_file = '$OUT/bench.key';
 	EOF
 }
@@ -62,17 +81,18 @@ reset_tables() {
 	$PSQL -c "CHECKPOINT" >/dev/null
 }
 
-# sync <label>: one full sync; sets SYNC_* variables; samples the worker's peak RSS
+# sync <label> [concurrency]: one full sync; sets SYNC_* variables; samples the worker's peak RSS
 sync() {
-	local lsn0 lsn1 id pid hwm=0 v
+	local lsn0 lsn1 id pid hwm=0 v deadline=$((SECONDS + SYNC_TIMEOUT))
 	lsn0=$($PSQL -c "SELECT pg_current_wal_insert_lsn()")
 	SYNC_WORKER_CPU=0
 	local mock0
 	mock0=$(proc_cpu "$MOCK_PID")
-	id=$( { settings; echo "SELECT id FROM clerk_sync_all(wait => false);"; } | $PSQL)
+	id=$( { settings "${2:-$CONC}"; echo "SELECT id FROM clerk_sync_all(wait => false);"; } | $PSQL)
 	pid=$($PSQL -c "SELECT pid FROM clerk.sync_progress WHERE run_id = $id")
 	# watch the worker through /proc only, so the watching costs next to nothing
 	while [ -n "$pid" ] && [ -d "/proc/$pid" ]; do
+		sync_overdue "$1" "$id" "$deadline"
 		if [ -r "/proc/$pid/status" ]; then
 			# private memory only: shared buffers the worker touches are not its own
 			v=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
@@ -81,7 +101,10 @@ sync() {
 		fi
 		sleep 0.25
 	done
-	while [ "$($PSQL -c "SELECT status FROM clerk.sync_runs WHERE id = $id")" = running ]; do sleep 0.1; done
+	while [ "$($PSQL -c "SELECT status FROM clerk.sync_runs WHERE id = $id")" = running ]; do
+		sync_overdue "$1" "$id" "$deadline"
+		sleep 0.1
+	done
 	lsn1=$($PSQL -c "SELECT pg_current_wal_insert_lsn()")
 	SYNC_MOCK_CPU=$(echo "$(proc_cpu "$MOCK_PID") - $mock0" | bc)
 	SYNC_STATUS=$($PSQL -c "SELECT status FROM clerk.sync_runs WHERE id = $id")
@@ -93,7 +116,49 @@ sync() {
 	SYNC_SPLIT=$($PSQL -c "SELECT round((stats ->> 'wait_ms')::numeric / 1000, 1) || ' s waiting for answers, ' || round((stats ->> 'write_ms')::numeric / 1000, 1) || ' s writing pages' FROM clerk.sync_runs WHERE id = $id")
 	SYNC_WAL=$($PSQL -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')::bigint")
 	SYNC_RSS_MB=$(echo "scale=1; $hwm / 1024" | bc)
+	# how the run paged and how many requests it kept in flight (empty when
+	# the sync does not report them)
+	SYNC_UPAGING=$($PSQL -c "SELECT stats ->> 'users_paging' FROM clerk.sync_runs WHERE id = $id")
+	SYNC_MPAGING=$($PSQL -c "SELECT stats ->> 'memberships_paging' FROM clerk.sync_runs WHERE id = $id")
+	SYNC_CONC=$($PSQL -c "SELECT stats -> 'concurrency' FROM clerk.sync_runs WHERE id = $id")
 	[ "$SYNC_STATUS" = succeeded ] || { echo "bench sync $1 ended $SYNC_STATUS" >&2; $PSQL -c "SELECT error FROM clerk.sync_runs WHERE id = $id" >&2; exit 1; }
+}
+
+sync_overdue() {
+	# sync_overdue <label> <run id> <deadline>: stop a run that takes too long
+	[ "$SECONDS" -lt "$3" ] && return 0
+	echo "bench sync $1 still running after $SYNC_TIMEOUT s: canceled" >&2
+	$PSQL -c "SELECT clerk_sync_cancel($2)" >/dev/null || true
+	exit 1
+}
+
+# sync32 <label> <array>: the tables emptied, one full sync at concurrency
+# CONC_NEW; <array> gets (seconds, requests, 429s, users_paging,
+# memberships_paging, concurrency, CPU busy %)
+sync32() {
+	local -n _res=$2
+	local c0 busy
+	reset_tables
+	c0=$(cpu_busy)
+	sync "$1" $CONC_NEW
+	busy=$(busy_pct "$c0" "$(cpu_busy)" "$SYNC_SECS" 2>/dev/null || true)
+	_res=("$SYNC_SECS" "$SYNC_REQ" "$SYNC_429" "$SYNC_UPAGING" "$SYNC_MPAGING" "$SYNC_CONC" "$busy")
+}
+
+# ratio <a> <b>: a / b to two places, "n/a" when either is missing or b is 0
+ratio() {
+	if [[ "$1" =~ ^[0-9.]+$ && "$2" =~ ^[0-9.]+$ ]] && [ "$(echo "$2 > 0" | bc)" = 1 ]; then
+		echo "scale=2; $1 / $2" | bc
+	else
+		echo n/a
+	fi
+}
+# a table cell: | would end it
+cell() { local s=${1//|/\\|}; printf "%s" "$s"; }
+# run_cell <array>: one run of sync32, as a table cell
+run_cell() {
+	local -n _r=$1
+	echo "${_r[0]} s (CPU busy: ${_r[6]}%); ${_r[1]} requests; ${_r[2]} 429s; users_paging: $(cell "${_r[3]}"); memberships_paging: $(cell "${_r[4]}"); concurrency: $(cell "${_r[5]}")"
 }
 
 # The list of page URLs a full sync requests (same limit and order).
@@ -114,6 +179,10 @@ reset_tables
 sync small
 SMALL_RSS=$SYNC_RSS_MB
 SMALL_SECS=$SYNC_SECS
+
+# --- offset-cost model, the small data set: offset listings pay per skipped row ---
+mock_config "\"offset_cost_us\": $OFFSET_COST"
+sync32 oc-small OC_SMALL
 
 # --- the full sync ---
 start_mock $SCALE $ORGS $MEMS
@@ -199,10 +268,165 @@ WRITE_BUSY=$(busy_pct "$c0" "$(cpu_busy)" "$WRITE_SECS")
 LOADED=$($PSQL -c "SELECT (SELECT count(*) FROM clerk.users) + (SELECT count(*) FROM clerk.organizations) + (SELECT count(*) FROM clerk.organization_members)")
 rm -rf "$PAGES"
 
+# --- (c) the write floor: (b)'s finished rows, COPY FROM files into empty copies ---
+$PSQL >/dev/null <<-EOF
+	SET client_min_messages = warning;
+	DROP SCHEMA IF EXISTS bench_copy CASCADE;
+	CREATE SCHEMA bench_copy;
+	CREATE TABLE bench_copy.users (LIKE clerk.users INCLUDING ALL);
+	CREATE TABLE bench_copy.organizations (LIKE clerk.organizations INCLUDING ALL);
+	CREATE TABLE bench_copy.organization_members (LIKE clerk.organization_members INCLUDING ALL);
+	COPY clerk.users TO '$OUT/copy-users.txt';
+	COPY clerk.organizations TO '$OUT/copy-organizations.txt';
+	COPY clerk.organization_members TO '$OUT/copy-organization_members.txt';
+	CHECKPOINT;
+EOF
+t0=$(now)
+c0=$(cpu_busy)
+# one statement, so one transaction, per table
+$PSQL >/dev/null <<-EOF
+	COPY bench_copy.users FROM '$OUT/copy-users.txt';
+	COPY bench_copy.organizations FROM '$OUT/copy-organizations.txt';
+	COPY bench_copy.organization_members FROM '$OUT/copy-organization_members.txt';
+EOF
+t1=$(now)
+COPY_SECS=$(printf '%.2f' "$(elapsed "$t0" "$t1")")
+COPY_BUSY=$(busy_pct "$c0" "$(cpu_busy)" "$COPY_SECS" 2>/dev/null || true)
+COPIED=$($PSQL -c "SELECT (SELECT count(*) FROM bench_copy.users) + (SELECT count(*) FROM bench_copy.organizations) + (SELECT count(*) FROM bench_copy.organization_members)")
+$PSQL -c "SET client_min_messages = warning" -c "DROP SCHEMA bench_copy CASCADE" >/dev/null
+rm -f "$OUT"/copy-*.txt
+
+# --- offset-cost model and rate-limit floor: the standard data set, concurrency CONC_NEW ---
+start_mock $SCALE $ORGS $MEMS
+mock_config '"offset_cost_us": 0'
+sync32 oc-off OC_OFF
+mock_config "\"offset_cost_us\": $OFFSET_COST"
+sync32 oc-on OC_ON
+mock_config "\"offset_cost_us\": 0, \"latency_ms\": $RL_LATENCY"
+sync32 rate-limit RL
+
+# --- (d) the sequential reference on a slice: one request at a time, one statement per record ---
+SEQ_ORGS=$((SEQ_USERS / 20))
+SEQ_MEMS=$((SEQ_USERS * 3 / 2))
+start_mock $SEQ_USERS $SEQ_ORGS $SEQ_MEMS
+reset_tables
+SEQ=$OUT/seq
+rm -rf "$SEQ"; mkdir -p "$SEQ"
+(umask 077 && printf 'Authorization: Bearer %s\nClerk-API-Version: 2026-05-12\n' "$KEY" >"$OUT/headers.txt")
+# what a simple script writes: per record, one INSERT of the mapped row
+# that updates every column when the id is there (the SET lists come from
+# the catalog, before the clock starts)
+upsert_set() {
+	$PSQL -c "SELECT string_agg(format('%I = EXCLUDED.%I', attname, attname), ', ' ORDER BY attnum)
+		FROM pg_attribute WHERE attrelid = 'clerk.$1'::regclass AND attnum > 0 AND NOT attisdropped AND attname <> 'id'"
+}
+SET_USERS=$(upsert_set users)
+SET_ORGS=$(upsert_set organizations)
+SET_MEMS=$(upsert_set organization_members)
+# the page into statements: one python3 process for the whole run (a jq or
+# python3 process per page costs tens of ms to start and parse, as much as
+# the page's writes); it answers each "table page.json page.sql" line with
+# the number of records
+cat >"$SEQ/split.py" <<'PY'
+import json, sys
+maps = {sys.argv[i]: (sys.argv[i + 1], sys.argv[i + 2]) for i in range(1, len(sys.argv), 3)}
+while True:
+    line = sys.stdin.readline()
+    if not line:
+        break
+    table, src, dst = line.rstrip("\n").split("\t")
+    fn, sets = maps[table]
+    with open(src, encoding="utf-8") as fh:
+        page = json.load(fh)
+    objs = page if isinstance(page, list) else page.get("data") or []
+    with open(dst, "w", encoding="utf-8") as out:
+        for o in objs:
+            lit = json.dumps([o], separators=(",", ":")).replace("'", "''")
+            out.write(f"INSERT INTO clerk.{table} SELECT * FROM clerk.{fn}('{lit}'::jsonb)"
+                      f" ON CONFLICT (id) DO UPDATE SET {sets};\n")
+    print(len(objs), flush=True)
+PY
+mkfifo "$SEQ/split.in" "$SEQ/split.out"
+"$PYTHON" "$SEQ/split.py" users map_users "$SET_USERS" organizations map_organizations "$SET_ORGS" \
+	organization_members map_memberships "$SET_MEMS" <"$SEQ/split.in" >"$SEQ/split.out" &
+SPLIT_PID=$!
+exec {SPLIT_IN}>"$SEQ/split.in" {SPLIT_OUT}<"$SEQ/split.out"
+# one psql session, fed a page's statements at a time; the script waits for
+# each page to be written before it asks for the next
+coproc SEQ_PSQL { $PSQL 2>&1; }
+SEQ_IN=${SEQ_PSQL[1]}
+SEQ_OUT=${SEQ_PSQL[0]}
+echo '\o /dev/null' >&"$SEQ_IN"
+SEQ_REQ=0 SEQ_STMT=0 SEQ_FETCH_US=0 SEQ_SPLIT_US=0 SEQ_WRITE_US=0
+
+seq_list() {
+	# seq_list <table> <url ending in ? or &> <objects expected>: offset pages
+	# until a short one, each page's records one statement each
+	local t=$1 url=$2 max=$(($3 / SEQ_PAGE + 3)) o=0 i n a b c d line got
+	local f=$SEQ/page.json s=$SEQ/page.sql
+	for ((i = 0; i < max; i++)); do
+		a=${EPOCHREALTIME/./}
+		curl -s --no-progress-meter --fail --max-time 120 -H @"$OUT/headers.txt" -o "$f" \
+			"${url}limit=$SEQ_PAGE&offset=$o"
+		b=${EPOCHREALTIME/./}
+		printf '%s\t%s\t%s\n' "$t" "$f" "$s" >&"$SPLIT_IN"
+		IFS= read -r -t 120 n <&"$SPLIT_OUT" && [[ "$n" =~ ^[0-9]+$ ]] \
+			|| { echo "(d): the page of $t at offset $o was not split" >&2; exit 1; }
+		c=${EPOCHREALTIME/./}
+		printf '\\i %s\n\\echo seq-page-written\n' "$s" >&"$SEQ_IN"
+		got=
+		while IFS= read -r -t 600 line <&"$SEQ_OUT"; do
+			[ "$line" = seq-page-written ] && { got=1; break; }
+			echo "(d) psql: $line" >&2
+		done
+		[ -n "$got" ] || { echo "(d): psql stopped writing $t at offset $o" >&2; exit 1; }
+		d=${EPOCHREALTIME/./}
+		SEQ_FETCH_US=$((SEQ_FETCH_US + b - a))
+		SEQ_SPLIT_US=$((SEQ_SPLIT_US + c - b))
+		SEQ_WRITE_US=$((SEQ_WRITE_US + d - c))
+		SEQ_REQ=$((SEQ_REQ + 1))
+		SEQ_STMT=$((SEQ_STMT + n))
+		[ "$n" -lt "$SEQ_PAGE" ] && return 0
+		o=$((o + SEQ_PAGE))
+	done
+	echo "(d): $t did not end after $max pages" >&2
+	exit 1
+}
+
+t0=$(now)
+c0=$(cpu_busy)
+seq_list users "$MOCK_URL/users?" $SEQ_USERS
+seq_list organizations "$MOCK_URL/organizations?include_members_count=true&" $SEQ_ORGS
+seq_list organization_members "$MOCK_URL/organization_memberships?" $SEQ_MEMS
+t1=$(now)
+SEQ_SECS=$(printf '%.2f' "$(elapsed "$t0" "$t1")")
+SEQ_BUSY=$(busy_pct "$c0" "$(cpu_busy)" "$SEQ_SECS" 2>/dev/null || true)
+exec {SEQ_IN}>&- {SPLIT_IN}>&- {SPLIT_OUT}<&-
+wait "$SEQ_PSQL_PID" 2>/dev/null || true
+wait "$SPLIT_PID" 2>/dev/null || true
+rm -f "$OUT/headers.txt"
+rm -rf "$SEQ"
+SEQ_ROWS=$($PSQL -c "SELECT (SELECT count(*) FROM clerk.users) + (SELECT count(*) FROM clerk.organizations) + (SELECT count(*) FROM clerk.organization_members)")
+us_s() { echo "scale=1; $1 / 1000000" | bc; }
+SEQ_SPLIT="$(us_s $SEQ_FETCH_US) s fetching, $(us_s $SEQ_SPLIT_US) s splitting, $(us_s $SEQ_WRITE_US) s writing ($(ratio "$SEQ_WRITE_US" "$((SEQ_STMT * 1000))") ms per record)"
+# the extension on the same slice
+sync32 slice SLICE
+
 SLOWER=$(echo "if ($FETCH_SECS > $WRITE_SECS) $FETCH_SECS else $WRITE_SECS" | bc)
 RATIO=$(echo "scale=2; ${FULL[0]} / $SLOWER" | bc)
 RSS_RATIO=$(echo "scale=2; ${FULL[4]} / $SMALL_RSS" | bc)
 RPS=$(echo "${FULL[1]} / ${FULL[0]}" | bc)
+OC_RATIO=$(ratio "${OC_ON[0]}" "${OC_OFF[0]}")
+OC_GROWTH=$(ratio "${OC_ON[0]}" "${OC_SMALL[0]}")
+COPY_RATIO=$(ratio "$WRITE_SECS" "$COPY_SECS")
+if [[ "${RL[1]}" =~ ^[0-9]+$ ]]; then
+	RL_FLOOR=$(echo "scale=2; ${RL[1]} * 10 / $LIMIT" | bc)
+	RL_BOUND=$(echo "if ($RL_FLOOR > $WRITE_SECS) $RL_FLOOR else $WRITE_SECS" | bc)
+else
+	RL_FLOOR=n/a RL_BOUND=$WRITE_SECS
+fi
+RL_RATIO=$(ratio "${RL[0]}" "$RL_BOUND")
+SEQ_RATIO=$(ratio "$SEQ_SECS" "${SLICE[0]}")
 
 {
 	echo "| measurement | value |"
@@ -228,4 +452,17 @@ RPS=$(echo "${FULL[1]} / ${FULL[0]}" | bc)
 	echo "| full sync / slower of (a), (b) | **$RATIO** (target at most 1.5) |"
 	echo "| worker peak private RSS (RssAnon), $SMALL users | $SMALL_RSS MB (sync took $SMALL_SECS s) |"
 	echo "| worker peak private RSS (RssAnon), $SCALE / $SMALL users | **$RSS_RATIO** (flat means it does not grow with the data) |"
+	echo "| (c) COPY FROM alone (b's $COPIED rows from files into empty copies, one transaction per table) | $COPY_SECS s (CPU busy: ${COPY_BUSY}%) |"
+	echo "| (b) write alone / (c) COPY FROM | **$COPY_RATIO** (target at most 1.0) |"
+	echo "| concurrency $CONC_NEW, no offset cost: full sync | $(run_cell OC_OFF) |"
+	echo "| concurrency $CONC_NEW, offset cost $OFFSET_COST µs per skipped row: full sync | $(run_cell OC_ON) |"
+	echo "| offset cost: full sync with / without | **$OC_RATIO** (target at most 1.2) |"
+	echo "| offset cost, concurrency $CONC_NEW: full sync of $SMALL users | $(run_cell OC_SMALL) |"
+	echo "| offset cost: full sync, $SCALE / $SMALL users | **$OC_GROWTH** (target at most 12: time grows linearly) |"
+	echo "| ${RL_LATENCY} ms latency, concurrency $CONC_NEW: full sync | $(run_cell RL) |"
+	echo "| rate-limit floor: requests / ($LIMIT per 10 s) | $RL_FLOOR s (${RL[1]} requests) |"
+	echo "| ${RL_LATENCY} ms sync / slower of floor, (b) write alone | **$RL_RATIO** (target at most 1.3) |"
+	echo "| (d) sequential reference ($SEQ_USERS users, $SEQ_ORGS organizations, $SEQ_MEMS memberships; curl, one request at a time, $SEQ_PAGE per page by offset; one INSERT ... ON CONFLICT DO UPDATE per record) | $SEQ_SECS s (CPU busy: ${SEQ_BUSY}%); $SEQ_REQ requests, $SEQ_STMT statements, $SEQ_ROWS rows; $SEQ_SPLIT |"
+	echo "| full sync of the same slice, concurrency $CONC_NEW | $(run_cell SLICE) |"
+	echo "| (d) / full sync of the slice | **$SEQ_RATIO** (target at least 20) |"
 } | tee "$OUT/bench.md"

@@ -37,7 +37,7 @@ apply_parsed(const char *entity, ClerkParsed *page)
 				 errhint("Use users, organizations or memberships.")));
 
 	clerk_become_writer(&saved, CLERK_SQL_FOR_SYNC);
-	clerk_store_page(e, page, false, false, 0, GetCurrentTransactionStartTimestamp(), &counts);
+	clerk_store_page(e, page, false, false, 0, GetCurrentTransactionStartTimestamp(), &counts, NULL);
 	clerk_restore_user(&saved);
 
 	result = psprintf("{\"fetched\": " INT64_FORMAT ", \"inserted\": " INT64_FORMAT

@@ -1,7 +1,8 @@
 /*
  * clerk_api.c
- *		What clerk_sync knows about the Clerk Backend API: its answers
- *		(parsed, with their counts checked), and clerk_test_connection().
+ *		What clerk_sync knows about the Clerk Backend API: its endpoints'
+ *		paths, its answers (parsed, with their counts checked), and
+ *		clerk_test_connection().
  */
 #include "postgres.h"
 
@@ -24,16 +25,84 @@
 
 PG_FUNCTION_INFO_V1(clerk_test_connection);
 
-void
-clerk_parse_answer(const ClerkHttpResult *res, const char *what, ClerkParsed *out)
+const char *
+clerk_list_path(ClerkEntity entity)
 {
-	char	   *err = clerk_parse(res->body ? res->body : "", res->body ? res->len : 0, out);
+	switch (entity)
+	{
+		case CLERK_USERS:
+			return "/users";
+		case CLERK_ORGANIZATIONS:
+			return "/organizations?include_members_count=true";
+		case CLERK_MEMBERSHIPS:
+			return "/organization_memberships";
+		default:
+			elog(ERROR, "unknown clerk_sync entity %d", (int) entity);
+	}
+	return NULL;				/* keep the compiler quiet */
+}
+
+bool
+clerk_list_has_cursor(ClerkEntity entity)
+{
+	return entity == CLERK_USERS;
+}
+
+char *
+clerk_object_path(ClerkEntity entity, const char *id, const char *organization_id,
+				  const char *user_id)
+{
+	switch (entity)
+	{
+		case CLERK_USERS:
+			return psprintf("/users/%s", id);
+		case CLERK_ORGANIZATIONS:
+			return psprintf("/organizations/%s", id);
+		case CLERK_MEMBERSHIPS:
+			return psprintf("/organizations/%s/memberships?user_id=%s&limit=100",
+							organization_id, user_id);
+		default:
+			elog(ERROR, "unknown clerk_sync entity %d", (int) entity);
+	}
+	return NULL;
+}
+
+char *
+clerk_org_memberships_path(const char *organization_id)
+{
+	return psprintf("/organizations/%s/memberships", organization_id);
+}
+
+bool
+clerk_plain_id(const char *id)
+{
+	const char *p;
+
+	if (id == NULL || *id == '\0' || strlen(id) > 200)
+		return false;
+	for (p = id; *p; p++)
+		if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+void
+clerk_scan_answer(const ClerkHttpResult *res, const char *what, ClerkParsed *out)
+{
+	char	   *err = clerk_parse_scan(res->body ? res->body : "", res->body ? res->len : 0, out);
 
 	if (err != NULL)
 		ereport(ERROR,
 				(errcode(CLERK_ERRCODE_BAD_RESPONSE),
 				 errmsg("Clerk sent malformed JSON for %s", what),
 				 errdetail("The answer is not JSON: %s.", err)));
+}
+
+void
+clerk_parse_answer(const ClerkHttpResult *res, const char *what, ClerkParsed *out)
+{
+	clerk_scan_answer(res, what, out);
+	clerk_parse_convert(out);
 }
 
 int64

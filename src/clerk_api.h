@@ -9,12 +9,43 @@
 
 #include "http.h"
 #include "parse.h"
+#include "store.h"
+
+/* ---- the endpoints ---- */
+
+/* GET: how many users there are ({"object": "total_count", ...}) */
+#define CLERK_PATH_USERS_COUNT "/users/count"
+
+/* The instance-wide listing of an entity (with its query string, if any). */
+extern const char *clerk_list_path(ClerkEntity entity);
+
+/* Whether the listing of `entity` takes starting_after (users only, since 2026-05-12). */
+extern bool clerk_list_has_cursor(ClerkEntity entity);
+
+/*
+ * The one object: /users/{id}, /organizations/{id}; for a membership, the
+ * organization's memberships of that user.  The ids must be plain
+ * (clerk_plain_id()).
+ */
+extern char *clerk_object_path(ClerkEntity entity, const char *id, const char *organization_id,
+							   const char *user_id);
+
+/* The memberships of one organization. */
+extern char *clerk_org_memberships_path(const char *organization_id);
+
+/* Is `id` safe to put in a URL path as it is? (Clerk ids are.) */
+extern bool clerk_plain_id(const char *id);
+
+/* ---- the answers ---- */
 
 /*
  * Parse an answer (repaired, each object converted on its own: parse.h);
  * a body that is not JSON at all is an ERROR with SQLSTATE 08P01.
  */
 extern void clerk_parse_answer(const ClerkHttpResult *res, const char *what, ClerkParsed *out);
+
+/* The same in two steps (parse.h): the scan, which raises the same error, and then clerk_parse_convert(). */
+extern void clerk_scan_answer(const ClerkHttpResult *res, const char *what, ClerkParsed *out);
 
 /* The answer's total_count, or -1 without one; one that is no count is 08P01. */
 extern int64 clerk_answer_total_count(const ClerkParsed *p, const char *what);

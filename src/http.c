@@ -4,7 +4,8 @@
  *
  * One client owns a curl multi handle and a small pool of easy handles that
  * are reused from request to request, so connections stay alive.  It keeps
- * up to `concurrency` requests in flight, never starts more than
+ * up to `concurrency` requests in flight (fewer while the API shows that
+ * more would not help: see the window below), never starts more than
  * `rate_limit` requests in any 10 seconds, honours Retry-After on 429, and
  * retries 5xx answers, timeouts and dropped connections with exponential
  * backoff and jitter.  Everything curl allocates stays on malloc and is
@@ -38,6 +39,12 @@
 #define CLERK_HTTP_WINDOW_MS 10100
 /* how often waiting code looks at interrupts */
 #define CLERK_HTTP_TICK_MS 100
+/* the window starts here (or at the maximum, if lower) */
+#define CLERK_HTTP_WINDOW_START 4
+/* latencies remembered to tell a rising latency from a listing's own cost */
+#define CLERK_HTTP_LATENCY_RING 16
+/* an answer this many times slower than the fastest recent one means congestion */
+#define CLERK_HTTP_LATENCY_RISE 3.0
 
 ClerkHttpInterruptCheck clerk_http_interrupt_check = NULL;
 
@@ -76,6 +83,21 @@ struct ClerkHttpClient
 	int			next_start;
 
 	int64		pause_until;	/* no request starts before this (429) */
+
+	/*
+	 * The window: requests allowed in flight now, between 1 and concurrency
+	 * (never above rate_limit).  It grows by one per answer that came back
+	 * fast while it is below what fills the rate limit (requests per second
+	 * times the latency), and is halved on a 429 or an answer much slower
+	 * than the recent ones, at most once per round trip.
+	 */
+	int			window;
+	int			grow_credit;	/* good answers since the window last grew */
+	bool		slow_start;		/* until the first cut, grow by one per answer */
+	int64		last_cut_ms;
+	double		latency_ring[CLERK_HTTP_LATENCY_RING];
+	int			nlatency;
+	double		latency_avg;	/* moving average, ms */
 
 	/* requests submitted and not yet released, indexed by request id */
 	struct HttpRequest *reqs;
@@ -219,7 +241,11 @@ clerk_http_create(MemoryContext mcxt, const ClerkHttpConfig *config)
 	client->max_retries = config->max_retries;
 	client->retry_backoff_ms = Max(config->retry_backoff_ms, 1);
 	client->rate_limit = Max(config->rate_limit, 1);
-	client->concurrency = Max(config->concurrency, 1);
+	client->concurrency = Max(Min(config->concurrency, client->rate_limit), 1);
+	client->window = Min(client->concurrency, CLERK_HTTP_WINDOW_START);
+	client->slow_start = true;
+	client->stats.concurrency = client->stats.concurrency_peak = client->window;
+	client->stats.concurrency_max = client->concurrency;
 	client->slots = palloc0(sizeof(HttpSlot) * client->concurrency);
 	client->nstarts = client->rate_limit;
 	client->starts = palloc0(sizeof(int64) * client->nstarts);
@@ -379,6 +405,53 @@ set_error(ClerkHttpClient *client, ClerkHttpResult *res, int sqlerrcode,
 	res->error = MemoryContextStrdup(client->req_cxt, psprintf(fmt, arg, num));
 }
 
+static void
+window_set(ClerkHttpClient *client, int w)
+{
+	client->window = Max(1, Min(w, client->concurrency));
+	client->grow_credit = 0;
+	client->stats.concurrency = client->window;
+	client->stats.concurrency_peak = Max(client->stats.concurrency_peak, client->window);
+}
+
+/* Halve the window, once per round trip. */
+static void
+window_cut(ClerkHttpClient *client, int64 now)
+{
+	if (now - client->last_cut_ms < Max(client->latency_avg, CLERK_HTTP_TICK_MS))
+		return;
+	client->last_cut_ms = now;
+	client->slow_start = false;
+	client->stats.backoffs++;
+	window_set(client, client->window / 2);
+}
+
+/* An answer other than a 429 arrived after latency_ms: grow the window, or cut it. */
+static void
+window_answer(ClerkHttpClient *client, double latency_ms, int64 now)
+{
+	double		fastest = latency_ms;
+	double		fill;
+	int			i;
+
+	for (i = 0; i < Min(client->nlatency, CLERK_HTTP_LATENCY_RING); i++)
+		fastest = Min(fastest, client->latency_ring[i]);
+	client->latency_ring[client->nlatency++ % CLERK_HTTP_LATENCY_RING] = latency_ms;
+	client->latency_avg = client->latency_avg <= 0 ? latency_ms :
+		0.8 * client->latency_avg + 0.2 * latency_ms;
+	if (client->nlatency > CLERK_HTTP_LATENCY_RING / 2 &&
+		latency_ms > CLERK_HTTP_LATENCY_RISE * Max(fastest, 1.0))
+	{
+		window_cut(client, now);
+		return;
+	}
+	/* requests in flight that fill the rate limit at this latency, and one more */
+	fill = client->rate_limit / 10.0 * client->latency_avg / 1000.0 + 1;
+	if (client->window < fill &&
+		(client->slow_start || ++client->grow_credit >= client->window))
+		window_set(client, client->window + 1);
+}
+
 /* Is this curl failure worth another attempt? */
 static bool
 curl_retryable(CURLcode rc)
@@ -427,6 +500,9 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 	res->body = NULL;
 	res->len = 0;
 
+	if (rc == CURLE_OK && status != 429)
+		window_answer(client, res->latency_ms, now);
+
 	if (rc != CURLE_OK)
 	{
 		const char *why = slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(rc);
@@ -455,6 +531,7 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 		int64		wait_ms;
 
 		client->stats.rate_limited++;
+		window_cut(client, now);
 		curl_easy_getinfo(slot->easy, CURLINFO_RETRY_AFTER, &ra);
 		/* a hostile or broken Retry-After must not stall the run for hours */
 		wait_ms = (ra > 0 && ra <= CLERK_HTTP_MAX_RETRY_AFTER_S) ? (int64) ra * 1000 :
@@ -557,7 +634,7 @@ http_step(ClerkHttpClient *client, int *running)
 	for (i = 0; i < client->concurrency; i++)
 		if (client->slots[i].request >= 0)
 			nrunning++;
-	for (i = 0; i < client->nreqs && nrunning < client->concurrency; i++)
+	for (i = 0; i < client->nreqs && nrunning < client->window; i++)
 	{
 		HttpRequest *req = &client->reqs[i];
 		int64		at;

@@ -31,6 +31,11 @@ typedef struct ClerkHttpStats
 	int64		rate_limited;	/* 429 answers received */
 	int64		rate_limit_waits;	/* times our own pacing made us wait */
 	int64		bytes;
+	/* adaptive concurrency: requests allowed in flight now, at most, and the peak */
+	int			concurrency;
+	int			concurrency_max;
+	int			concurrency_peak;
+	int64		backoffs;		/* times the concurrency was cut (429 or rising latency) */
 } ClerkHttpStats;
 
 /*

@@ -844,8 +844,8 @@ clerk_sync_progress(PG_FUNCTION_ARGS)
 	{
 		ClerkRunSlot *s = &clerk_shared->slots[i];
 		ClerkRunProgress p;
-		Datum		values[12];
-		bool		nulls[12] = {0};
+		Datum		values[13];
+		bool		nulls[13] = {0};
 		bool		live;
 		int64		run_id;
 		pid_t		pid;
@@ -878,6 +878,10 @@ clerk_sync_progress(PG_FUNCTION_ARGS)
 		values[10] = Int64GetDatum(p.rate_limit_waits + p.rate_limited);
 		values[11] = TimestampTzGetDatum(p.started_at);
 		nulls[11] = p.started_at == 0;
+		/* 1.1 added the concurrency; 1.0's function has 12 columns */
+		values[12] = Int32GetDatum(p.concurrency);
+		nulls[12] = p.concurrency == 0;
+		Assert(rsinfo->setDesc->natts <= 13);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -56,6 +56,7 @@ typedef struct ClerkRunProgress
 	int64		retries;
 	int64		rate_limited;
 	int64		rate_limit_waits;
+	int			concurrency;	/* requests the HTTP client allows in flight now */
 	TimestampTz started_at;
 } ClerkRunProgress;
 

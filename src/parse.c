@@ -341,16 +341,24 @@ clerk_parse_jsonb(Jsonb *root, ClerkParsed *out)
 }
 
 char *
-clerk_parse(const char *body, size_t len, ClerkParsed *out)
+clerk_parse_scan(const char *body, size_t len, ClerkParsed *out)
 {
 	char	   *err;
-	ErrorData  *whole;
 
 	memset(out, 0, sizeof(*out));
 	err = clerk_json_repair(body, len, &out->text);
 	if (err != NULL)
 		return err;
 	out->is_list = out->text.is_list;
+	out->nelems = out->is_list ? out->text.nelems : 1;
+	return NULL;
+}
+
+void
+clerk_parse_convert(ClerkParsed *out)
+{
+	ErrorData  *whole;
+
 	out->root = try_convert(out->text.text, &whole);
 	if (out->root != NULL)
 		collect(out, out->root);
@@ -361,7 +369,24 @@ clerk_parse(const char *body, size_t len, ClerkParsed *out)
 	}
 	if (out->text.repairs != NIL)
 		group_repairs(out);
-	return NULL;
+}
+
+char *
+clerk_parse(const char *body, size_t len, ClerkParsed *out)
+{
+	char	   *err = clerk_parse_scan(body, len, out);
+
+	if (err == NULL)
+		clerk_parse_convert(out);
+	return err;
+}
+
+char *
+clerk_parsed_element_id(const ClerkParsed *p, int i)
+{
+	if (!p->is_list || i < 0 || i >= p->text.nelems)
+		return NULL;
+	return clerk_parsed_string(p, p->text.elem_ids[i]);
 }
 
 /*

@@ -43,6 +43,17 @@ typedef struct ClerkParsed
  */
 extern char *clerk_parse(const char *body, size_t len, ClerkParsed *out);
 
+/*
+ * clerk_parse() in two steps: the scan (check and repair; afterwards
+ * is_list, nelems and the spans of out->text are known, so that a caller
+ * can act on them before the work of converting), then the conversion.
+ */
+extern char *clerk_parse_scan(const char *body, size_t len, ClerkParsed *out);
+extern void clerk_parse_convert(ClerkParsed *out);
+
+/* The "id" of element i of a scanned list, unescaped; NULL when it has none. */
+extern char *clerk_parsed_element_id(const ClerkParsed *p, int i);
+
 /* The same for a value that is jsonb already (nothing to repair). */
 extern void clerk_parse_jsonb(Jsonb *root, ClerkParsed *out);
 

@@ -20,6 +20,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -55,8 +56,6 @@ static const EntityInfo entities[CLERK_NENTITIES] = {
 };
 
 /* Saved plans, made on first use and kept for the life of the process. */
-static SPIPlanPtr upsert_plans[CLERK_NENTITIES];
-static SPIPlanPtr classify_plans[CLERK_NENTITIES];
 static SPIPlanPtr seen_plan;
 static SPIPlanPtr audit_plan;
 static SPIPlanPtr failure_plan;
@@ -115,58 +114,67 @@ excluded_list(const char *columns)
 }
 
 /*
- * The upsert: rows that differ from the stored ones (or revive a row
- * deleted before the page was fetched, $2) are written, unless the stored
- * row is newer; the result is one row (objects, inserted, updated).
+ * The one statement that writes a page: the mapping (once), the ids seen
+ * (with track_seen), then the upsert, or with dry_run the question of what
+ * it would do, and what the run needs to know of the page.  Rows that
+ * differ from the stored ones (or revive a row deleted before the page was
+ * fetched, $2) are written, unless the stored row is newer.  $3: return the
+ * ids.  The result is one row: objects, inserted, updated, newest and oldest
+ * updated_at, oldest created_at (Unix ms), ids.
  */
+static SPIPlanPtr page_plans[CLERK_NENTITIES][2][2];
+
 static SPIPlanPtr
-upsert_plan(ClerkEntity e)
+page_plan(ClerkEntity e, bool dry_run, bool track_seen)
 {
-	if (upsert_plans[e] == NULL)
+	SPIPlanPtr *plan = &page_plans[e][dry_run][track_seen];
+
+	if (*plan == NULL)
 	{
 		const EntityInfo *ei = &entities[e];
-		Oid			types[2] = {JSONBOID, TIMESTAMPTZOID};
-		char	   *sql;
+		Oid			types[3] = {JSONBOID, TIMESTAMPTZOID, BOOLOID};
+		StringInfoData sql;
 
-		sql = psprintf("WITH m AS (SELECT * FROM %s($1)), "
-					   "w AS (INSERT INTO %s AS t "
-					   "  SELECT m.* FROM m WHERE NOT EXISTS "
-					   "    (SELECT 1 FROM %s s WHERE s.id = m.id AND "
-					   "       ((s.raw = m.raw AND s.deleted_at IS NULL) OR s.updated_at > m.updated_at "
-					   "        OR s.deleted_at >= $2)) "
-					   "  ON CONFLICT (id) DO UPDATE SET (%s) = ROW(%s) "
-					   "  WHERE (t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL) "
-					   "    AND NOT coalesce(t.updated_at > EXCLUDED.updated_at, false) "
-					   "    AND NOT coalesce(t.deleted_at >= $2, false) "
-					   "  RETURNING (t.xmax = 0) AS inserted) "
-					   "SELECT (SELECT count(*) FROM m), "
-					   "  count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w",
-					   ei->map, ei->table, ei->table, ei->columns, excluded_list(ei->columns));
-		upsert_plans[e] = clerk_prepare_saved(sql, 2, types);
+		initStringInfo(&sql);
+		appendStringInfo(&sql, "WITH m AS MATERIALIZED (SELECT * FROM %s($1))", ei->map);
+		if (track_seen)
+			/* one row per page: the cheapest record that still costs no memory */
+			appendStringInfo(&sql, ", s AS (INSERT INTO pg_temp.clerk_seen (entity, ids) "
+							 "SELECT '%s', array_agg(id) FROM m WHERE id IS NOT NULL HAVING count(*) > 0)",
+							 ei->name);
+		if (dry_run)
+			appendStringInfo(&sql, ", c AS (SELECT count(*) FILTER (WHERE t.id IS NULL) AS ins, "
+							 "  count(*) FILTER (WHERE t.id IS NOT NULL AND "
+							 "    (t.raw IS DISTINCT FROM m.raw OR t.deleted_at IS NOT NULL) "
+							 "    AND NOT coalesce(t.updated_at > m.updated_at, false) "
+							 "    AND NOT coalesce(t.deleted_at >= $2, false)) AS upd "
+							 "  FROM m LEFT JOIN %s t ON t.id = m.id)",
+							 ei->table);
+		else
+			appendStringInfo(&sql, ", w AS (INSERT INTO %s AS t "
+							 "  SELECT m.* FROM m WHERE NOT EXISTS "
+							 "    (SELECT 1 FROM %s s WHERE s.id = m.id AND "
+							 "       ((s.raw = m.raw AND s.deleted_at IS NULL) OR s.updated_at > m.updated_at "
+							 "        OR s.deleted_at >= $2)) "
+							 "  ON CONFLICT (id) DO UPDATE SET (%s) = ROW(%s) "
+							 "  WHERE (t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL) "
+							 "    AND NOT coalesce(t.updated_at > EXCLUDED.updated_at, false) "
+							 "    AND NOT coalesce(t.deleted_at >= $2, false) "
+							 "  RETURNING (t.xmax = 0) AS inserted), "
+							 "c AS (SELECT count(*) FILTER (WHERE inserted) AS ins, "
+							 "  count(*) FILTER (WHERE NOT inserted) AS upd FROM w)",
+							 ei->table, ei->table, ei->columns, excluded_list(ei->columns));
+		appendStringInfoString(&sql, " SELECT a.n, c.ins, c.upd, a.max_u, a.min_u, a.min_c, a.max_c, a.ids FROM c, "
+							   "(SELECT count(*) AS n, "
+							   "  (extract(epoch FROM max(updated_at)) * 1000)::int8 AS max_u, "
+							   "  (extract(epoch FROM min(updated_at)) * 1000)::int8 AS min_u, "
+							   "  (extract(epoch FROM min(created_at)) * 1000)::int8 AS min_c, "
+							   "  (extract(epoch FROM max(created_at)) * 1000)::int8 AS max_c, "
+							   "  CASE WHEN $3 THEN array_agg(id) FILTER (WHERE id IS NOT NULL) END AS ids "
+							   "  FROM m) a");
+		*plan = clerk_prepare_saved(sql.data, 3, types);
 	}
-	return upsert_plans[e];
-}
-
-/* The dry run's question: what would the upsert do? Same parameters and result. */
-static SPIPlanPtr
-classify_plan(ClerkEntity e)
-{
-	if (classify_plans[e] == NULL)
-	{
-		const EntityInfo *ei = &entities[e];
-		Oid			types[2] = {JSONBOID, TIMESTAMPTZOID};
-		char	   *sql;
-
-		sql = psprintf("SELECT count(*), count(*) FILTER (WHERE t.id IS NULL), "
-					   "  count(*) FILTER (WHERE t.id IS NOT NULL AND "
-					   "    (t.raw IS DISTINCT FROM m.raw OR t.deleted_at IS NOT NULL) "
-					   "    AND NOT coalesce(t.updated_at > m.updated_at, false) "
-					   "    AND NOT coalesce(t.deleted_at >= $2, false)) "
-					   "FROM %s($1) m LEFT JOIN %s t ON t.id = m.id",
-					   ei->map, ei->table);
-		classify_plans[e] = clerk_prepare_saved(sql, 2, types);
-	}
-	return classify_plans[e];
+	return *plan;
 }
 
 void
@@ -200,6 +208,7 @@ clerk_audit(const char *action, const char *entity_type, const char *entity_id,
 		elog(ERROR, "could not write clerk.audit_logs");
 }
 
+/* The ids of a page that failed as a whole (its objects are then stored one by one). */
 static void
 record_seen(ClerkEntity e, Jsonb *page)
 {
@@ -209,7 +218,6 @@ record_seen(ClerkEntity e, Jsonb *page)
 	{
 		Oid			types[2] = {TEXTOID, JSONBOID};
 
-		/* one row per page: the cheapest record that still costs no memory */
 		seen_plan = clerk_prepare_saved("INSERT INTO pg_temp.clerk_seen (entity, ids) "
 								  "SELECT $1, array_agg(o ->> 'id') FROM clerk.objects($2) o "
 								  "WHERE o ->> 'id' IS NOT NULL",
@@ -221,53 +229,102 @@ record_seen(ClerkEntity e, Jsonb *page)
 		elog(ERROR, "could not record the ids seen");
 }
 
-/* Run the upsert or classify plan on `page` and add its result to counts. */
+/* Run a page plan on `page`: its counts and facts added to *counts and *facts. */
 typedef struct PlanArgs
 {
 	SPIPlanPtr	plan;
 	Jsonb	   *page;
 	TimestampTz fetched_at;
 	ClerkPageCounts *counts;
+	ClerkPageFacts *facts;
+	MemoryContext mcxt;			/* for the ids */
 } PlanArgs;
+
+static int64
+result_int8(int col, int64 if_null)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+
+	return isnull ? if_null : DatumGetInt64(d);
+}
 
 static void
 apply_plan(void *varg)
 {
 	PlanArgs   *a = (PlanArgs *) varg;
-	Datum		values[2];
+	ClerkPageFacts *f = a->facts;
+	Datum		values[3];
 	bool		isnull;
+	Datum		ids;
 	int64		n,
 				ins,
-				upd;
+				upd,
+				t;
 
 	values[0] = JsonbPGetDatum(a->page);
 	values[1] = TimestampTzGetDatum(a->fetched_at);
-	if (SPI_execute_plan(a->plan, values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+	values[2] = BoolGetDatum(f->want_ids);
+	if (SPI_execute_plan(a->plan, values, NULL, false, 0) < 0 || SPI_processed != 1)
 		elog(ERROR, "clerk_sync upsert returned no result");
-	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	ins = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	upd = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	n = result_int8(1, 0);
+	ins = result_int8(2, 0);
+	upd = result_int8(3, 0);
 	a->counts->inserted += ins;
 	a->counts->updated += upd;
 	a->counts->unchanged += n - ins - upd;
+	if ((t = result_int8(4, -1)) > f->max_updated_ms)
+		f->max_updated_ms = t;
+	if ((t = result_int8(5, -1)) >= 0 && (f->min_updated_ms < 0 || t < f->min_updated_ms))
+		f->min_updated_ms = t;
+	if ((t = result_int8(6, -1)) >= 0 && (f->min_created_ms < 0 || t < f->min_created_ms))
+		f->min_created_ms = t;
+	if ((t = result_int8(7, -1)) > f->max_created_ms)
+		f->max_created_ms = t;
+	ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
+	if (!isnull)
+	{
+		Datum	   *elems;
+		bool	   *enulls;
+		int			nelems;
+		MemoryContext old = MemoryContextSwitchTo(a->mcxt);
+
+		deconstruct_array(DatumGetArrayTypeP(ids), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &enulls, &nelems);
+		for (int i = 0; i < nelems; i++)
+			if (!enulls[i])
+				f->ids = lappend(f->ids, TextDatumGetCString(elems[i]));
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /*
- * Try `page` in a subtransaction.  Returns NULL on success (the counts
- * added), else the error.
+ * Try `page` in a subtransaction.  Returns NULL on success (the counts and
+ * facts added), else the error.
  */
 static ErrorData *
-try_plan(SPIPlanPtr plan, Jsonb *page, TimestampTz fetched_at, ClerkPageCounts *counts)
+try_plan(SPIPlanPtr plan, Jsonb *page, TimestampTz fetched_at, ClerkPageCounts *counts,
+		 ClerkPageFacts *facts, MemoryContext mcxt)
 {
 	ClerkPageCounts local = {0};
-	PlanArgs	a = {plan, page, fetched_at, &local};
-	ErrorData  *edata = clerk_try(apply_plan, &a);
+	ClerkPageFacts lf = *facts;
+	PlanArgs	a;
+	ErrorData  *edata;
+
+	lf.ids = NIL;
+	a = (PlanArgs) {plan, page, fetched_at, &local, &lf, mcxt};
+	edata = clerk_try(apply_plan, &a);
 
 	if (edata == NULL)
 	{
 		counts->inserted += local.inserted;
 		counts->updated += local.updated;
 		counts->unchanged += local.unchanged;
+		facts->max_updated_ms = lf.max_updated_ms;
+		facts->min_updated_ms = lf.min_updated_ms;
+		facts->min_created_ms = lf.min_created_ms;
+		facts->max_created_ms = lf.max_created_ms;
+		facts->ids = list_concat(facts->ids, lf.ids);
 	}
 	return edata;
 }
@@ -347,6 +404,47 @@ counts_total(ClerkPageCounts *now, ClerkPageCounts *before)
 		(now->unchanged - before->unchanged);
 }
 
+/* audit rows of the vault: kept under clerk_sync.credential_audit_retention */
+#define CREDENTIAL_AUDIT "action LIKE 'credentials.%%' OR action LIKE 'encryption_key.%%' OR coalesce(entity_type, '') = 'secret'"
+
+void
+clerk_store_prune(int log_retention_min, int credential_audit_retention_min)
+{
+	if (log_retention_min > 0)
+	{
+		SPI_execute(psprintf("DELETE FROM clerk.sync_runs WHERE started_at < now() - interval '%d minutes'",
+							 log_retention_min), false, 0);
+		SPI_execute(psprintf("DELETE FROM clerk.audit_logs WHERE occurred_at < now() - interval '%d minutes' "
+							 "AND NOT (" CREDENTIAL_AUDIT ")", log_retention_min), false, 0);
+	}
+	if (credential_audit_retention_min > 0)
+		SPI_execute(psprintf("DELETE FROM clerk.audit_logs WHERE occurred_at < now() - interval '%d minutes' "
+							 "AND (" CREDENTIAL_AUDIT ")", credential_audit_retention_min), false, 0);
+}
+
+int64
+clerk_store_soft_delete(ClerkEntity entity, ArrayType *ids, int64 run_id)
+{
+	Datum		values[1];
+	Oid			types[1] = {TEXTARRAYOID};
+	int64		n;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	values[0] = PointerGetDatum(ids);
+	if (SPI_execute_with_args(psprintf("UPDATE %s SET deleted_at = now() WHERE id = ANY ($1) "
+									   "AND deleted_at IS NULL RETURNING id", entities[entity].table),
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not soft-delete");
+	n = (int64) SPI_processed;
+	for (uint64 i = 0; i < SPI_processed; i++)
+		clerk_audit("sync.soft_delete", entities[entity].name,
+					SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
+					NULL, run_id, "{\"reason\": \"absent from a complete listing and confirmed gone by Clerk\"}");
+	SPI_finish();
+	return n;
+}
+
 void
 clerk_store_forget_listed_failures(int64 run_id)
 {
@@ -363,9 +461,11 @@ clerk_store_forget_listed_failures(int64 run_id)
 
 void
 clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run, bool track_seen,
-				 int64 run_id, TimestampTz fetched_at, ClerkPageCounts *counts)
+				 int64 run_id, TimestampTz fetched_at, ClerkPageCounts *counts,
+				 ClerkPageFacts *facts)
 {
 	MemoryContext mcxt = CurrentMemoryContext;
+	ClerkPageFacts none = {false};
 	SPIPlanPtr	plan;
 	ErrorData  *edata;
 	ListCell   *lc;
@@ -374,6 +474,11 @@ clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run, bool track
 	int			n = JsonContainerSize(objects);
 	int			i;
 
+	if (facts == NULL)
+		facts = &none;
+	facts->max_updated_ms = facts->min_updated_ms = -1;
+	facts->min_created_ms = facts->max_created_ms = -1;
+	facts->ids = NIL;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(mcxt);
@@ -402,22 +507,22 @@ clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run, bool track
 		return;
 	}
 
-	plan = dry_run ? classify_plan(entity) : upsert_plan(entity);
-	if (track_seen)
-		record_seen(entity, page->objects);
-
-	edata = try_plan(plan, page->objects, fetched_at, counts);
+	edata = try_plan(page_plan(entity, dry_run, track_seen), page->objects, fetched_at,
+					 counts, facts, mcxt);
 	if (edata == NULL)
 		counts->fetched += counts_total(counts, &before);
 	else
 	{
 		/* the page failed as a whole: store what can be stored, one by one */
+		plan = page_plan(entity, dry_run, false);
+		if (track_seen)
+			record_seen(entity, page->objects);
 		counts->fetched += n;
 		for (i = 0; i < n; i++)
 		{
 			JsonbValue *v = getIthJsonbValueFromContainer(objects, i);
 			Jsonb	   *obj = JsonbValueToJsonb(v);
-			ErrorData  *rec = try_plan(plan, obj, fetched_at, counts);
+			ErrorData  *rec = try_plan(plan, obj, fetched_at, counts, facts, mcxt);
 
 			if (rec != NULL)
 			{
@@ -462,7 +567,7 @@ clerk_event_outcome_name(ClerkEventOutcome outcome)
 }
 
 /*
- * The upsert of one event: like upsert_plan(), but the update (and the
+ * The upsert of one event: like page_plan(), but the update (and the
  * pre-filter that spares unchanged rows a lock) also requires the stored
  * row to be live and not newer.  Returns zero rows or one (inserted).
  */

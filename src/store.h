@@ -8,6 +8,7 @@
 
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/jsonb.h"
 
 #include "parse.h"
@@ -31,6 +32,21 @@ typedef struct ClerkPageCounts
 	int64		repaired;		/* objects stored after the documented repair */
 } ClerkPageCounts;
 
+/*
+ * What one page held, as the statement that wrote it returns it (so that
+ * nothing walks the page again): times in Unix milliseconds, -1 when no
+ * object had one.
+ */
+typedef struct ClerkPageFacts
+{
+	bool		want_ids;		/* in: return the ids stored */
+	int64		max_updated_ms;
+	int64		min_updated_ms;
+	int64		min_created_ms;
+	int64		max_created_ms;
+	List	   *ids;			/* with want_ids: of char *, in the caller's memory context */
+} ClerkPageFacts;
+
 /* "users", "organizations", "memberships" */
 extern const char *clerk_entity_name(ClerkEntity entity);
 /* The entity called `name` ("users", ...); false if there is none. */
@@ -49,14 +65,15 @@ extern const char *clerk_entity_table(ClerkEntity entity);
  * (with run_id, if not 0) and, in a run, kept in clerk.sync_failures for a
  * retry; repaired objects are counted and logged.  With dry_run, nothing
  * is written and the counts say what would be.  With track_seen, the
- * page's ids go into the run's pg_temp.clerk_seen table.
+ * page's ids go into the run's pg_temp.clerk_seen table.  The one statement
+ * that writes the page also fills *facts (when not NULL).
  *
  * Call inside a transaction, with a snapshot, as the role that owns the
  * tables; the function connects to SPI itself.
  */
 extern void clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run,
 							 bool track_seen, int64 run_id, TimestampTz fetched_at,
-							 ClerkPageCounts *counts);
+							 ClerkPageCounts *counts, ClerkPageFacts *facts);
 
 /* The record `id` was stored after all: forget that it failed (same conventions). */
 extern void clerk_store_forget_failure(ClerkEntity entity, const char *id);
@@ -66,6 +83,20 @@ extern void clerk_store_forget_failure(ClerkEntity entity, const char *id);
  * in it (pg_temp.clerk_seen) and not failed in it.  Same conventions.
  */
 extern void clerk_store_forget_listed_failures(int64 run_id);
+
+/*
+ * Soft-delete the live rows of `entity` whose ids are in `ids` (a text[]):
+ * objects a complete listing missed and Clerk confirmed gone; each one
+ * audited.  Returns how many.  Same conventions.
+ */
+extern int64 clerk_store_soft_delete(ClerkEntity entity, ArrayType *ids, int64 run_id);
+
+/*
+ * Prune run records and audit rows older than clerk_sync.log_retention,
+ * and credential audit rows older than clerk_sync.credential_audit_retention
+ * (minutes; 0 keeps them).  SPI connected, as the owner.
+ */
+extern void clerk_store_prune(int log_retention_min, int credential_audit_retention_min);
 
 /* Prepare a plan and keep it for the life of the process (SPI connected). */
 extern SPIPlanPtr clerk_prepare_saved(const char *sql, int nargs, Oid *types);

@@ -25,13 +25,13 @@
 
 #include "clerk_api.h"
 #include "sync.h"
+#include "transaction.h"
 
 /* how often (in pages) a waiting caller hears how far the run is */
 #define MESSAGE_EVERY_PAGES 5
 /* deletion candidates confirmed per batch of requests */
 #define CONFIRM_BATCH 32
 
-static bool plain_id(const char *id);
 
 void
 clerk_run_message(ClerkRun *run, const char *fmt,...)
@@ -53,24 +53,31 @@ clerk_run_message(ClerkRun *run, const char *fmt,...)
 }
 
 void
-clerk_run_progress(ClerkRun *run, const char *phase, int64 rows, int64 total_hint)
+clerk_run_phase(ClerkRun *run, const char *phase, int64 total_hint)
+{
+	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
+	strlcpy(run->slot->progress.phase, phase, sizeof(run->slot->progress.phase));
+	run->slot->progress.rows = 0;
+	run->slot->progress.total_hint = total_hint;
+	LWLockRelease(clerk_shared->lock);
+	clerk_run_progress(run, 0);
+}
+
+void
+clerk_run_progress(ClerkRun *run, int64 rows)
 {
 	const ClerkHttpStats *hs = run->http ? clerk_http_stats(run->http) : NULL;
 
 	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
-	if (phase)
-		strlcpy(run->slot->progress.phase, phase, sizeof(run->slot->progress.phase));
 	run->slot->progress.pages = run->pages;
-	if (rows >= 0)
-		run->slot->progress.rows = rows;
-	if (total_hint >= -1)		/* -2 keeps what is there */
-		run->slot->progress.total_hint = total_hint;
+	run->slot->progress.rows = rows;
 	if (hs)
 	{
 		run->slot->progress.requests = hs->requests;
 		run->slot->progress.retries = hs->retries;
 		run->slot->progress.rate_limited = hs->rate_limited;
 		run->slot->progress.rate_limit_waits = hs->rate_limit_waits;
+		run->slot->progress.concurrency = hs->concurrency;
 	}
 	LWLockRelease(clerk_shared->lock);
 }
@@ -104,6 +111,8 @@ clerk_run_stats_json(ClerkRun *run)
 					 ", \"rate_limit_waits\": " INT64_FORMAT ", \"bytes\": " INT64_FORMAT,
 					 run->pages, last.requests, last.retries, last.rate_limited,
 					 last.rate_limit_waits, last.bytes);
+	appendStringInfo(&buf, ", \"concurrency\": {\"max\": %d, \"peak\": %d, \"last\": %d, \"backoffs\": " INT64_FORMAT "}",
+					 last.concurrency_max, last.concurrency_peak, last.concurrency, last.backoffs);
 	if (run->deletion_note)
 	{
 		appendStringInfoString(&buf, ", \"deletion\": ");
@@ -120,6 +129,11 @@ clerk_run_stats_json(ClerkRun *run)
 	{
 		appendStringInfoString(&buf, ", \"users_paging\": ");
 		escape_json(&buf, run->users_paging);
+	}
+	if (run->memberships_paging)
+	{
+		appendStringInfoString(&buf, ", \"memberships_paging\": ");
+		escape_json(&buf, run->memberships_paging);
 	}
 	appendStringInfoChar(&buf, '}');
 	return buf.data;
@@ -145,9 +159,28 @@ typedef struct ListSpec
 	bool		gone_404;		/* a 404 on a later page: the list is gone, stop */
 	int			concurrency;
 	int64		total_hint;		/* objects expected, or -1 */
+	/*
+	 * With both_ends, the list (its total known from the first page) is read
+	 * from both ends at once, oldest first and newest first, until the two
+	 * halves meet: no offset goes deeper than half the list, which halves
+	 * what a server that walks every skipped row spends on it.
+	 */
+	bool		both_ends;
+	/* asked after each page (offset, latency): true stops the listing, unfinished */
+	bool		(*give_up) (ClerkRun *run, int64 offset, double latency_ms, int64 total);
 } ListSpec;
 
-typedef struct PageArgs
+/* How a listing ended. */
+typedef enum ListOutcome
+{
+	LIST_DONE,
+	LIST_NOT_FOUND,				/* allow_404 and the first page was a 404 */
+	LIST_GAVE_UP				/* give_up said so */
+} ListOutcome;
+
+typedef struct PageArgs PageArgs;
+
+struct PageArgs
 {
 	ClerkRun   *run;
 	const ListSpec *spec;
@@ -155,77 +188,18 @@ typedef struct PageArgs
 	const char *what;			/* the request, for messages */
 	bool		track_seen;
 	bool		want_ids;
+	/* called once the answer is scanned, before it is converted and written */
+	void		(*scanned) (PageArgs *a, const ClerkParsed *page);
+	void	   *hook_arg;
 	/* out */
 	int			count;			/* elements in the page */
 	int64		total;			/* the page's total_count, or -1 */
 	int64		min_ms;			/* oldest value of the stop field in the page */
 	int64		max_updated_ms;
+	int64		min_created_ms;
+	int64		max_created_ms;
 	List	   *ids;			/* with want_ids: the page's ids, in the run's context */
-} PageArgs;
-
-/* A member of a JSON object as a whole number of milliseconds, or -1. */
-static int64
-member_ms(JsonbContainer *obj, const char *key)
-{
-	JsonbValue	v;
-	double		d;
-
-	if (getKeyJsonValueFromContainer(obj, key, strlen(key), &v) == NULL ||
-		v.type != jbvNumeric)
-		return -1;
-	/* through float8, which never fails: a nonsense value is just ignored */
-	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
-										   NumericGetDatum(v.val.numeric)));
-	if (!(d >= 0 && d < 1e15))
-		return -1;
-	return (int64) d;
-}
-
-/* min(stop_field) and max(updated_at) over the objects, in milliseconds (-1: none). */
-static void
-page_times(Jsonb *objects, const char *stop_field, int64 *min_ms, int64 *max_updated)
-{
-	uint32		i,
-				n = JsonContainerSize(&objects->root);
-
-	*min_ms = *max_updated = -1;
-	for (i = 0; i < n; i++)
-	{
-		JsonbValue *elem = getIthJsonbValueFromContainer(&objects->root, i);
-		int64		t;
-
-		t = member_ms(elem->val.binary.data, stop_field ? stop_field : "updated_at");
-		if (t >= 0 && (*min_ms < 0 || t < *min_ms))
-			*min_ms = t;
-		t = member_ms(elem->val.binary.data, "updated_at");
-		if (t > *max_updated)
-			*max_updated = t;
-	}
-}
-
-/* The ids of the objects, in mcxt. */
-static List *
-page_ids(Jsonb *objects, MemoryContext mcxt)
-{
-	List	   *ids = NIL;
-	uint32		i,
-				n = JsonContainerSize(&objects->root);
-
-	for (i = 0; i < n; i++)
-	{
-		JsonbValue *elem = getIthJsonbValueFromContainer(&objects->root, i);
-		char	   *id = clerk_json_string(elem->val.binary.data, "id");
-
-		if (id != NULL)
-		{
-			MemoryContext old = MemoryContextSwitchTo(mcxt);
-
-			ids = lappend(ids, pstrdup(id));
-			MemoryContextSwitchTo(old);
-		}
-	}
-	return ids;
-}
+};
 
 static void
 write_page(void *varg)
@@ -233,6 +207,8 @@ write_page(void *varg)
 	PageArgs   *a = (PageArgs *) varg;
 	ClerkRun   *run = a->run;
 	ClerkParsed page;
+	ClerkPageFacts facts = {a->want_ids};
+	ListCell   *lc;
 
 	/*
 	 * The answers of the requests in flight keep arriving meanwhile; read
@@ -240,23 +216,35 @@ write_page(void *varg)
 	 * never holds the API up while a page is written.
 	 */
 	clerk_http_pump(run->http);
-	clerk_parse_answer(a->res, a->what, &page);
-	clerk_http_pump(run->http);
-
+	clerk_scan_answer(a->res, a->what, &page);
 	if (!page.is_list)
 		ereport(ERROR,
 				(errcode(CLERK_ERRCODE_BAD_RESPONSE),
 				 errmsg("Clerk's answer to %s is not a list", a->what),
 				 errdetail("A list endpoint must answer with a JSON array or an object with a \"data\" array.")));
 	a->count = page.nelems;
-	a->total = clerk_answer_total_count(&page, a->what);
-	clerk_store_page(a->spec->entity, &page, run->dry_run, a->track_seen, run->run_id,
-					 a->res->sent_at, &run->counts[a->spec->entity]);
+	if (a->scanned)
+		a->scanned(a, &page);
 	clerk_http_pump(run->http);
-	if (a->spec->entity == CLERK_USERS || a->spec->stop_field)
-		page_times(page.objects, a->spec->stop_field, &a->min_ms, &a->max_updated_ms);
-	if (a->want_ids)
-		a->ids = page_ids(page.objects, run->run_cxt);
+	clerk_parse_convert(&page);
+	a->total = clerk_answer_total_count(&page, a->what);
+	clerk_http_pump(run->http);
+	clerk_store_page(a->spec->entity, &page, run->dry_run, a->track_seen, run->run_id,
+					 a->res->sent_at, &run->counts[a->spec->entity], &facts);
+	clerk_http_pump(run->http);
+	a->max_updated_ms = facts.max_updated_ms;
+	a->min_created_ms = facts.min_created_ms;
+	a->max_created_ms = facts.max_created_ms;
+	a->min_ms = a->spec->stop_field && strcmp(a->spec->stop_field, "created_at") == 0 ?
+		facts.min_created_ms : facts.min_updated_ms;
+	if (facts.ids != NIL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(run->run_cxt);
+
+		foreach(lc, facts.ids)
+			a->ids = lappend(a->ids, pstrdup((char *) lfirst(lc)));
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /* Wait for request `req` of a listing, the wait counted in wait_ms. */
@@ -279,7 +267,7 @@ page_done(ClerkRun *run, ClerkEntity entity, int64 fetched_before)
 {
 	int64		fetched = run->counts[entity].fetched - fetched_before;
 
-	clerk_run_progress(run, NULL, fetched, -2);
+	clerk_run_progress(run, fetched);
 	if (run->pages % MESSAGE_EVERY_PAGES == 0)
 		clerk_run_message(run, "%s: " INT64_FORMAT " fetched so far", clerk_entity_name(entity), fetched);
 }
@@ -294,6 +282,8 @@ write_answer(ClerkRun *run, const ListSpec *spec, const ClerkHttpResult *res, co
 {
 	instr_time	t0,
 				t1;
+	void		(*scanned) (PageArgs *a, const ClerkParsed *page) = a->scanned;
+	void	   *hook_arg = a->hook_arg;
 
 	memset(a, 0, sizeof(*a));
 	a->run = run;
@@ -302,6 +292,8 @@ write_answer(ClerkRun *run, const ListSpec *spec, const ClerkHttpResult *res, co
 	a->what = what;
 	a->track_seen = track_seen;
 	a->want_ids = want_ids;
+	a->scanned = scanned;
+	a->hook_arg = hook_arg;
 	INSTR_TIME_SET_CURRENT(t0);
 	clerk_in_transaction(write_page, a);
 	INSTR_TIME_SET_CURRENT(t1);
@@ -358,26 +350,38 @@ typedef struct PageRing
 	int			inflight;		/* submitted and not yet written */
 	int		   *ids;
 	int64	   *offsets;
+	bool	   *from_end;		/* both_ends: read newest first */
 	char	  **paths;
 	int64		next_offset;
+	int64		next_end_offset;	/* both_ends: the next offset from the newest end */
 	int			limit;
 	int			step;			/* offset from one page to the next */
 	const char *sep;			/* before the query parameters */
 } PageRing;
 
-/* Ask for the page after the last one asked for. */
+/*
+ * Ask for the page after the last one asked for (both_ends: from the end
+ * that has read less).
+ */
 static void
 submit_next(ClerkRun *run, const ListSpec *spec, PageRing *r)
 {
 	int			k = (r->head + r->inflight) % r->ring;
+	bool		from_end = spec->both_ends && r->next_end_offset < r->next_offset;
+	int64		offset = from_end ? r->next_end_offset : r->next_offset;
 
 	if (r->paths[k])
 		pfree(r->paths[k]);
-	r->paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s",
-						   spec->path, r->sep, r->limit, r->next_offset, spec->order_by);
-	r->offsets[k] = r->next_offset;
+	r->paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s%s",
+						   spec->path, r->sep, r->limit, offset, from_end ? "-" : "",
+						   spec->order_by);
+	r->offsets[k] = offset;
+	r->from_end[k] = from_end;
 	r->ids[k] = clerk_http_submit(run->http, r->paths[k]);
-	r->next_offset += r->step;
+	if (from_end)
+		r->next_end_offset += r->step;
+	else
+		r->next_offset += r->step;
 	r->inflight++;
 }
 
@@ -385,11 +389,27 @@ submit_next(ClerkRun *run, const ListSpec *spec, PageRing *r)
 #define MAX_SHIFT_REPAIRS 50
 
 /*
- * Walk one listing, `concurrency` pages in flight, writing each page.
- * Returns false without writing anything if the first page is a 404 and
- * allow_404 is set (the endpoint is not available).
+ * Whether the listing has asked for every page it needs: up to the known
+ * total (from both ends: the two halves overlap by a page, so that objects
+ * added or removed meanwhile cannot open a gap where they meet).
  */
 static bool
+asked_all(const ListSpec *spec, const PageRing *r, int64 total)
+{
+	if (total < 0)
+		return false;
+	if (spec->both_ends)
+		return r->next_offset + r->next_end_offset >= total + r->limit;
+	return r->next_offset > total;
+}
+
+/*
+ * Walk one listing, `concurrency` pages in flight, writing each page.
+ * Returns LIST_NOT_FOUND without writing anything if the first page is a
+ * 404 and allow_404 is set (the endpoint is not available), LIST_GAVE_UP
+ * when spec->give_up stopped it.
+ */
+static ListOutcome
 list_pages(ClerkRun *run, const ListSpec *spec)
 {
 	int			limit = run->settings.page_size;
@@ -409,7 +429,10 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 	HTAB	   *seen = newest_first ? seen_set(run) : NULL;
 	int			shifts = 0;
 	bool		done = false;
-	bool		found = true;
+	ListOutcome outcome = LIST_DONE;
+	/* both_ends: the newest created_at read from the oldest end, the oldest from the newest */
+	int64		front_newest = -1,
+				end_oldest = -1;
 
 	/*
 	 * How many objects there are, when known (the user count, or a list's
@@ -422,48 +445,66 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 	r.ring = depth + 1;			/* the page being written, and those asked for */
 	r.ids = palloc(sizeof(int) * r.ring);
 	r.offsets = palloc(sizeof(int64) * r.ring);
+	r.from_end = palloc0(sizeof(bool) * r.ring);
 	r.paths = palloc0(sizeof(char *) * r.ring);
 	r.head = r.inflight = 0;
-	r.next_offset = 0;
+	r.next_offset = r.next_end_offset = 0;
 	r.limit = limit;
 	r.step = limit - overlap;
 	r.sep = strchr(spec->path, '?') ? "&" : "?";
+	if (spec->both_ends && total < 0)
+		r.next_end_offset = PG_INT64_MAX / 2;	/* the oldest end until the total is known */
 
 	while (!done)
 	{
 		ClerkHttpResult res;
-		PageArgs	a;
+		PageArgs	a = {0};
+		int			h;
 
 		/* (the list can outgrow its total while it is read: then go on) */
-		while (r.inflight < allowed && (total < 0 || r.next_offset <= total || r.inflight == 0))
+		while (r.inflight < allowed && (!asked_all(spec, &r, total) || r.inflight == 0))
 			submit_next(run, spec, &r);
 		clerk_http_pump(run->http);
 
-		wait_answer(run, r.ids[r.head], &res);
+		h = r.head;
+		wait_answer(run, r.ids[h], &res);
 		if (res.error == NULL && res.status == 404 &&
-			((spec->allow_404 && r.offsets[r.head] == 0 && run->counts[spec->entity].fetched == before) ||
-			 (spec->gone_404 && r.offsets[r.head] > 0)))
+			((spec->allow_404 && r.offsets[h] == 0 && run->counts[spec->entity].fetched == before) ||
+			 (spec->gone_404 && r.offsets[h] > 0)))
 		{
-			found = r.offsets[r.head] > 0;
+			if (r.offsets[h] == 0)
+				outcome = LIST_NOT_FOUND;
 			break;
 		}
-		clerk_http_check(&res, r.paths[r.head]);
+		clerk_http_check(&res, r.paths[h]);
 
 		/* the next page goes out before this one is written (the head is in hand) */
-		if (allowed > 1 && r.inflight - 1 < allowed && (total < 0 || r.next_offset <= total))
+		if (allowed > 1 && r.inflight - 1 < allowed && !asked_all(spec, &r, total))
 		{
 			submit_next(run, spec, &r);
 			clerk_http_pump(run->http);
 		}
 
-		write_answer(run, spec, &res, r.paths[r.head], r.ids[r.head], !run->incremental, newest_first, &a);
+		write_answer(run, spec, &res, r.paths[h], r.ids[h], !run->incremental,
+					 newest_first, &a);
 		if (!newest_first && a.total >= 0)
+		{
 			total = a.total;
+			if (spec->both_ends && r.next_end_offset > total)
+				r.next_end_offset = 0;
+		}
 		allowed = depth;
 		if (a.count < limit)
-			done = true;
+			done = true;		/* the end of the list (from either end) */
 		if (newest_first && a.min_ms >= 0 && a.min_ms < spec->since_ms)
 			done = true;
+		if (spec->both_ends && a.count > 0)
+		{
+			if (r.from_end[h])
+				end_oldest = end_oldest < 0 ? a.min_created_ms : Min(end_oldest, a.min_created_ms);
+			else
+				front_newest = Max(front_newest, a.max_created_ms);
+		}
 
 		/*
 		 * Newest first, every page after the first must hold an object of
@@ -472,7 +513,7 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 		 * past the boundary unseen.  Step back a page and read on from
 		 * there.
 		 */
-		if (newest_first && !seen_any(seen, a.ids) && r.offsets[r.head] > 0 && a.ids != NIL)
+		if (newest_first && !seen_any(seen, a.ids) && r.offsets[h] > 0 && a.ids != NIL)
 		{
 			if (++shifts > MAX_SHIFT_REPAIRS)
 				ereport(ERROR,
@@ -481,12 +522,31 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 						 errdetail("Pages of a newest-first listing stopped overlapping %d times.", MAX_SHIFT_REPAIRS),
 						 errhint("Run clerk_sync_all(), which does not depend on the listing standing still.")));
 			run->shifts_repaired++;
-			r.next_offset = Max(0, r.offsets[r.head] - r.step);
+			r.next_offset = Max(0, r.offsets[h] - r.step);
 			done = false;
 		}
 		r.head = (r.head + 1) % r.ring;
 		r.inflight--;
 		page_done(run, spec->entity, before);
+
+		if (!done && spec->give_up && spec->give_up(run, r.offsets[h], res.latency_ms, total))
+		{
+			outcome = LIST_GAVE_UP;
+			break;
+		}
+		/*
+		 * Both ends, everything asked for is written: the halves must meet
+		 * (the oldest end's newest object no older than the newest end's
+		 * oldest); if objects added meanwhile pushed them apart, read on
+		 * from the newest end.
+		 */
+		if (!done && spec->both_ends && r.inflight == 0 && asked_all(spec, &r, total))
+		{
+			if (front_newest >= 0 && end_oldest >= 0 && front_newest < end_oldest)
+				total += limit;
+			else
+				done = true;
+		}
 	}
 
 	/* pages asked for beyond the end are not needed */
@@ -500,11 +560,12 @@ list_pages(ClerkRun *run, const ListSpec *spec)
 		if (r.paths[k])
 			pfree(r.paths[k]);
 	pfree(r.paths);
+	pfree(r.from_end);
 	pfree(r.offsets);
 	pfree(r.ids);
 	if (seen)
 		hash_destroy(seen);
-	return found;
+	return outcome;
 }
 
 static void
@@ -563,7 +624,6 @@ query_rows(ClerkRun *run, const char *sql)
 	QueryArgs	q = {sql, NIL, 0, run->run_cxt};
 
 	clerk_in_transaction(run_query, &q);
-	MemoryContextSwitchTo(run->run_cxt);
 	return q.rows;
 }
 
@@ -580,7 +640,26 @@ typedef struct CursorRange
 	char	   *cursor;			/* the last id read, or NULL before the first page */
 	char	   *path;			/* of the request in flight */
 	int			req;			/* the request in flight */
+	bool		next_asked;		/* the page after the one being written is asked for */
 } CursorRange;
+
+/* A member of a JSON object as a whole number of milliseconds, or -1. */
+static int64
+member_ms(JsonbContainer *obj, const char *key)
+{
+	JsonbValue	v;
+	double		d;
+
+	if (getKeyJsonValueFromContainer(obj, key, strlen(key), &v) == NULL ||
+		v.type != jbvNumeric)
+		return -1;
+	/* through float8, which never fails: a nonsense value is just ignored */
+	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+										   NumericGetDatum(v.val.numeric)));
+	if (!(d >= 0 && d < 1e15))
+		return -1;
+	return (int64) d;
+}
 
 typedef struct EdgeArgs
 {
@@ -613,36 +692,66 @@ read_edge(void *varg)
 static int64
 user_edge(ClerkRun *run, bool newest, char **id)
 {
-	const char *path = newest ? "/users?limit=1&order_by=-created_at" : "/users?limit=1&order_by=created_at";
+	char	   *path = psprintf("%s?limit=1&order_by=%screated_at", clerk_list_path(CLERK_USERS),
+								newest ? "-" : "");
 	ClerkHttpResult res;
 	EdgeArgs	e = {&res, path, -1, NULL, run->run_cxt};
 
 	clerk_http_get(run->http, path, &res);
 	clerk_http_check(&res, path);
 	clerk_in_transaction(read_edge, &e);
-	MemoryContextSwitchTo(run->run_cxt);
 	if (id)
 		*id = e.id;
 	return e.created_ms;
 }
 
+/* Ask for the range's next page (its path in the run's memory; the caller frees the last one). */
 static void
 submit_range(ClerkRun *run, CursorRange *r)
 {
+	MemoryContext old = MemoryContextSwitchTo(run->run_cxt);
 	StringInfoData path;
 
 	initStringInfo(&path);
-	appendStringInfo(&path, "/users?limit=%d&order_by=created_at", run->settings.page_size);
+	appendStringInfo(&path, "%s?limit=%d&order_by=created_at", clerk_list_path(CLERK_USERS),
+					 run->settings.page_size);
 	if (r->after >= 0)
 		appendStringInfo(&path, "&created_at_after=" INT64_FORMAT, r->after);
 	if (r->before >= 0)
 		appendStringInfo(&path, "&created_at_before=" INT64_FORMAT, r->before);
 	if (r->cursor != NULL)
 		appendStringInfo(&path, "&starting_after=%s", r->cursor);
-	if (r->path)
-		pfree(r->path);
 	r->path = path.data;
 	r->req = clerk_http_submit(run->http, r->path);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A full page of a range is in: its last id is the cursor of the next page,
+ * which is asked for now, before this one is converted and written, so that
+ * the range's next answer is on its way while this one is written.
+ */
+static void
+range_scanned(PageArgs *a, const ClerkParsed *page)
+{
+	CursorRange *r = (CursorRange *) a->hook_arg;
+	int			i;
+
+	r->next_asked = false;
+	if (page->nelems < a->run->settings.page_size)
+		return;					/* a short page ends the range */
+	for (i = page->nelems - 1; i >= 0; i--)
+	{
+		char	   *id = clerk_parsed_element_id(page, i);
+
+		if (clerk_plain_id(id))
+		{
+			r->cursor = MemoryContextStrdup(a->run->run_cxt, id);
+			submit_range(a->run, r);
+			r->next_asked = true;
+			return;
+		}
+	}
 }
 
 /*
@@ -658,7 +767,7 @@ submit_range(ClerkRun *run, CursorRange *r)
 static bool
 list_users_by_cursor(ClerkRun *run)
 {
-	ListSpec	spec = {CLERK_USERS, "/users", "created_at", NULL, 0, false, false, 1, -1};
+	ListSpec	spec = {CLERK_USERS, clerk_list_path(CLERK_USERS), "created_at", NULL, 0, false, false, 1, -1};
 	int			limit = run->settings.page_size;
 	char	   *first_id;
 	int64		first = user_edge(run, false, &first_id);
@@ -674,12 +783,12 @@ list_users_by_cursor(ClerkRun *run)
 	char	   *probe_path;
 	int64		before = run->counts[CLERK_USERS].fetched;
 
-	if (first < 0 || first_id == NULL || !plain_id(first_id))
+	if (first < 0 || first_id == NULL || !clerk_plain_id(first_id))
 		return first < 0;		/* no users: nothing to list (else: let offset paging try) */
 
 	/* does the API take a cursor and created_at filters? */
-	probe_path = psprintf("/users?limit=1&order_by=created_at&created_at_after=" INT64_FORMAT "&starting_after=%s",
-						  first - 1, first_id);
+	probe_path = psprintf("%s?limit=1&order_by=created_at&created_at_after=" INT64_FORMAT "&starting_after=%s",
+						  clerk_list_path(CLERK_USERS), first - 1, first_id);
 	clerk_http_get(run->http, probe_path, &probe);
 	if (probe.error == NULL && (probe.status == 422 || probe.status == 400))
 	{
@@ -713,29 +822,31 @@ list_users_by_cursor(ClerkRun *run)
 	while (live > 0)
 	{
 		ClerkHttpResult res;
-		PageArgs	a;
+		PageArgs	a = {0};
 		CursorRange *r;
+		char	   *path;
+		int			req;
 
 		k = fifo[fifo_head];
 		fifo_head = (fifo_head + 1) % n;
 		fifo_len--;
 		r = &ranges[k];
+		path = r->path;
+		req = r->req;
 
 		clerk_http_pump(run->http);
-		wait_answer(run, r->req, &res);
-		clerk_http_check(&res, r->path);
+		wait_answer(run, req, &res);
+		clerk_http_check(&res, path);
 
-		write_answer(run, &spec, &res, r->path, r->req, true, true, &a);
+		a.scanned = range_scanned;
+		a.hook_arg = r;
+		write_answer(run, &spec, &res, path, req, true, false, &a);
+		pfree(path);
 
-		/* a short page ends the range; else its last id is the next cursor */
-		if (a.count < limit || a.ids == NIL || !plain_id((char *) llast(a.ids)))
-			live--;
-		else
-		{
-			r->cursor = (char *) llast(a.ids);
-			submit_range(run, r);
+		if (r->next_asked)
 			fifo[(fifo_head + fifo_len++) % n] = k;
-		}
+		else
+			live--;
 		page_done(run, CLERK_USERS, before);
 	}
 	return true;
@@ -743,17 +854,173 @@ list_users_by_cursor(ClerkRun *run)
 
 /* ---- memberships ---- */
 
-/* Is `id` safe to put in a URL path as is? (Clerk ids are.) */
-static bool
-plain_id(const char *id)
+/* One organization's page of memberships in flight. */
+typedef struct OrgPage
 {
-	const char *p;
+	int			org;			/* index in the list of organizations */
+	int64		offset;
+	int			req;
+	char	   *path;
+} OrgPage;
 
-	if (id == NULL || *id == '\0' || strlen(id) > 200)
+/*
+ * The memberships of each organization (rows: id), the organizations'
+ * listings walked side by side: up to twice clerk_sync.concurrency pages
+ * asked for at once (the HTTP client runs as many as its window allows),
+ * so that the cost is one round trip per organization spread over the
+ * connections, bounded by the rate limit.  An organization deleted
+ * meanwhile answers 404, on any page: it has no members left.
+ */
+static void
+list_per_organization(ClerkRun *run, List *orgs)
+{
+	int			limit = run->settings.page_size;
+	int			depth = Max(1, run->settings.concurrency * 2);
+	int			norgs = list_length(orgs);
+	int			next_org = 0;
+	OrgPage    *ring = palloc0(sizeof(OrgPage) * (depth + 1));
+	int			head = 0,
+				inflight = 0;
+	int64		before = run->counts[CLERK_MEMBERSHIPS].fetched;
+	ListSpec	spec = {CLERK_MEMBERSHIPS, NULL, "created_at", NULL, 0, false, true, 1, -1};
+
+	for (;;)
+	{
+		ClerkHttpResult res;
+		PageArgs	a = {0};
+		OrgPage    *p;
+
+		/* start on the next organizations while there is room */
+		while (inflight < depth && next_org < norgs)
+		{
+			char	   *org = ((char **) list_nth(orgs, next_org))[0];
+
+			if (clerk_plain_id(org))
+			{
+				OrgPage    *q = &ring[(head + inflight) % (depth + 1)];
+				char	   *base = clerk_org_memberships_path(org);
+
+				q->org = next_org;
+				q->offset = 0;
+				q->path = psprintf("%s?limit=%d&offset=0&order_by=created_at", base, limit);
+				q->req = clerk_http_submit(run->http, q->path);
+				pfree(base);
+				inflight++;
+			}
+			next_org++;
+		}
+		if (inflight == 0)
+			break;
+		clerk_http_pump(run->http);
+
+		p = &ring[head];
+		wait_answer(run, p->req, &res);
+		head = (head + 1) % (depth + 1);
+		inflight--;
+		if (res.error == NULL && res.status == 404)
+		{
+			clerk_http_release(run->http, p->req);
+			pfree(p->path);
+			continue;
+		}
+		clerk_http_check(&res, p->path);
+		spec.path = p->path;
+		write_answer(run, &spec, &res, p->path, p->req, !run->incremental, false, &a);
+		if (a.count >= limit)
+		{
+			/* a full page: this organization has more */
+			OrgPage    *q = &ring[(head + inflight) % (depth + 1)];
+			char	   *org = ((char **) list_nth(orgs, p->org))[0];
+			char	   *base = clerk_org_memberships_path(org);
+
+			q->org = p->org;
+			q->offset = p->offset + limit;
+			q->path = psprintf("%s?limit=%d&offset=" INT64_FORMAT "&order_by=created_at",
+							   base, limit, q->offset);
+			q->req = clerk_http_submit(run->http, q->path);
+			pfree(base);
+			inflight++;
+		}
+		pfree(p->path);
+		page_done(run, CLERK_MEMBERSHIPS, before);
+	}
+	pfree(ring);
+}
+
+/*
+ * Listing strategy for memberships (see README, "What a run does"): the
+ * instance-wide listing has no cursor, so its cost depends on how the
+ * server handles offsets.  After each page, the latency seen so far gives
+ * a model, latency = base + per_row * offset; with it, the time the rest
+ * of the instance-wide listing would take is weighed against listing each
+ * organization (one request each, offset 0), both bounded by the
+ * concurrency and the rate limit.  The listing gives up for the other when
+ * that is clearly cheaper.
+ */
+#define MODEL_MIN_SAMPLES 4		/* deep pages seen before deciding */
+#define MODEL_MARGIN 0.75		/* per organization must cost less than this share */
+
+typedef struct MembershipModel
+{
+	double		base_ms;		/* fastest answer near offset 0, or -1 */
+	double		per_row_ms[MODEL_MIN_SAMPLES];	/* the latest estimates of the cost per skipped row */
+	int			nsamples;
+	int64		org_requests;	/* what listing per organization would ask */
+	bool		gave_up;
+	char	   *why;
+} MembershipModel;
+
+static MembershipModel membership_model;
+
+/* Estimated ms to make n requests of mean latency lat_ms each, with the run's concurrency and rate limit. */
+static double
+requests_ms(ClerkRun *run, double n, double lat_ms)
+{
+	double		conc = Max(1, Min(run->settings.concurrency, run->settings.rate_limit));
+	double		per_s = run->settings.rate_limit / 10.0;
+
+	return Max(n * lat_ms / conc, n / per_s * 1000.0);
+}
+
+static bool
+memberships_give_up(ClerkRun *run, int64 offset, double latency_ms, int64 total)
+{
+	MembershipModel *m = &membership_model;
+	int			limit = run->settings.page_size;
+	double		per_row = 0;
+	double		deepest,
+				pages_left,
+				mean_offset,
+				inst_ms,
+				org_ms;
+
+	if (offset <= limit)
+	{
+		if (m->base_ms < 0 || latency_ms < m->base_ms)
+			m->base_ms = latency_ms;
 		return false;
-	for (p = id; *p; p++)
-		if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '-'))
-			return false;
+	}
+	if (m->base_ms < 0 || total < 0 || offset < 4 * limit)
+		return false;
+	m->per_row_ms[m->nsamples++ % MODEL_MIN_SAMPLES] = Max(0, (latency_ms - m->base_ms) / offset);
+	if (m->nsamples < MODEL_MIN_SAMPLES)
+		return false;
+	for (int i = 0; i < MODEL_MIN_SAMPLES; i++)
+		per_row += m->per_row_ms[i] / MODEL_MIN_SAMPLES;
+
+	/* from both ends, no offset goes deeper than half the list */
+	deepest = total / 2.0;
+	pages_left = Max(0, 2.0 * (deepest - offset) / limit);
+	mean_offset = (offset + deepest) / 2.0;
+	inst_ms = requests_ms(run, pages_left, m->base_ms + per_row * mean_offset);
+	org_ms = requests_ms(run, (double) m->org_requests, m->base_ms);
+	if (org_ms >= MODEL_MARGIN * inst_ms)
+		return false;
+	m->gave_up = true;
+	m->why = psprintf("per organization: the instance-wide listing was left at offset " INT64_FORMAT
+					  " (latency %.0f ms + %.1f us per skipped row; the rest estimated at %.0f s, "
+					  INT64_FORMAT " requests per organization at %.0f s)",
+					  offset, m->base_ms, per_row * 1000, inst_ms / 1000, m->org_requests, org_ms / 1000);
 	return true;
 }
 
@@ -761,11 +1028,13 @@ static void
 sync_memberships(ClerkRun *run)
 {
 	List	   *orgs;
-	ListCell   *lc;
-	ListSpec	spec = {CLERK_MEMBERSHIPS, "/organization_memberships", "created_at",
+	ListSpec	spec = {CLERK_MEMBERSHIPS, clerk_list_path(CLERK_MEMBERSHIPS), "created_at",
 	NULL, 0, true, false, run->settings.concurrency, -1};
+	ListOutcome outcome;
 
-	clerk_run_progress(run, "memberships", 0, -1);
+	clerk_run_phase(run, "memberships", -1);
+	memset(&membership_model, 0, sizeof(membership_model));
+	membership_model.base_ms = -1;
 	if (run->incremental)
 	{
 		/* newest first; memberships made since the mark are at the front */
@@ -774,27 +1043,41 @@ sync_memberships(ClerkRun *run)
 		spec.since_ms = run->since_ms;
 		spec.concurrency = 1;
 	}
-	if (list_pages(run, &spec))
-		return;
+	else
+	{
+		List	   *rows = query_rows(run, psprintf("SELECT sum(greatest(1, ceil(coalesce(members_count, 0)::numeric / %d)))::int8 "
+													"FROM clerk.organizations WHERE deleted_at IS NULL",
+													run->settings.page_size));
+		char	   *v = rows != NIL ? ((char **) linitial(rows))[0] : NULL;
 
-	/* no instance-wide listing here: ask each organization listed in this run */
-	clerk_run_message(run, "memberships: the instance-wide listing is not available, listing per organization");
+		membership_model.org_requests = v ? strtoll(v, NULL, 10) : 0;
+		spec.both_ends = true;
+		spec.give_up = memberships_give_up;
+	}
+	outcome = list_pages(run, &spec);
+	if (outcome == LIST_DONE)
+	{
+		run->memberships_paging = pstrdup(run->incremental ? "instance-wide, newest first" :
+										  "instance-wide, from both ends");
+		return;
+	}
+
+	if (outcome == LIST_GAVE_UP)
+	{
+		run->memberships_paging = membership_model.why;
+		clerk_run_message(run, "memberships: %s", membership_model.why);
+	}
+	else
+	{
+		run->memberships_paging = pstrdup("per organization: the instance-wide listing is not available");
+		clerk_run_message(run, "memberships: the instance-wide listing is not available, listing per organization");
+	}
+	/* ask each organization listed in this run (incremental: each one stored) */
 	orgs = query_rows(run, run->incremental ?
 					  "SELECT id FROM clerk.organizations WHERE deleted_at IS NULL ORDER BY id" :
 					  "SELECT DISTINCT unnest(ids) AS id FROM pg_temp.clerk_seen "
 					  "WHERE entity = 'organizations' ORDER BY id");
-	foreach(lc, orgs)
-	{
-		char	   *org = ((char **) lfirst(lc))[0];
-		ListSpec	one = {CLERK_MEMBERSHIPS, NULL, "created_at", NULL, 0, true, true, 1, -1};
-
-		if (!plain_id(org))
-			continue;
-		/* an organization deleted meanwhile answers 404, on any page: it has no members left */
-		one.path = psprintf("/organizations/%s/memberships", org);
-		(void) list_pages(run, &one);
-		pfree((char *) one.path);
-	}
+	list_per_organization(run, orgs);
 }
 
 /* ---- deletion sweep ---- */
@@ -811,24 +1094,8 @@ static void
 soft_delete(void *varg)
 {
 	DeleteArgs *d = (DeleteArgs *) varg;
-	Datum		values[1];
-	Oid			types[1] = {TEXTARRAYOID};
-	char	   *sql;
-	uint64		i;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	values[0] = PointerGetDatum(d->ids);
-	sql = psprintf("UPDATE %s SET deleted_at = now() WHERE id = ANY ($1) AND deleted_at IS NULL RETURNING id",
-				   clerk_entity_table(d->entity));
-	if (SPI_execute_with_args(sql, 1, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not soft-delete");
-	d->deleted = SPI_processed;
-	for (i = 0; i < SPI_processed; i++)
-		clerk_audit("sync.soft_delete", clerk_entity_name(d->entity),
-					SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
-					NULL, d->run_id, "{\"reason\": \"absent from a complete listing and confirmed gone by Clerk\"}");
-	SPI_finish();
+	d->deleted = clerk_store_soft_delete(d->entity, d->ids, d->run_id);
 }
 
 typedef struct ReviveArgs
@@ -848,7 +1115,7 @@ store_found(void *varg)
 
 	clerk_parse_answer(r->res, r->what, &obj);
 	clerk_store_page(r->entity, &obj, r->run->dry_run, true, r->run->run_id,
-					 r->res->sent_at, &r->run->counts[r->entity]);
+					 r->res->sent_at, &r->run->counts[r->entity], NULL);
 }
 
 /*
@@ -884,13 +1151,8 @@ confirm_and_delete(ClerkRun *run, ClerkEntity e, List *candidates)
 			char	  **row = (char **) list_nth(candidates, start + k);
 
 			ids[k] = row[0];
-			if (e == CLERK_USERS)
-				paths[k] = psprintf("/users/%s", row[0]);
-			else if (e == CLERK_ORGANIZATIONS)
-				paths[k] = psprintf("/organizations/%s", row[0]);
-			else
-				paths[k] = psprintf("/organizations/%s/memberships?user_id=%s&limit=100",
-									row[1], row[2]);
+			paths[k] = clerk_object_path(e, row[0], e == CLERK_MEMBERSHIPS ? row[1] : NULL,
+										 e == CLERK_MEMBERSHIPS ? row[2] : NULL);
 		}
 		clerk_http_get_many(run->http, m, paths, results);
 		for (k = 0; k < m; k++)
@@ -917,7 +1179,6 @@ confirm_and_delete(ClerkRun *run, ClerkEntity e, List *candidates)
 				ReviveArgs	r = {run, e, &results[k], paths[k]};
 
 				clerk_in_transaction(store_found, &r);
-				MemoryContextSwitchTo(run->page_cxt);
 			}
 		}
 		if (ngone > 0)
@@ -933,7 +1194,6 @@ confirm_and_delete(ClerkRun *run, ClerkEntity e, List *candidates)
 				d.run_id = run->run_id;
 				d.deleted = 0;
 				clerk_in_transaction(soft_delete, &d);
-				MemoryContextSwitchTo(run->page_cxt);
 				run->deleted[e] += d.deleted;
 			}
 		}
@@ -948,7 +1208,7 @@ deletion_sweep(ClerkRun *run)
 	int64		active[CLERK_NENTITIES];
 	int			e;
 
-	clerk_run_progress(run, "deleting", 0, -1);
+	clerk_run_phase(run, "deleting", -1);
 	for (e = 0; e < CLERK_NENTITIES; e++)
 	{
 		const char *table = clerk_entity_table(e);
@@ -983,8 +1243,8 @@ deletion_sweep(ClerkRun *run)
 		{
 			char	  **row = (char **) lfirst(lc);
 
-			if (plain_id(row[0]) &&
-				(e != CLERK_MEMBERSHIPS || (plain_id(row[1]) && plain_id(row[2]))))
+			if (clerk_plain_id(row[0]) &&
+				(e != CLERK_MEMBERSHIPS || (clerk_plain_id(row[1]) && clerk_plain_id(row[2]))))
 				checkable = lappend(checkable, row);
 		}
 		if (checkable != NIL)
@@ -1054,9 +1314,9 @@ retry_failures(ClerkRun *run)
 		ClerkHttpResult res;
 		int64		failed = run->counts[e].failed;
 
-		if (!plain_id(row[1]))
+		if (!clerk_plain_id(row[1]))
 			continue;
-		path = psprintf(e == CLERK_USERS ? "/users/%s" : "/organizations/%s", row[1]);
+		path = clerk_object_path(e, row[1], NULL, NULL);
 		clerk_http_get(run->http, path, &res);
 		run->failures_retried++;
 		/* an answer that is neither the object nor 404: try again next run */
@@ -1069,14 +1329,12 @@ retry_failures(ClerkRun *run)
 
 			clerk_http_check(&res, path);
 			clerk_in_transaction(store_found, &r);
-			MemoryContextSwitchTo(run->run_cxt);
 		}
 		if (run->counts[e].failed == failed)
 		{
 			ForgetArgs	f = {e, row[1], run->run_id};
 
 			clerk_in_transaction(forget_failure, &f);
-			MemoryContextSwitchTo(run->run_cxt);
 		}
 	}
 }
@@ -1105,9 +1363,9 @@ clerk_sync_execute(ClerkRun *run)
 	ClerkHttpConfig config;
 	ClerkHttpResult res;
 	bool		full_listing;
-	ListSpec	users = {CLERK_USERS, "/users", "created_at", NULL, 0, false, false,
+	ListSpec	users = {CLERK_USERS, clerk_list_path(CLERK_USERS), "created_at", NULL, 0, false, false,
 	run->settings.concurrency, -1};
-	ListSpec	orgs = {CLERK_ORGANIZATIONS, "/organizations?include_members_count=true", "created_at",
+	ListSpec	orgs = {CLERK_ORGANIZATIONS, clerk_list_path(CLERK_ORGANIZATIONS), "created_at",
 	NULL, 0, false, false, run->settings.concurrency, -1};
 
 	run->started_ms = GetCurrentTimestamp() / 1000 +
@@ -1148,26 +1406,26 @@ clerk_sync_execute(ClerkRun *run)
 	}
 
 	/* users */
-	clerk_run_progress(run, "users", 0, -1);
-	clerk_http_get(run->http, "/users/count", &res);
-	clerk_http_check(&res, "/users/count");
+	clerk_run_phase(run, "users", -1);
+	clerk_http_get(run->http, CLERK_PATH_USERS_COUNT, &res);
+	clerk_http_check(&res, CLERK_PATH_USERS_COUNT);
 	{
 		ClerkParsed count;
 
 		StartTransactionCommand();
-		clerk_parse_answer(&res, "/users/count", &count);
-		run->users_total_hint = clerk_answer_total_count(&count, "/users/count");
+		clerk_parse_answer(&res, CLERK_PATH_USERS_COUNT, &count);
+		run->users_total_hint = clerk_answer_total_count(&count, CLERK_PATH_USERS_COUNT);
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(run->run_cxt);
 	}
 	clerk_run_message(run, "users: %s (Clerk has " INT64_FORMAT ")",
 					  full_listing ? "listing" : "fetching recent changes", run->users_total_hint);
-	clerk_run_progress(run, "users", 0, run->users_total_hint);
+	clerk_run_phase(run, "users", run->users_total_hint);
 	if (full_listing)
 	{
 		users.total_hint = run->users_total_hint;
 		if (!list_users_by_cursor(run))
-			list_pages(run, &users);
+			(void) list_pages(run, &users);
 	}
 	else
 	{
@@ -1175,14 +1433,14 @@ clerk_sync_execute(ClerkRun *run)
 		users.stop_field = "updated_at";
 		users.since_ms = run->since_ms;
 		users.concurrency = 1;
-		list_pages(run, &users);
+		(void) list_pages(run, &users);
 	}
 	phase_message(run, CLERK_USERS);
 
 	/* organizations: few, so always listed in full */
-	clerk_run_progress(run, "organizations", 0, -1);
+	clerk_run_phase(run, "organizations", -1);
 	clerk_run_message(run, "organizations: listing");
-	list_pages(run, &orgs);
+	(void) list_pages(run, &orgs);
 	phase_message(run, CLERK_ORGANIZATIONS);
 
 	clerk_run_message(run, "memberships: listing");
@@ -1202,5 +1460,5 @@ clerk_sync_execute(ClerkRun *run)
 	 * hide the changes made until then).
 	 */
 	run->high_water_ms = run->dry_run ? 0 : Min(run->max_updated_ms, run->started_ms);
-	clerk_run_progress(run, "finishing", -1, -1);
+	clerk_run_phase(run, "finishing", -1);
 }

@@ -26,6 +26,7 @@ typedef struct ClerkRun
 	int64		pages;
 	char	   *deletion_note;	/* why nothing was deleted, if so */
 	char	   *users_paging;	/* how the full listing of users paged */
+	char	   *memberships_paging; /* how memberships were listed, and why */
 	int64		started_ms;		/* when the run started, Unix ms */
 	int64		max_updated_ms; /* newest user updated_at fetched */
 	int64		high_water_ms;	/* the mark for the next incremental run */
@@ -43,13 +44,13 @@ extern void clerk_sync_execute(ClerkRun *run);
 /* Post a progress message for waiting callers (and the server log at DEBUG1). */
 extern void clerk_run_message(ClerkRun *run, const char *fmt,...) pg_attribute_printf(2, 3);
 
-/* Update the progress shown in clerk.sync_progress. */
-extern void clerk_run_progress(ClerkRun *run, const char *phase, int64 rows, int64 total_hint);
+/* A new phase in clerk.sync_progress: its name and the objects expected (or -1); no rows done yet. */
+extern void clerk_run_phase(ClerkRun *run, const char *phase, int64 total_hint);
+/* The rows done in this phase, and the run's pages and request counters, in clerk.sync_progress. */
+extern void clerk_run_progress(ClerkRun *run, int64 rows);
 
 /* The stats jsonb text of a run so far. */
 extern char *clerk_run_stats_json(ClerkRun *run);
 
-/* Run fn(arg) in its own transaction, SPI connected, as the tables' owner. */
-extern void clerk_in_transaction(void (*fn) (void *arg), void *arg);
 
 #endif							/* CLERK_SYNC_RUN_H */

@@ -29,6 +29,7 @@
 #include "utils/snapmgr.h"
 
 #include "sync.h"
+#include "transaction.h"
 
 PGDLLEXPORT void clerk_sync_worker_main(Datum main_arg);
 
@@ -90,29 +91,11 @@ worker_exit(int code, Datum arg)
 	ConditionVariableBroadcast(&my_slot->cv);
 }
 
-void
-clerk_in_transaction(void (*fn) (void *arg), void *arg)
-{
-	ClerkSavedUser saved;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	clerk_become_writer(&saved, CLERK_SQL_FOR_SYNC);
-	fn(arg);
-	clerk_restore_user(&saved);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-}
-
 typedef struct BeginArgs
 {
 	ClerkRun   *run;
 	const char *started_by;
 } BeginArgs;
-
-/* audit rows of the vault: kept under clerk_sync.credential_audit_retention */
-#define CREDENTIAL_AUDIT "action LIKE 'credentials.%%' OR action LIKE 'encryption_key.%%' OR coalesce(entity_type, '') = 'secret'"
 
 /* a bookkeeping statement waits this long for a lock, then the run fails */
 #define BOOKKEEPING_LOCK_TIMEOUT "5s"
@@ -152,21 +135,7 @@ begin_run(void *varg)
 				"error_code = 'XX000' WHERE status = 'running'", false, 0);
 	if (SPI_processed > 0)
 		elog(LOG, "clerk_sync: marked " UINT64_FORMAT " interrupted run(s) as failed", SPI_processed);
-	if (run->settings.log_retention > 0)
-	{
-		char	   *sql;
-
-		sql = psprintf("DELETE FROM clerk.sync_runs WHERE started_at < now() - interval '%d minutes'",
-					   run->settings.log_retention);
-		SPI_execute(sql, false, 0);
-		sql = psprintf("DELETE FROM clerk.audit_logs WHERE occurred_at < now() - interval '%d minutes' "
-					   "AND NOT (" CREDENTIAL_AUDIT ")", run->settings.log_retention);
-		SPI_execute(sql, false, 0);
-	}
-	if (run->settings.credential_audit_retention > 0)
-		SPI_execute(psprintf("DELETE FROM clerk.audit_logs WHERE occurred_at < now() - interval '%d minutes' "
-							 "AND (" CREDENTIAL_AUDIT ")", run->settings.credential_audit_retention),
-					false, 0);
+	clerk_store_prune(run->settings.log_retention, run->settings.credential_audit_retention);
 	values[0] = CStringGetTextDatum(run->incremental ? "incremental" : "full");
 	values[1] = BoolGetDatum(run->dry_run);
 	values[2] = CStringGetTextDatum(args->started_by);

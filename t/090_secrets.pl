@@ -203,7 +203,7 @@ q1('DROP TRIGGER escalate ON clerk.users; DROP TRIGGER profiles ON clerk.users')
 # ==== limits that only a superuser can lift ====
 q1(q{CREATE ROLE operator LOGIN});
 for my $case ([ 'SET clerk_sync.rate_limit = 100000', qr/only a superuser may raise clerk_sync\.rate_limit above 1000/ ],
-              [ 'SET clerk_sync.concurrency = 32', qr/only a superuser may raise clerk_sync\.concurrency above 4/ ],
+              [ 'SET clerk_sync.concurrency = 32', qr/only a superuser may raise clerk_sync\.concurrency above 16/ ],
               [ 'SET clerk_sync.max_delete_fraction = 1', qr/only a superuser may raise clerk_sync\.max_delete_fraction above 0\.1/ ]) {
     my ($ret, $out, $err) = $node->psql('postgres', $case->[0], extra_params => [ '-U', 'operator' ]);
     like($err, $case->[1], "a non-superuser session cannot: $case->[0]");
