@@ -118,6 +118,7 @@ typedef struct HttpRequest
 	int64		ready_at;		/* may start at this time (ms) */
 	bool		running;
 	bool		done;
+	bool		varying;		/* its latency depends on what it asks for */
 	TimestampTz sent_at;		/* when the current attempt was handed to curl */
 	ClerkHttpResult result;		/* once done */
 } HttpRequest;
@@ -426,20 +427,27 @@ window_cut(ClerkHttpClient *client, int64 now)
 	window_set(client, client->window / 2);
 }
 
-/* An answer other than a 429 arrived after latency_ms: grow the window, or cut it. */
+/*
+ * An answer other than a 429 arrived after latency_ms: grow the window, or
+ * cut it (not for a varying request, whose latency says nothing about
+ * congestion).
+ */
 static void
-window_answer(ClerkHttpClient *client, double latency_ms, int64 now)
+window_answer(ClerkHttpClient *client, double latency_ms, bool varying, int64 now)
 {
 	double		fastest = latency_ms;
 	double		fill;
 	int			i;
 
-	for (i = 0; i < Min(client->nlatency, CLERK_HTTP_LATENCY_RING); i++)
-		fastest = Min(fastest, client->latency_ring[i]);
-	client->latency_ring[client->nlatency++ % CLERK_HTTP_LATENCY_RING] = latency_ms;
+	if (!varying)
+	{
+		for (i = 0; i < Min(client->nlatency, CLERK_HTTP_LATENCY_RING); i++)
+			fastest = Min(fastest, client->latency_ring[i]);
+		client->latency_ring[client->nlatency++ % CLERK_HTTP_LATENCY_RING] = latency_ms;
+	}
 	client->latency_avg = client->latency_avg <= 0 ? latency_ms :
 		0.8 * client->latency_avg + 0.2 * latency_ms;
-	if (client->nlatency > CLERK_HTTP_LATENCY_RING / 2 &&
+	if (!varying && client->nlatency > CLERK_HTTP_LATENCY_RING / 2 &&
 		latency_ms > CLERK_HTTP_LATENCY_RISE * Max(fastest, 1.0))
 	{
 		window_cut(client, now);
@@ -501,7 +509,7 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 	res->len = 0;
 
 	if (rc == CURLE_OK && status != 429)
-		window_answer(client, res->latency_ms, now);
+		window_answer(client, res->latency_ms, req->varying, now);
 
 	if (rc != CURLE_OK)
 	{
@@ -587,6 +595,15 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 		slot->cap = 0;
 	}
 	slot->len = 0;
+}
+
+int
+clerk_http_submit_varying(ClerkHttpClient *client, const char *path)
+{
+	int			id = clerk_http_submit(client, path);
+
+	client->reqs[id].varying = true;
+	return id;
 }
 
 int
@@ -724,6 +741,17 @@ clerk_http_wait(ClerkHttpClient *client, int id, ClerkHttpResult *result)
 	}
 	req = &client->reqs[id];
 	*result = req->result;
+}
+
+bool
+clerk_http_poll(ClerkHttpClient *client, int id, ClerkHttpResult *result)
+{
+	Assert(client->reqs[id].in_use);
+	clerk_http_pump(client);
+	if (!client->reqs[id].done)
+		return false;
+	*result = client->reqs[id].result;
+	return true;
 }
 
 void

@@ -83,11 +83,16 @@ extern void clerk_http_get_many(ClerkHttpClient *client, int n, char **paths,
  * along without waiting (call it between other work); wait blocks until
  * request `id` is done and fills *result (whose memory stays the client's
  * until release); release forgets the request, stopping it if still in
- * flight.
+ * flight.  A request whose latency is expected to vary with what it asks
+ * for (a page at a deep offset) is submitted as `varying`: its latency
+ * tells nothing about congestion, so it never cuts the concurrency.  poll
+ * is wait without waiting: false while request `id` is not done.
  */
 extern int	clerk_http_submit(ClerkHttpClient *client, const char *path);
+extern int	clerk_http_submit_varying(ClerkHttpClient *client, const char *path);
 extern void clerk_http_pump(ClerkHttpClient *client);
 extern void clerk_http_wait(ClerkHttpClient *client, int id, ClerkHttpResult *result);
+extern bool clerk_http_poll(ClerkHttpClient *client, int id, ClerkHttpResult *result);
 extern void clerk_http_release(ClerkHttpClient *client, int id);
 
 /* One GET; see clerk_http_get_many. */

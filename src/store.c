@@ -177,6 +177,16 @@ page_plan(ClerkEntity e, bool dry_run, bool track_seen)
 	return *plan;
 }
 
+/* A text parameter of a plan, or NULL (SPI's 'n'). */
+static void
+optional_text(Datum *value, char *null, const char *v)
+{
+	if (v != NULL)
+		*value = CStringGetTextDatum(v);
+	else
+		*null = 'n';
+}
+
 void
 clerk_audit(const char *action, const char *entity_type, const char *entity_id,
 			const char *organization_id, int64 run_id, const char *details_json)
@@ -194,16 +204,14 @@ clerk_audit(const char *action, const char *entity_type, const char *entity_id,
 								   6, types);
 	}
 	values[0] = CStringGetTextDatum(action);
-#define OPT_TEXT(i, v) do { if ((v) != NULL) values[i] = CStringGetTextDatum(v); else nulls[i] = 'n'; } while (0)
-	OPT_TEXT(1, entity_type);
-	OPT_TEXT(2, entity_id);
-	OPT_TEXT(3, organization_id);
+	optional_text(&values[1], &nulls[1], entity_type);
+	optional_text(&values[2], &nulls[2], entity_id);
+	optional_text(&values[3], &nulls[3], organization_id);
 	if (run_id > 0)
 		values[4] = Int64GetDatum(run_id);
 	else
 		nulls[4] = 'n';
-	OPT_TEXT(5, details_json);
-#undef OPT_TEXT
+	optional_text(&values[5], &nulls[5], details_json);
 	if (SPI_execute_plan(audit_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write clerk.audit_logs");
 }

@@ -377,7 +377,9 @@ submit_next(ClerkRun *run, const ListSpec *spec, PageRing *r)
 						   spec->order_by);
 	r->offsets[k] = offset;
 	r->from_end[k] = from_end;
-	r->ids[k] = clerk_http_submit(run->http, r->paths[k]);
+	/* a deep page may take longer for its depth alone: that is no congestion */
+	r->ids[k] = offset > 0 ? clerk_http_submit_varying(run->http, r->paths[k]) :
+		clerk_http_submit(run->http, r->paths[k]);
 	if (from_end)
 		r->next_end_offset += r->step;
 	else
@@ -767,7 +769,8 @@ range_scanned(PageArgs *a, const ClerkParsed *page)
 static bool
 list_users_by_cursor(ClerkRun *run)
 {
-	ListSpec	spec = {CLERK_USERS, clerk_list_path(CLERK_USERS), "created_at", NULL, 0, false, false, 1, -1};
+	ListSpec	spec = {.entity = CLERK_USERS, .path = clerk_list_path(CLERK_USERS),
+	.order_by = "created_at", .concurrency = 1, .total_hint = -1};
 	int			limit = run->settings.page_size;
 	char	   *first_id;
 	int64		first = user_edge(run, false, &first_id);
@@ -800,9 +803,14 @@ list_users_by_cursor(ClerkRun *run)
 	clerk_http_check(&probe, probe_path);
 
 	last = user_edge(run, true, NULL);
+	/*
+	 * As many ranges as requests may run at once, each of two pages or
+	 * more: a range costs one request more than its pages (the short one
+	 * that ends it), worth it only when it saves a round trip.
+	 */
 	n = Max(1, Min(run->settings.concurrency, CURSOR_RANGES_MAX));
-	if (run->users_total_hint >= 0 && run->users_total_hint < (int64) limit * n * 2)
-		n = 1;					/* a few pages: ranges would cost more requests than they save */
+	if (run->users_total_hint >= 0)
+		n = (int) Max(1, Min(n, run->users_total_hint / ((int64) limit * 2)));
 	ranges = palloc0(sizeof(CursorRange) * n);
 	fifo = palloc(sizeof(int) * n);
 	for (k = 0; k < n; k++)
@@ -882,7 +890,8 @@ list_per_organization(ClerkRun *run, List *orgs)
 	int			head = 0,
 				inflight = 0;
 	int64		before = run->counts[CLERK_MEMBERSHIPS].fetched;
-	ListSpec	spec = {CLERK_MEMBERSHIPS, NULL, "created_at", NULL, 0, false, true, 1, -1};
+	ListSpec	spec = {.entity = CLERK_MEMBERSHIPS, .order_by = "created_at", .concurrency = 1,
+	.total_hint = -1};
 
 	for (;;)
 	{
@@ -950,23 +959,28 @@ list_per_organization(ClerkRun *run, List *orgs)
 /*
  * Listing strategy for memberships (see README, "What a run does"): the
  * instance-wide listing has no cursor, so its cost depends on how the
- * server handles offsets.  After each page, the latency seen so far gives
- * a model, latency = base + per_row * offset; with it, the time the rest
- * of the instance-wide listing would take is weighed against listing each
- * organization (one request each, offset 0), both bounded by the
- * concurrency and the rate limit.  The listing gives up for the other when
- * that is clearly cheaper.
+ * server handles offsets.  While it is read, the latency of its pages is
+ * set against a probe's, a one-object page at offset 0 asked for every few
+ * pages under the same load: the difference, per skipped row, is what
+ * depth costs (and congestion, which slows the probe as much, is not taken
+ * for it).  With that model (latency = probe + cost per row * offset), the
+ * time the rest of the instance-wide listing would take is weighed against
+ * listing each organization (one request each at offset 0), both bounded
+ * by the concurrency and the rate limit; the listing gives up for the
+ * other when that is clearly cheaper.
  */
 #define MODEL_MIN_SAMPLES 4		/* deep pages seen before deciding */
 #define MODEL_MARGIN 0.75		/* per organization must cost less than this share */
+#define MODEL_PROBE_EVERY 8		/* pages between two probes */
 
 typedef struct MembershipModel
 {
-	double		base_ms;		/* fastest answer near offset 0, or -1 */
+	double		base_ms;		/* the latest probe's latency, or -1 */
+	int			probe_req;		/* the probe in flight, or -1 */
+	int			pages_since_probe;
 	double		per_row_ms[MODEL_MIN_SAMPLES];	/* the latest estimates of the cost per skipped row */
 	int			nsamples;
 	int64		org_requests;	/* what listing per organization would ask */
-	bool		gave_up;
 	char	   *why;
 } MembershipModel;
 
@@ -982,6 +996,31 @@ requests_ms(ClerkRun *run, double n, double lat_ms)
 	return Max(n * lat_ms / conc, n / per_s * 1000.0);
 }
 
+/* Read the probe's answer if it is in; ask for the next one when it is time. */
+static void
+model_probe(ClerkRun *run, MembershipModel *m)
+{
+	ClerkHttpResult res;
+
+	if (m->probe_req >= 0 && clerk_http_poll(run->http, m->probe_req, &res))
+	{
+		if (res.error == NULL && res.status == 200)
+			m->base_ms = res.latency_ms;
+		clerk_http_release(run->http, m->probe_req);
+		m->probe_req = -1;
+	}
+	if (m->probe_req < 0 && (m->base_ms < 0 || m->pages_since_probe >= MODEL_PROBE_EVERY))
+	{
+		char	   *path = psprintf("%s?limit=1&offset=0&order_by=created_at",
+									clerk_list_path(CLERK_MEMBERSHIPS));
+
+		m->probe_req = clerk_http_submit(run->http, path);
+		m->pages_since_probe = 0;
+		pfree(path);
+	}
+	m->pages_since_probe++;
+}
+
 static bool
 memberships_give_up(ClerkRun *run, int64 offset, double latency_ms, int64 total)
 {
@@ -994,12 +1033,7 @@ memberships_give_up(ClerkRun *run, int64 offset, double latency_ms, int64 total)
 				inst_ms,
 				org_ms;
 
-	if (offset <= limit)
-	{
-		if (m->base_ms < 0 || latency_ms < m->base_ms)
-			m->base_ms = latency_ms;
-		return false;
-	}
+	model_probe(run, m);
 	if (m->base_ms < 0 || total < 0 || offset < 4 * limit)
 		return false;
 	m->per_row_ms[m->nsamples++ % MODEL_MIN_SAMPLES] = Max(0, (latency_ms - m->base_ms) / offset);
@@ -1016,7 +1050,6 @@ memberships_give_up(ClerkRun *run, int64 offset, double latency_ms, int64 total)
 	org_ms = requests_ms(run, (double) m->org_requests, m->base_ms);
 	if (org_ms >= MODEL_MARGIN * inst_ms)
 		return false;
-	m->gave_up = true;
 	m->why = psprintf("per organization: the instance-wide listing was left at offset " INT64_FORMAT
 					  " (latency %.0f ms + %.1f us per skipped row; the rest estimated at %.0f s, "
 					  INT64_FORMAT " requests per organization at %.0f s)",
@@ -1028,13 +1061,15 @@ static void
 sync_memberships(ClerkRun *run)
 {
 	List	   *orgs;
-	ListSpec	spec = {CLERK_MEMBERSHIPS, clerk_list_path(CLERK_MEMBERSHIPS), "created_at",
-	NULL, 0, true, false, run->settings.concurrency, -1};
+	ListSpec	spec = {.entity = CLERK_MEMBERSHIPS, .path = clerk_list_path(CLERK_MEMBERSHIPS),
+		.order_by = "created_at", .allow_404 = true, .concurrency = run->settings.concurrency,
+	.total_hint = -1};
 	ListOutcome outcome;
 
 	clerk_run_phase(run, "memberships", -1);
 	memset(&membership_model, 0, sizeof(membership_model));
 	membership_model.base_ms = -1;
+	membership_model.probe_req = -1;
 	if (run->incremental)
 	{
 		/* newest first; memberships made since the mark are at the front */
@@ -1055,6 +1090,8 @@ sync_memberships(ClerkRun *run)
 		spec.give_up = memberships_give_up;
 	}
 	outcome = list_pages(run, &spec);
+	if (membership_model.probe_req >= 0)
+		clerk_http_release(run->http, membership_model.probe_req);
 	if (outcome == LIST_DONE)
 	{
 		run->memberships_paging = pstrdup(run->incremental ? "instance-wide, newest first" :
@@ -1363,10 +1400,12 @@ clerk_sync_execute(ClerkRun *run)
 	ClerkHttpConfig config;
 	ClerkHttpResult res;
 	bool		full_listing;
-	ListSpec	users = {CLERK_USERS, clerk_list_path(CLERK_USERS), "created_at", NULL, 0, false, false,
-	run->settings.concurrency, -1};
-	ListSpec	orgs = {CLERK_ORGANIZATIONS, clerk_list_path(CLERK_ORGANIZATIONS), "created_at",
-	NULL, 0, false, false, run->settings.concurrency, -1};
+	ListSpec	users = {.entity = CLERK_USERS, .path = clerk_list_path(CLERK_USERS),
+		.order_by = "created_at", .concurrency = run->settings.concurrency,
+	.total_hint = -1};
+	ListSpec	orgs = {.entity = CLERK_ORGANIZATIONS, .path = clerk_list_path(CLERK_ORGANIZATIONS),
+		.order_by = "created_at", .concurrency = run->settings.concurrency,
+	.total_hint = -1};
 
 	run->started_ms = GetCurrentTimestamp() / 1000 +
 		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
