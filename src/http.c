@@ -708,21 +708,25 @@ clerk_http_pump(ClerkHttpClient *client)
 	(void) http_step(client, &running);
 }
 
-void
-clerk_http_wait(ClerkHttpClient *client, int id, ClerkHttpResult *result)
+int
+clerk_http_wait_any(ClerkHttpClient *client, const int *ids, int n)
 {
-	HttpRequest *req = &client->reqs[id];
-
-	Assert(req->in_use);
-	while (!client->reqs[id].done)
+	for (;;)
 	{
 		int			running;
 		int64		wake;
 
+		for (int i = 0; i < n; i++)
+		{
+			Assert(client->reqs[ids[i]].in_use);
+			if (client->reqs[ids[i]].done)
+				return i;
+		}
 		http_check_interrupts();
 		wake = http_step(client, &running);
-		if (client->reqs[id].done)
-			break;
+		for (int i = 0; i < n; i++)
+			if (client->reqs[ids[i]].done)
+				return i;
 		if (running == 0)
 		{
 			/* everything left is waiting for its time */
@@ -739,8 +743,13 @@ clerk_http_wait(ClerkHttpClient *client, int id, ClerkHttpResult *result)
 			curl_multi_poll(client->multi, NULL, 0, timeout, NULL);
 		}
 	}
-	req = &client->reqs[id];
-	*result = req->result;
+}
+
+void
+clerk_http_wait(ClerkHttpClient *client, int id, ClerkHttpResult *result)
+{
+	(void) clerk_http_wait_any(client, &id, 1);
+	*result = client->reqs[id].result;
 }
 
 bool

@@ -93,6 +93,8 @@ extern int	clerk_http_submit_varying(ClerkHttpClient *client, const char *path);
 extern void clerk_http_pump(ClerkHttpClient *client);
 extern void clerk_http_wait(ClerkHttpClient *client, int id, ClerkHttpResult *result);
 extern bool clerk_http_poll(ClerkHttpClient *client, int id, ClerkHttpResult *result);
+/* Wait until one of the n requests is done; returns its index in ids. */
+extern int	clerk_http_wait_any(ClerkHttpClient *client, const int *ids, int n);
 extern void clerk_http_release(ClerkHttpClient *client, int id);
 
 /* One GET; see clerk_http_get_many. */

@@ -247,18 +247,28 @@ write_page(void *varg)
 	}
 }
 
+/* Wait until one of the n requests is done, the wait counted in wait_ms; returns its index. */
+static int
+wait_first(ClerkRun *run, const int *reqs, int n)
+{
+	instr_time	t0,
+				t1;
+	int			i;
+
+	INSTR_TIME_SET_CURRENT(t0);
+	i = clerk_http_wait_any(run->http, reqs, n);
+	INSTR_TIME_SET_CURRENT(t1);
+	INSTR_TIME_SUBTRACT(t1, t0);
+	run->wait_ms += INSTR_TIME_GET_MILLISEC(t1);
+	return i;
+}
+
 /* Wait for request `req` of a listing, the wait counted in wait_ms. */
 static void
 wait_answer(ClerkRun *run, int req, ClerkHttpResult *res)
 {
-	instr_time	t0,
-				t1;
-
-	INSTR_TIME_SET_CURRENT(t0);
+	(void) wait_first(run, &req, 1);
 	clerk_http_wait(run->http, req, res);
-	INSTR_TIME_SET_CURRENT(t1);
-	INSTR_TIME_SUBTRACT(t1, t0);
-	run->wait_ms += INSTR_TIME_GET_MILLISEC(t1);
 }
 
 /* After each page: the progress shown, and every few pages a message. */
@@ -406,6 +416,212 @@ asked_all(const ListSpec *spec, const PageRing *r, int64 total)
 }
 
 /*
+ * One listing in progress: list_pages() walks it to the end; a caller that
+ * walks another listing at the same time (see list_users_by_cursor) steps
+ * it whenever its next answer is in.
+ */
+typedef struct Lister
+{
+	const ListSpec *spec;
+	PageRing	r;
+	int			depth;			/* pages asked for ahead */
+	int			allowed;		/* pages that may be asked for now */
+	int64		total;			/* objects in the list, or -1 while unknown */
+	int64		before;			/* fetched before this listing */
+	HTAB	   *seen;			/* newest first: the ids seen, to check that pages overlap */
+	int			shifts;
+	int64		front_newest;	/* both_ends: the newest created_at read from the oldest end */
+	int64		end_oldest;		/* and the oldest read from the newest end */
+	bool		done;
+	ListOutcome outcome;
+} Lister;
+
+/* Ask for the pages that may be asked for now. */
+static void
+lister_submit(ClerkRun *run, Lister *l)
+{
+	/* (the list can outgrow its total while it is read: then go on) */
+	while (l->r.inflight < l->allowed && (!asked_all(l->spec, &l->r, l->total) || l->r.inflight == 0))
+		submit_next(run, l->spec, &l->r);
+	clerk_http_pump(run->http);
+}
+
+static void
+lister_start(ClerkRun *run, Lister *l, const ListSpec *spec)
+{
+	int			limit = run->settings.page_size;
+	bool		newest_first = spec->stop_field != NULL;
+	/* newest first, pages overlap by this much (see ListSpec) */
+	int			overlap = newest_first && limit >= 2 ? Max(1, limit / 10) : 0;
+
+	memset(l, 0, sizeof(*l));
+	l->spec = spec;
+	l->before = run->counts[spec->entity].fetched;
+
+	/*
+	 * Up to `concurrency` requests run at once (the HTTP client sees to
+	 * that); as many again wait queued behind them, so that a connection
+	 * whose answer has arrived starts on the next page at once, even while
+	 * a page is being written.  A newest-first listing goes one page at a
+	 * time: where its next page starts depends on the page before.
+	 */
+	l->depth = newest_first ? 1 : spec->concurrency * 2;
+	l->seen = newest_first ? seen_set(run) : NULL;
+	l->front_newest = l->end_oldest = -1;
+	l->outcome = LIST_DONE;
+
+	/*
+	 * How many objects there are, when known (the user count, or a list's
+	 * total_count): no page is asked for past the one that ends the list.
+	 * Until it is known, the first page goes alone.
+	 */
+	l->total = newest_first ? -1 : spec->total_hint;
+	l->allowed = l->total >= 0 ? l->depth : 1;
+
+	l->r.ring = l->depth + 1;	/* the page being written, and those asked for */
+	l->r.ids = palloc(sizeof(int) * l->r.ring);
+	l->r.offsets = palloc(sizeof(int64) * l->r.ring);
+	l->r.from_end = palloc0(sizeof(bool) * l->r.ring);
+	l->r.paths = palloc0(sizeof(char *) * l->r.ring);
+	l->r.limit = limit;
+	l->r.step = limit - overlap;
+	l->r.sep = strchr(spec->path, '?') ? "&" : "?";
+	if (spec->both_ends && l->total < 0)
+		l->r.next_end_offset = PG_INT64_MAX / 2;	/* the oldest end until the total is known */
+	lister_submit(run, l);
+}
+
+/* The request the listing needs next. */
+static int
+lister_head(const Lister *l)
+{
+	return l->r.ids[l->r.head];
+}
+
+/* Wait for the listing's next answer (at once if it is in), write it, and ask for more. */
+static void
+lister_step(ClerkRun *run, Lister *l)
+{
+	const ListSpec *spec = l->spec;
+	PageRing   *r = &l->r;
+	int			limit = r->limit;
+	bool		newest_first = spec->stop_field != NULL;
+	ClerkHttpResult res;
+	PageArgs	a = {0};
+	int			h = r->head;
+
+	Assert(!l->done);
+	wait_answer(run, r->ids[h], &res);
+	if (res.error == NULL && res.status == 404 &&
+		((spec->allow_404 && r->offsets[h] == 0 && run->counts[spec->entity].fetched == l->before) ||
+		 (spec->gone_404 && r->offsets[h] > 0)))
+	{
+		if (r->offsets[h] == 0)
+			l->outcome = LIST_NOT_FOUND;
+		l->done = true;
+		return;
+	}
+	clerk_http_check(&res, r->paths[h]);
+
+	/* the next page goes out before this one is written (the head is in hand) */
+	if (l->allowed > 1 && r->inflight - 1 < l->allowed && !asked_all(spec, r, l->total))
+	{
+		submit_next(run, spec, r);
+		clerk_http_pump(run->http);
+	}
+
+	write_answer(run, spec, &res, r->paths[h], r->ids[h], !run->incremental,
+				 newest_first, &a);
+	if (!newest_first && a.total >= 0)
+	{
+		l->total = a.total;
+		if (spec->both_ends && r->next_end_offset > l->total)
+			r->next_end_offset = 0;
+	}
+	l->allowed = l->depth;
+	if (a.count < limit)
+		l->done = true;			/* the end of the list (from either end) */
+	if (newest_first && a.min_ms >= 0 && a.min_ms < spec->since_ms)
+		l->done = true;
+	if (spec->both_ends && a.count > 0)
+	{
+		if (r->from_end[h])
+			l->end_oldest = l->end_oldest < 0 ? a.min_created_ms : Min(l->end_oldest, a.min_created_ms);
+		else
+			l->front_newest = Max(l->front_newest, a.max_created_ms);
+	}
+
+	/*
+	 * Newest first, every page after the first must hold an object of the
+	 * pages before it: if none, objects before it went away while the list
+	 * was read, the list moved up, and objects may have slid past the
+	 * boundary unseen.  Step back a page and read on from there.
+	 */
+	if (newest_first && !seen_any(l->seen, a.ids) && r->offsets[h] > 0 && a.ids != NIL)
+	{
+		if (++l->shifts > MAX_SHIFT_REPAIRS)
+			ereport(ERROR,
+					(errcode(CLERK_ERRCODE_API_ERROR),
+					 errmsg("Clerk's listing of %s kept moving while it was read", spec->path),
+					 errdetail("Pages of a newest-first listing stopped overlapping %d times.", MAX_SHIFT_REPAIRS),
+					 errhint("Run clerk_sync_all(), which does not depend on the listing standing still.")));
+		run->shifts_repaired++;
+		r->next_offset = Max(0, r->offsets[h] - r->step);
+		l->done = false;
+	}
+	r->head = (r->head + 1) % r->ring;
+	r->inflight--;
+	page_done(run, spec->entity, l->before);
+
+	if (!l->done && spec->give_up && spec->give_up(run, r->offsets[h], res.latency_ms, l->total))
+	{
+		l->outcome = LIST_GAVE_UP;
+		l->done = true;
+		return;
+	}
+
+	/*
+	 * Both ends, everything asked for is written: the halves must meet (the
+	 * oldest end's newest object no older than the newest end's oldest); if
+	 * objects added meanwhile pushed them apart, read on from the newest
+	 * end.
+	 */
+	if (!l->done && spec->both_ends && r->inflight == 0 && asked_all(spec, r, l->total))
+	{
+		if (l->front_newest >= 0 && l->end_oldest >= 0 && l->front_newest < l->end_oldest)
+			l->total += limit;
+		else
+			l->done = true;
+	}
+	if (!l->done)
+		lister_submit(run, l);
+}
+
+/* The listing is over: pages asked for beyond the end are let go. */
+static ListOutcome
+lister_finish(ClerkRun *run, Lister *l)
+{
+	PageRing   *r = &l->r;
+
+	while (r->inflight > 0)
+	{
+		clerk_http_release(run->http, r->ids[r->head]);
+		r->head = (r->head + 1) % r->ring;
+		r->inflight--;
+	}
+	for (int k = 0; k < r->ring; k++)
+		if (r->paths[k])
+			pfree(r->paths[k]);
+	pfree(r->paths);
+	pfree(r->from_end);
+	pfree(r->offsets);
+	pfree(r->ids);
+	if (l->seen)
+		hash_destroy(l->seen);
+	return l->outcome;
+}
+
+/*
  * Walk one listing, `concurrency` pages in flight, writing each page.
  * Returns LIST_NOT_FOUND without writing anything if the first page is a
  * 404 and allow_404 is set (the endpoint is not available), LIST_GAVE_UP
@@ -414,160 +630,12 @@ asked_all(const ListSpec *spec, const PageRing *r, int64 total)
 static ListOutcome
 list_pages(ClerkRun *run, const ListSpec *spec)
 {
-	int			limit = run->settings.page_size;
-	int64		before = run->counts[spec->entity].fetched;
-	bool		newest_first = spec->stop_field != NULL;
-	PageRing	r;
-	/*
-	 * Up to `concurrency` requests run at once (the HTTP client sees to
-	 * that); as many again wait queued behind them, so that a connection
-	 * whose answer has arrived starts on the next page at once, even while
-	 * a page is being written.  A newest-first listing goes one page at a
-	 * time: where its next page starts depends on the page before.
-	 */
-	int			depth = newest_first ? 1 : spec->concurrency * 2;
-	/* newest first, pages overlap by this much (see ListSpec) */
-	int			overlap = newest_first && limit >= 2 ? Max(1, limit / 10) : 0;
-	HTAB	   *seen = newest_first ? seen_set(run) : NULL;
-	int			shifts = 0;
-	bool		done = false;
-	ListOutcome outcome = LIST_DONE;
-	/* both_ends: the newest created_at read from the oldest end, the oldest from the newest */
-	int64		front_newest = -1,
-				end_oldest = -1;
+	Lister		l;
 
-	/*
-	 * How many objects there are, when known (the user count, or a list's
-	 * total_count): no page is asked for past the one that ends the list.
-	 * Until it is known, the first page goes alone.
-	 */
-	int64		total = newest_first ? -1 : spec->total_hint;
-	int			allowed = total >= 0 ? depth : 1;
-
-	r.ring = depth + 1;			/* the page being written, and those asked for */
-	r.ids = palloc(sizeof(int) * r.ring);
-	r.offsets = palloc(sizeof(int64) * r.ring);
-	r.from_end = palloc0(sizeof(bool) * r.ring);
-	r.paths = palloc0(sizeof(char *) * r.ring);
-	r.head = r.inflight = 0;
-	r.next_offset = r.next_end_offset = 0;
-	r.limit = limit;
-	r.step = limit - overlap;
-	r.sep = strchr(spec->path, '?') ? "&" : "?";
-	if (spec->both_ends && total < 0)
-		r.next_end_offset = PG_INT64_MAX / 2;	/* the oldest end until the total is known */
-
-	while (!done)
-	{
-		ClerkHttpResult res;
-		PageArgs	a = {0};
-		int			h;
-
-		/* (the list can outgrow its total while it is read: then go on) */
-		while (r.inflight < allowed && (!asked_all(spec, &r, total) || r.inflight == 0))
-			submit_next(run, spec, &r);
-		clerk_http_pump(run->http);
-
-		h = r.head;
-		wait_answer(run, r.ids[h], &res);
-		if (res.error == NULL && res.status == 404 &&
-			((spec->allow_404 && r.offsets[h] == 0 && run->counts[spec->entity].fetched == before) ||
-			 (spec->gone_404 && r.offsets[h] > 0)))
-		{
-			if (r.offsets[h] == 0)
-				outcome = LIST_NOT_FOUND;
-			break;
-		}
-		clerk_http_check(&res, r.paths[h]);
-
-		/* the next page goes out before this one is written (the head is in hand) */
-		if (allowed > 1 && r.inflight - 1 < allowed && !asked_all(spec, &r, total))
-		{
-			submit_next(run, spec, &r);
-			clerk_http_pump(run->http);
-		}
-
-		write_answer(run, spec, &res, r.paths[h], r.ids[h], !run->incremental,
-					 newest_first, &a);
-		if (!newest_first && a.total >= 0)
-		{
-			total = a.total;
-			if (spec->both_ends && r.next_end_offset > total)
-				r.next_end_offset = 0;
-		}
-		allowed = depth;
-		if (a.count < limit)
-			done = true;		/* the end of the list (from either end) */
-		if (newest_first && a.min_ms >= 0 && a.min_ms < spec->since_ms)
-			done = true;
-		if (spec->both_ends && a.count > 0)
-		{
-			if (r.from_end[h])
-				end_oldest = end_oldest < 0 ? a.min_created_ms : Min(end_oldest, a.min_created_ms);
-			else
-				front_newest = Max(front_newest, a.max_created_ms);
-		}
-
-		/*
-		 * Newest first, every page after the first must hold an object of
-		 * the pages before it: if none, objects before it went away while
-		 * the list was read, the list moved up, and objects may have slid
-		 * past the boundary unseen.  Step back a page and read on from
-		 * there.
-		 */
-		if (newest_first && !seen_any(seen, a.ids) && r.offsets[h] > 0 && a.ids != NIL)
-		{
-			if (++shifts > MAX_SHIFT_REPAIRS)
-				ereport(ERROR,
-						(errcode(CLERK_ERRCODE_API_ERROR),
-						 errmsg("Clerk's listing of %s kept moving while it was read", spec->path),
-						 errdetail("Pages of a newest-first listing stopped overlapping %d times.", MAX_SHIFT_REPAIRS),
-						 errhint("Run clerk_sync_all(), which does not depend on the listing standing still.")));
-			run->shifts_repaired++;
-			r.next_offset = Max(0, r.offsets[h] - r.step);
-			done = false;
-		}
-		r.head = (r.head + 1) % r.ring;
-		r.inflight--;
-		page_done(run, spec->entity, before);
-
-		if (!done && spec->give_up && spec->give_up(run, r.offsets[h], res.latency_ms, total))
-		{
-			outcome = LIST_GAVE_UP;
-			break;
-		}
-		/*
-		 * Both ends, everything asked for is written: the halves must meet
-		 * (the oldest end's newest object no older than the newest end's
-		 * oldest); if objects added meanwhile pushed them apart, read on
-		 * from the newest end.
-		 */
-		if (!done && spec->both_ends && r.inflight == 0 && asked_all(spec, &r, total))
-		{
-			if (front_newest >= 0 && end_oldest >= 0 && front_newest < end_oldest)
-				total += limit;
-			else
-				done = true;
-		}
-	}
-
-	/* pages asked for beyond the end are not needed */
-	while (r.inflight > 0)
-	{
-		clerk_http_release(run->http, r.ids[r.head]);
-		r.head = (r.head + 1) % r.ring;
-		r.inflight--;
-	}
-	for (int k = 0; k < r.ring; k++)
-		if (r.paths[k])
-			pfree(r.paths[k]);
-	pfree(r.paths);
-	pfree(r.from_end);
-	pfree(r.offsets);
-	pfree(r.ids);
-	if (seen)
-		hash_destroy(seen);
-	return outcome;
+	lister_start(run, &l, spec);
+	while (!l.done)
+		lister_step(run, &l);
+	return lister_finish(run, &l);
 }
 
 static void
@@ -767,7 +835,7 @@ range_scanned(PageArgs *a, const ClerkParsed *page)
  * the caller pages by offset instead.
  */
 static bool
-list_users_by_cursor(ClerkRun *run)
+list_users_by_cursor(ClerkRun *run, Lister *side)
 {
 	ListSpec	spec = {.entity = CLERK_USERS, .path = clerk_list_path(CLERK_USERS),
 	.order_by = "created_at", .concurrency = 1, .total_hint = -1};
@@ -836,9 +904,20 @@ list_users_by_cursor(ClerkRun *run)
 		int			req;
 
 		k = fifo[fifo_head];
+		r = &ranges[k];
+		/* the listing walked side by side goes on whenever its answer is in first */
+		if (side != NULL && !side->done)
+		{
+			int			ids[2] = {r->req, lister_head(side)};
+
+			if (wait_first(run, ids, 2) == 1)
+			{
+				lister_step(run, side);
+				continue;
+			}
+		}
 		fifo_head = (fifo_head + 1) % n;
 		fifo_len--;
-		r = &ranges[k];
 		path = r->path;
 		req = r->req;
 
@@ -1057,26 +1136,28 @@ memberships_give_up(ClerkRun *run, int64 offset, double latency_ms, int64 total)
 	return true;
 }
 
+/* The memberships listing (see sync_memberships), kept for the run. */
+static ListSpec membership_spec;
+
+/* Start listing memberships: instance-wide, newest first in an incremental run, else from both ends. */
 static void
-sync_memberships(ClerkRun *run)
+memberships_begin(ClerkRun *run, Lister *l)
 {
-	List	   *orgs;
-	ListSpec	spec = {.entity = CLERK_MEMBERSHIPS, .path = clerk_list_path(CLERK_MEMBERSHIPS),
+	ListSpec   *spec = &membership_spec;
+
+	*spec = (ListSpec) {.entity = CLERK_MEMBERSHIPS, .path = clerk_list_path(CLERK_MEMBERSHIPS),
 		.order_by = "created_at", .allow_404 = true, .concurrency = run->settings.concurrency,
 	.total_hint = -1};
-	ListOutcome outcome;
-
-	clerk_run_phase(run, "memberships", -1);
 	memset(&membership_model, 0, sizeof(membership_model));
 	membership_model.base_ms = -1;
 	membership_model.probe_req = -1;
 	if (run->incremental)
 	{
 		/* newest first; memberships made since the mark are at the front */
-		spec.order_by = "-created_at";
-		spec.stop_field = "created_at";
-		spec.since_ms = run->since_ms;
-		spec.concurrency = 1;
+		spec->order_by = "-created_at";
+		spec->stop_field = "created_at";
+		spec->since_ms = run->since_ms;
+		spec->concurrency = 1;
 	}
 	else
 	{
@@ -1086,10 +1167,26 @@ sync_memberships(ClerkRun *run)
 		char	   *v = rows != NIL ? ((char **) linitial(rows))[0] : NULL;
 
 		membership_model.org_requests = v ? strtoll(v, NULL, 10) : 0;
-		spec.both_ends = true;
-		spec.give_up = memberships_give_up;
+		spec->both_ends = true;
+		spec->give_up = memberships_give_up;
 	}
-	outcome = list_pages(run, &spec);
+	lister_start(run, l, spec);
+}
+
+/*
+ * Finish listing memberships: the instance-wide listing to its end, then,
+ * if it is not there or gave up, each organization's.
+ */
+static void
+memberships_end(ClerkRun *run, Lister *l)
+{
+	List	   *orgs;
+	ListOutcome outcome;
+
+	clerk_run_phase(run, "memberships", -1);
+	while (!l->done)
+		lister_step(run, l);
+	outcome = lister_finish(run, l);
 	if (membership_model.probe_req >= 0)
 		clerk_http_release(run->http, membership_model.probe_req);
 	if (outcome == LIST_DONE)
@@ -1403,6 +1500,7 @@ clerk_sync_execute(ClerkRun *run)
 	ListSpec	users = {.entity = CLERK_USERS, .path = clerk_list_path(CLERK_USERS),
 		.order_by = "created_at", .concurrency = run->settings.concurrency,
 	.total_hint = -1};
+	Lister		memberships;
 	ListSpec	orgs = {.entity = CLERK_ORGANIZATIONS, .path = clerk_list_path(CLERK_ORGANIZATIONS),
 		.order_by = "created_at", .concurrency = run->settings.concurrency,
 	.total_hint = -1};
@@ -1444,6 +1542,15 @@ clerk_sync_execute(ClerkRun *run)
 		}
 	}
 
+	/*
+	 * Organizations first: few, so always listed in full, and how the
+	 * memberships are listed depends on their member counts.
+	 */
+	clerk_run_phase(run, "organizations", -1);
+	clerk_run_message(run, "organizations: listing");
+	(void) list_pages(run, &orgs);
+	phase_message(run, CLERK_ORGANIZATIONS);
+
 	/* users */
 	clerk_run_phase(run, "users", -1);
 	clerk_http_get(run->http, CLERK_PATH_USERS_COUNT, &res);
@@ -1460,10 +1567,19 @@ clerk_sync_execute(ClerkRun *run)
 	clerk_run_message(run, "users: %s (Clerk has " INT64_FORMAT ")",
 					  full_listing ? "listing" : "fetching recent changes", run->users_total_hint);
 	clerk_run_phase(run, "users", run->users_total_hint);
+
+	/*
+	 * In a full listing, the memberships listing starts now and, while users
+	 * are listed by cursor, goes on side by side with it: whichever answer is in first is
+	 * written first, so that the latency of deep membership pages is spent
+	 * while users are written.
+	 */
 	if (full_listing)
 	{
+		clerk_run_message(run, "memberships: listing");
+		memberships_begin(run, &memberships);
 		users.total_hint = run->users_total_hint;
-		if (!list_users_by_cursor(run))
+		if (!list_users_by_cursor(run, &memberships))
 			(void) list_pages(run, &users);
 	}
 	else
@@ -1473,17 +1589,12 @@ clerk_sync_execute(ClerkRun *run)
 		users.since_ms = run->since_ms;
 		users.concurrency = 1;
 		(void) list_pages(run, &users);
+		clerk_run_message(run, "memberships: listing");
+		memberships_begin(run, &memberships);
 	}
 	phase_message(run, CLERK_USERS);
 
-	/* organizations: few, so always listed in full */
-	clerk_run_phase(run, "organizations", -1);
-	clerk_run_message(run, "organizations: listing");
-	(void) list_pages(run, &orgs);
-	phase_message(run, CLERK_ORGANIZATIONS);
-
-	clerk_run_message(run, "memberships: listing");
-	sync_memberships(run);
+	memberships_end(run, &memberships);
 	phase_message(run, CLERK_MEMBERSHIPS);
 
 	retry_failures(run);

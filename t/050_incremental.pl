@@ -27,7 +27,7 @@ my @created = map { $mock->control(POST => 'users', { first_name => "New$_" })->
 my $org = q1('SELECT id FROM clerk.organizations ORDER BY id LIMIT 1');
 my $mem = $mock->control(POST => 'organization_memberships', { organization_id => $org, user_id => $created[0], role => 'org:member' });
 # one more user is created during the run, after the users were listed
-$mock->add_trigger(path => '/v1/organizations\?', on_request => 1, create_users => 1);
+$mock->add_trigger(path => '/v1/organization_memberships\?', on_request => 1, create_users => 1);
 
 is(q1('SELECT status FROM clerk_sync_changes()'), 'succeeded', 'incremental run succeeds');
 my $inc_requests = last_run(q{(stats ->> 'requests')::int});

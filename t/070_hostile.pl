@@ -150,20 +150,20 @@ sub blocked_on {
     $l1->query_safe('BEGIN; LOCK TABLE clerk.users IN SHARE ROW EXCLUSIVE MODE');
     $l2->query_safe('BEGIN; LOCK TABLE clerk.organizations IN SHARE ROW EXCLUSIVE MODE');
     my $id = q1('SELECT id FROM clerk_sync_all(wait => false)');
-    ok(blocked_on('clerk.users'), 'the first page of users is held back');
-    $mock->control(DELETE => "users/$ua");
-    $l1->query_safe(webhook_sql($SECRET, 'user.deleted', { id => $ua, object => 'user', deleted => \1 },
-                                timestamp_ms => time() * 1000));
-    $l1->query_safe(webhook_sql($SECRET, 'user.updated', { id => $ub, object => 'user', first_name => 'FromWebhook',
-                                                           updated_at => $ts + 3_600_000, created_at => 1 }));
-    $l1->query_safe('COMMIT');
-    ok(blocked_on('clerk.organizations'), 'then the first page of organizations');
+    ok(blocked_on('clerk.organizations'), 'the first page of organizations is held back');
     $mock->control(DELETE => "organizations/$oa");
     $l2->query_safe(webhook_sql($SECRET, 'organization.deleted', { id => $oa, object => 'organization', deleted => \1 },
                                 timestamp_ms => time() * 1000));
     $l2->query_safe(webhook_sql($SECRET, 'organization.updated', { id => $ob, object => 'organization', name => 'FromWebhook',
                                                                    updated_at => $ts + 3_600_000, created_at => 1 }));
     $l2->query_safe('COMMIT');
+    ok(blocked_on('clerk.users'), 'then the first page of users');
+    $mock->control(DELETE => "users/$ua");
+    $l1->query_safe(webhook_sql($SECRET, 'user.deleted', { id => $ua, object => 'user', deleted => \1 },
+                                timestamp_ms => time() * 1000));
+    $l1->query_safe(webhook_sql($SECRET, 'user.updated', { id => $ub, object => 'user', first_name => 'FromWebhook',
+                                                           updated_at => $ts + 3_600_000, created_at => 1 }));
+    $l1->query_safe('COMMIT');
     is(wait_for_run($node, $id), 'succeeded', 'the run succeeds');
     is(q1("SELECT deleted_at IS NOT NULL FROM clerk.users WHERE id = '$ua'"), 't', 'a page fetched before a user.deleted does not revive the user');
     is(q1("SELECT first_name FROM clerk.users WHERE id = '$ub'"), 'FromWebhook', 'nor overwrite a newer version of a user');
