@@ -449,7 +449,7 @@ SEQ_RATIO=$(ratio "$SEQ_SECS" "${SLICE[0]}")
 	echo "| incremental: users updated / changes present afterwards | $INC_UPD / $INC_GOT of $CHANGED |"
 	echo "| (a) fetch alone ($NURLS requests, curl, concurrency $CONC) | $FETCH_SECS s (CPU busy: ${FETCH_BUSY}%; mock CPU $FETCH_MOCK_CPU s) |"
 	echo "| (b) write alone ($LOADED rows from files, same SQL) | $WRITE_SECS s (CPU busy: ${WRITE_BUSY}%) |"
-	echo "| full sync / slower of (a), (b) | **$RATIO** (target at most 1.5) |"
+	echo "| full sync / slower of (a), (b) | **$RATIO** (target at most 1.2) |"
 	echo "| worker peak private RSS (RssAnon), $SMALL users | $SMALL_RSS MB (sync took $SMALL_SECS s) |"
 	echo "| worker peak private RSS (RssAnon), $SCALE / $SMALL users | **$RSS_RATIO** (flat means it does not grow with the data) |"
 	echo "| (c) COPY FROM alone (b's $COPIED rows from files into empty copies, one transaction per table) | $COPY_SECS s (CPU busy: ${COPY_BUSY}%) |"

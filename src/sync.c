@@ -758,18 +758,35 @@ read_edge(void *varg)
 		e->id = MemoryContextStrdup(e->mcxt, e->id);
 }
 
+/* The requests for the oldest and the newest user, asked for early. */
+typedef struct UserEdges
+{
+	int			req[2];			/* [0] oldest, [1] newest */
+	char	   *path[2];
+} UserEdges;
+
+static void
+user_edges_submit(ClerkRun *run, UserEdges *edges)
+{
+	for (int newest = 0; newest < 2; newest++)
+	{
+		edges->path[newest] = psprintf("%s?limit=1&order_by=%screated_at", clerk_list_path(CLERK_USERS),
+									   newest ? "-" : "");
+		edges->req[newest] = clerk_http_submit(run->http, edges->path[newest]);
+	}
+}
+
 /* created_at and id of the oldest or newest user; -1 when there is none. */
 static int64
-user_edge(ClerkRun *run, bool newest, char **id)
+user_edge(ClerkRun *run, UserEdges *edges, bool newest, char **id)
 {
-	char	   *path = psprintf("%s?limit=1&order_by=%screated_at", clerk_list_path(CLERK_USERS),
-								newest ? "-" : "");
 	ClerkHttpResult res;
-	EdgeArgs	e = {&res, path, -1, NULL, run->run_cxt};
+	EdgeArgs	e = {&res, edges->path[newest], -1, NULL, run->run_cxt};
 
-	clerk_http_get(run->http, path, &res);
-	clerk_http_check(&res, path);
+	wait_answer(run, edges->req[newest], &res);
+	clerk_http_check(&res, edges->path[newest]);
 	clerk_in_transaction(read_edge, &e);
+	clerk_http_release(run->http, edges->req[newest]);
 	if (id)
 		*id = e.id;
 	return e.created_ms;
@@ -835,14 +852,14 @@ range_scanned(PageArgs *a, const ClerkParsed *page)
  * the caller pages by offset instead.
  */
 static bool
-list_users_by_cursor(ClerkRun *run, Lister *side)
+list_users_by_cursor(ClerkRun *run, UserEdges *edges, Lister *side)
 {
 	ListSpec	spec = {.entity = CLERK_USERS, .path = clerk_list_path(CLERK_USERS),
 	.order_by = "created_at", .concurrency = 1, .total_hint = -1};
 	int			limit = run->settings.page_size;
 	char	   *first_id;
-	int64		first = user_edge(run, false, &first_id);
-	int64		last;
+	int64		first = user_edge(run, edges, false, &first_id);
+	int64		last = user_edge(run, edges, true, NULL);
 	int			n,
 				k,
 				live;
@@ -870,7 +887,6 @@ list_users_by_cursor(ClerkRun *run, Lister *side)
 	}
 	clerk_http_check(&probe, probe_path);
 
-	last = user_edge(run, true, NULL);
 	/*
 	 * As many ranges as requests may run at once, each of two pages or
 	 * more: a range costs one request more than its pages (the short one
@@ -1501,6 +1517,8 @@ clerk_sync_execute(ClerkRun *run)
 		.order_by = "created_at", .concurrency = run->settings.concurrency,
 	.total_hint = -1};
 	Lister		memberships;
+	UserEdges	edges;
+	int			count_req;
 	ListSpec	orgs = {.entity = CLERK_ORGANIZATIONS, .path = clerk_list_path(CLERK_ORGANIZATIONS),
 		.order_by = "created_at", .concurrency = run->settings.concurrency,
 	.total_hint = -1};
@@ -1547,13 +1565,17 @@ clerk_sync_execute(ClerkRun *run)
 	 * memberships are listed depends on their member counts.
 	 */
 	clerk_run_phase(run, "organizations", -1);
+	/* what the users' listing starts from is asked for meanwhile */
+	count_req = clerk_http_submit(run->http, CLERK_PATH_USERS_COUNT);
+	if (full_listing)
+		user_edges_submit(run, &edges);
 	clerk_run_message(run, "organizations: listing");
 	(void) list_pages(run, &orgs);
 	phase_message(run, CLERK_ORGANIZATIONS);
 
 	/* users */
 	clerk_run_phase(run, "users", -1);
-	clerk_http_get(run->http, CLERK_PATH_USERS_COUNT, &res);
+	wait_answer(run, count_req, &res);
 	clerk_http_check(&res, CLERK_PATH_USERS_COUNT);
 	{
 		ClerkParsed count;
@@ -1564,6 +1586,7 @@ clerk_sync_execute(ClerkRun *run)
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(run->run_cxt);
 	}
+	clerk_http_release(run->http, count_req);
 	clerk_run_message(run, "users: %s (Clerk has " INT64_FORMAT ")",
 					  full_listing ? "listing" : "fetching recent changes", run->users_total_hint);
 	clerk_run_phase(run, "users", run->users_total_hint);
@@ -1579,7 +1602,7 @@ clerk_sync_execute(ClerkRun *run)
 		clerk_run_message(run, "memberships: listing");
 		memberships_begin(run, &memberships);
 		users.total_hint = run->users_total_hint;
-		if (!list_users_by_cursor(run, &memberships))
+		if (!list_users_by_cursor(run, &edges, &memberships))
 			(void) list_pages(run, &users);
 	}
 	else

@@ -250,6 +250,7 @@ SELECT line FROM (
          || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
          || CASE WHEN a.attgenerated <> '' THEN ' generated ' || a.attgenerated::text ELSE '' END
          || ' collation ' || coalesce(nullif(a.attcollation, 0)::regcollation::text, '-')
+         || ' storage ' || a.attstorage::text || ' compression ' || coalesce(nullif(a.attcompression::text, ''), '-')
          || ' acl ' || coalesce(a.attacl::text, '-')
          || ' comment ' || coalesce(col_description(c.oid, a.attnum), '-')
     FROM rel c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
