@@ -140,22 +140,6 @@ CREATE TABLE clerk.sync_failures (
 COMMENT ON TABLE clerk.sync_failures IS 'Records a sync could not store: retried by id on later runs (users, organizations) or by the next full listing, and forgotten once stored or gone';
 SELECT pg_catalog.pg_extension_config_dump('clerk.sync_failures', '');
 
--- ---- storage: the whole objects compressed with lz4 where the server has it ---
--- Every synced row keeps its object in raw (about 2 kB for a user, so it is
--- compressed); lz4 compresses several times faster than pglz, which a full
--- sync otherwise spends a sixth of its write time in.  Rows already stored
--- keep their compression until they are next written.
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_settings
-               WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
-        ALTER TABLE clerk.users ALTER COLUMN raw SET COMPRESSION lz4;
-        ALTER TABLE clerk.organizations ALTER COLUMN raw SET COMPRESSION lz4;
-        ALTER TABLE clerk.organization_members ALTER COLUMN raw SET COMPRESSION lz4;
-    END IF;
-END
-$$;
-
 -- ---- pages and bodies as text: repaired the way a sync repairs them --------
 
 CREATE FUNCTION clerk_apply_page(entity text, page text)

@@ -104,6 +104,7 @@ struct ClerkHttpClient
 	int			nreqs;
 	int			maxreqs;
 	MemoryContext req_cxt;		/* paths and answer bodies */
+	uint64		next_seq;		/* of the next request submitted */
 
 	ClerkHttpStats stats;
 };
@@ -119,6 +120,7 @@ typedef struct HttpRequest
 	bool		running;
 	bool		done;
 	bool		varying;		/* its latency depends on what it asks for */
+	uint64		seq;			/* submission order */
 	TimestampTz sent_at;		/* when the current attempt was handed to curl */
 	ClerkHttpResult result;		/* once done */
 } HttpRequest;
@@ -628,6 +630,7 @@ clerk_http_submit(ClerkHttpClient *client, const char *path)
 	req = &client->reqs[id];
 	memset(req, 0, sizeof(HttpRequest));
 	req->in_use = true;
+	req->seq = client->next_seq++;
 	req->path = MemoryContextStrdup(client->req_cxt, path);
 	return id;
 }
@@ -651,29 +654,39 @@ http_step(ClerkHttpClient *client, int *running)
 	for (i = 0; i < client->concurrency; i++)
 		if (client->slots[i].request >= 0)
 			nrunning++;
-	for (i = 0; i < client->nreqs && nrunning < client->window; i++)
+	/* requests start in the order they were submitted, as the window and the rate limit allow */
+	while (nrunning < client->window)
 	{
-		HttpRequest *req = &client->reqs[i];
-		int64		at;
+		int			best = -1;
 		int			s;
 
-		if (!req->in_use || req->done || req->running)
-			continue;
-		at = Max(req->ready_at, client->pause_until);
-		if (rate_permit_at(client) > Max(at, now))
+		for (i = 0; i < client->nreqs; i++)
 		{
-			if (rate_permit_at(client) > now && at <= now)
-				client->stats.rate_limit_waits++;
-			at = Max(at, rate_permit_at(client));
+			HttpRequest *req = &client->reqs[i];
+			int64		at;
+
+			if (!req->in_use || req->done || req->running)
+				continue;
+			at = Max(req->ready_at, client->pause_until);
+			if (at > now)
+			{
+				wake = Min(wake, at);
+				continue;
+			}
+			if (best < 0 || req->seq < client->reqs[best].seq)
+				best = i;
 		}
-		if (at > now)
+		if (best < 0)
+			break;
+		if (rate_permit_at(client) > now)
 		{
-			wake = Min(wake, at);
-			continue;
+			client->stats.rate_limit_waits++;
+			wake = Min(wake, rate_permit_at(client));
+			break;
 		}
 		for (s = 0; client->slots[s].request >= 0; s++)
 			;
-		start_request(client, &client->slots[s], i, req, now);
+		start_request(client, &client->slots[s], best, &client->reqs[best], now);
 		nrunning++;
 	}
 
