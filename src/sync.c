@@ -170,6 +170,14 @@ typedef struct ListSpec
 	bool		(*give_up) (ClerkRun *run, int64 offset, double latency_ms, int64 total);
 } ListSpec;
 
+/* The instance-wide listing of an entity, oldest first, with the run's concurrency. */
+static ListSpec
+instance_listing(ClerkRun *run, ClerkEntity entity)
+{
+	return (ListSpec) {.entity = entity, .path = clerk_list_path(entity), .order_by = "created_at",
+	.concurrency = run->settings.concurrency, .total_hint = -1};
+}
+
 /* How a listing ended. */
 typedef enum ListOutcome
 {
@@ -1161,9 +1169,8 @@ memberships_begin(ClerkRun *run, Lister *l)
 {
 	ListSpec   *spec = &membership_spec;
 
-	*spec = (ListSpec) {.entity = CLERK_MEMBERSHIPS, .path = clerk_list_path(CLERK_MEMBERSHIPS),
-		.order_by = "created_at", .allow_404 = true, .concurrency = run->settings.concurrency,
-	.total_hint = -1};
+	*spec = instance_listing(run, CLERK_MEMBERSHIPS);
+	spec->allow_404 = true;		/* then each organization is asked */
 	memset(&membership_model, 0, sizeof(membership_model));
 	membership_model.base_ms = -1;
 	membership_model.probe_req = -1;
@@ -1513,15 +1520,11 @@ clerk_sync_execute(ClerkRun *run)
 	ClerkHttpConfig config;
 	ClerkHttpResult res;
 	bool		full_listing;
-	ListSpec	users = {.entity = CLERK_USERS, .path = clerk_list_path(CLERK_USERS),
-		.order_by = "created_at", .concurrency = run->settings.concurrency,
-	.total_hint = -1};
+	ListSpec	users = instance_listing(run, CLERK_USERS);
+	ListSpec	orgs = instance_listing(run, CLERK_ORGANIZATIONS);
 	Lister		memberships;
 	UserEdges	edges;
 	int			count_req;
-	ListSpec	orgs = {.entity = CLERK_ORGANIZATIONS, .path = clerk_list_path(CLERK_ORGANIZATIONS),
-		.order_by = "created_at", .concurrency = run->settings.concurrency,
-	.total_hint = -1};
 
 	run->started_ms = GetCurrentTimestamp() / 1000 +
 		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
