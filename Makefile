@@ -26,9 +26,11 @@ PGFILEDESC = "clerk_sync - sync Clerk users and organizations into PostgreSQL"
 # the same test then compares it against the chain.
 DATA = clerk_sync--1.0.sql clerk_sync--1.0--1.1.sql
 
-SHLIB_LINK += -lcurl -lsodium
-PG_CPPFLAGS += -I$(srcdir)/src
-PG_CFLAGS += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
+# libraries through pkg-config (libcurl4-openssl-dev and libsodium-dev ship
+# their .pc files); the plain names where pkg-config is not installed yet
+SHLIB_LINK += $(or $(shell pkg-config --libs libcurl libsodium 2>/dev/null),-lcurl -lsodium)
+PG_CPPFLAGS += -I$(srcdir)/src $(shell pkg-config --cflags libcurl libsodium 2>/dev/null)
+PG_CFLAGS += -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow=compatible-local -Wold-style-definition -Wstrict-prototypes
 
 # pg_regress: the SQL surface; settings in test/regress.conf (also the
 # --temp-config of a pg_regress temporary instance)

@@ -297,11 +297,12 @@ static bool
 blocked_by(pid_t blocked, pid_t pid)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(DirectFunctionCall1(pg_blocking_pids, Int32GetDatum(blocked)));
-	int			n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
-	int32	   *pids = (int32 *) ARR_DATA_PTR(arr);
+	Datum	   *pids;
+	int			n;
 
+	deconstruct_array(arr, INT4OID, sizeof(int32), true, TYPALIGN_INT, &pids, NULL, &n);
 	for (int i = 0; i < n; i++)
-		if (pids[i] == pid)
+		if (DatumGetInt32(pids[i]) == pid)
 			return true;
 	return false;
 }

@@ -40,10 +40,10 @@ typedef struct SecretSource
 } SecretSource;
 
 static SecretSource sources[CLERK_NSECRETS] = {
-	{"clerk_sync.secret_key", "clerk_sync.secret_key_file", "CLERK_SECRET_KEY",
-	"clerk_set_secret_key()"},
-	{"clerk_sync.webhook_secret", "clerk_sync.webhook_secret_file", "CLERK_WEBHOOK_SECRET",
-	"clerk_set_webhook_secret()"},
+	{.removed = "clerk_sync.secret_key", .file_setting = "clerk_sync.secret_key_file",
+	.env = "CLERK_SECRET_KEY", .setter = "clerk_set_secret_key()"},
+	{.removed = "clerk_sync.webhook_secret", .file_setting = "clerk_sync.webhook_secret_file",
+	.env = "CLERK_WEBHOOK_SECRET", .setter = "clerk_set_webhook_secret()"},
 };
 
 /* Longest secret file read */

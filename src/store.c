@@ -473,7 +473,7 @@ clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run, bool track
 				 ClerkPageFacts *facts)
 {
 	MemoryContext mcxt = CurrentMemoryContext;
-	ClerkPageFacts none = {false};
+	ClerkPageFacts none = {.want_ids = false};
 	SPIPlanPtr	plan;
 	ErrorData  *edata;
 	ListCell   *lc;

@@ -215,7 +215,7 @@ write_page(void *varg)
 	PageArgs   *a = (PageArgs *) varg;
 	ClerkRun   *run = a->run;
 	ClerkParsed page;
-	ClerkPageFacts facts = {a->want_ids};
+	ClerkPageFacts facts = {.want_ids = a->want_ids};
 	ListCell   *lc;
 
 	/*

@@ -202,7 +202,7 @@ vault_decode_key(const char *s, size_t len, unsigned char *out)
 							  &binlen, &end) == 0 &&
 			binlen == VAULT_KEY_BYTES && end == s + len;
 
-	for (int i = 0; i < lengthof(variants); i++)
+	for (int i = 0; i < (int) lengthof(variants); i++)
 	{
 		if (sodium_base642bin(out, VAULT_KEY_BYTES, s, len, NULL,
 							  &binlen, &end, variants[i]) == 0 &&
@@ -801,7 +801,7 @@ vault_check_organization(const char *organization_id)
 static const VaultService *
 vault_find_service(const char *name)
 {
-	for (int i = 0; i < lengthof(vault_services); i++)
+	for (int i = 0; i < (int) lengthof(vault_services); i++)
 	{
 		if (strcmp(vault_services[i].name, name) == 0)
 			return &vault_services[i];
@@ -884,7 +884,7 @@ vault_check_field(const VaultService *service, const VaultField *field,
 
 				for (int i = 0; s != NULL && cliniko_shards[i] != NULL; i++)
 				{
-					if (len == strlen(cliniko_shards[i]) &&
+					if ((size_t) len == strlen(cliniko_shards[i]) &&
 						memcmp(s, cliniko_shards[i], len) == 0)
 						known = true;
 				}
@@ -981,7 +981,7 @@ vault_check_credentials(const VaultService *service, Jsonb *input)
 			continue;
 		for (f = 0; f < service->nfields; f++)
 		{
-			if (v.val.string.len == strlen(service->fields[f].name) &&
+			if ((size_t) v.val.string.len == strlen(service->fields[f].name) &&
 				memcmp(v.val.string.val, service->fields[f].name,
 					   v.val.string.len) == 0)
 				break;

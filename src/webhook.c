@@ -359,7 +359,7 @@ webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev
 		ev->object_id = clerk_parsed_string(&p, p.text.data_id);
 		ev->unstorable = p.rejects != NIL ? ((ClerkReject *) linitial(p.rejects))->reason :
 			"the body cannot be converted to jsonb";
-		for (i = 0; i < lengthof(webhook_event_types); i++)
+		for (i = 0; i < (int) lengthof(webhook_event_types); i++)
 			if (strcmp(ev->type, webhook_event_types[i].type) == 0)
 				ev->known = &webhook_event_types[i];
 		return;
@@ -390,7 +390,7 @@ webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev
 		ev->object_id = clerk_json_string(&ev->data->root, "id");
 	}
 
-	for (i = 0; i < lengthof(webhook_event_types); i++)
+	for (i = 0; i < (int) lengthof(webhook_event_types); i++)
 		if (strcmp(ev->type, webhook_event_types[i].type) == 0)
 			ev->known = &webhook_event_types[i];
 	if (ev->known == NULL)

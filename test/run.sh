@@ -15,7 +15,7 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
 PGXS_DIR=/usr/lib/postgresql/15/lib/pgxs
 PYTHON=${PYTHON:-/usr/bin/python3}
-PACKAGES="postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libsodium-dev postgresql-15-cron libipc-run-perl python3 make gcc curl bc"
+PACKAGES="postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libsodium-dev pkg-config postgresql-15-cron libipc-run-perl python3 make gcc curl bc"
 
 say() { printf '== %s\n' "$*"; }
 
