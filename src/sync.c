@@ -135,6 +135,8 @@ clerk_run_stats_json(ClerkRun *run)
 		appendStringInfoString(&buf, ", \"memberships_paging\": ");
 		escape_json(&buf, run->memberships_paging);
 	}
+	if (run->memberships_reread > 0)
+		appendStringInfo(&buf, ", \"memberships_reread\": " INT64_FORMAT, run->memberships_reread);
 	appendStringInfoChar(&buf, '}');
 	return buf.data;
 }
@@ -317,7 +319,6 @@ write_answer(ClerkRun *run, const ListSpec *spec, const ClerkHttpResult *res, co
 	INSTR_TIME_SET_CURRENT(t1);
 	INSTR_TIME_SUBTRACT(t1, t0);
 	run->write_ms += INSTR_TIME_GET_MILLISEC(t1);
-	MemoryContextSwitchTo(run->run_cxt);
 	clerk_http_release(run->http, req);
 	run->pages++;
 	if (spec->entity == CLERK_USERS && a->max_updated_ms > run->max_updated_ms)
@@ -841,6 +842,15 @@ range_scanned(PageArgs *a, const ClerkParsed *page)
 
 		if (clerk_plain_id(id))
 		{
+			/* a server that ignores starting_after would answer the same page forever */
+			if (r->cursor != NULL && strcmp(r->cursor, id) == 0)
+				ereport(ERROR,
+						(errcode(CLERK_ERRCODE_API_ERROR),
+						 errmsg("Clerk's listing of users did not move past the cursor %s", id),
+						 errdetail("The page asked for with starting_after=%s ends with that same user.", id),
+						 errhint("The API seems to ignore starting_after; check clerk_sync.api_url.")));
+			if (r->cursor != NULL)
+				pfree(r->cursor);
 			r->cursor = MemoryContextStrdup(a->run->run_cxt, id);
 			submit_range(a->run, r);
 			r->next_asked = true;
@@ -886,6 +896,14 @@ list_users_by_cursor(ClerkRun *run, UserEdges *edges, Lister *side)
 	probe_path = psprintf("%s?limit=1&order_by=created_at&created_at_after=" INT64_FORMAT "&starting_after=%s",
 						  clerk_list_path(CLERK_USERS), first - 1, first_id);
 	clerk_http_get(run->http, probe_path, &probe);
+	if (probe.error == NULL && probe.status == 200 && probe.body != NULL &&
+		strstr(probe.body, psprintf("\"%s\"", first_id)) != NULL)
+	{
+		/* the cursor's own user is in the answer: starting_after was ignored */
+		run->users_paging = pstrdup("offset: the API ignored starting_after");
+		clerk_run_message(run, "users: the API ignores cursor paging; listing by offset in this run");
+		return false;
+	}
 	if (probe.error == NULL && (probe.status == 422 || probe.status == 400))
 	{
 		run->users_paging = psprintf("offset: the API answered HTTP %ld to a starting_after request", probe.status);
@@ -1221,6 +1239,8 @@ memberships_end(ClerkRun *run, Lister *l)
 
 	if (outcome == LIST_GAVE_UP)
 	{
+		/* the per-organization listing reads these again; stats say how many */
+		run->memberships_reread = run->counts[CLERK_MEMBERSHIPS].fetched;
 		run->memberships_paging = membership_model.why;
 		clerk_run_message(run, "memberships: %s", membership_model.why);
 	}

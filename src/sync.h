@@ -27,6 +27,7 @@ typedef struct ClerkRun
 	char	   *deletion_note;	/* why nothing was deleted, if so */
 	char	   *users_paging;	/* how the full listing of users paged */
 	char	   *memberships_paging; /* how memberships were listed, and why */
+	int64		memberships_reread; /* fetched by the listing given up, and read again */
 	int64		started_ms;		/* when the run started, Unix ms */
 	int64		max_updated_ms; /* newest user updated_at fetched */
 	int64		high_water_ms;	/* the mark for the next incremental run */

@@ -60,5 +60,13 @@ like(last_run(q{stats ->> 'users_paging'}), qr/^offset: the API answered HTTP 42
 is(db_live_ids(), mock_live_ids(), 'listing every user by offset');
 $mock->configure(no_cursors => \0);
 
+# ---- an API that takes starting_after and ignores it: no endless loop ----
+$mock->configure(no_cursors => \0, ignore_cursors => \1);
+($ret, $out, $err) = $node->psql('postgres', 'SELECT status FROM clerk_sync_all()');
+is($out, 'succeeded', 'with an API that ignores starting_after the run still succeeds');
+like(last_run(q{stats ->> 'users_paging'}), qr/^offset: the API ignored starting_after/, 'listing by offset, and saying why');
+is(db_live_ids(), mock_live_ids(), 'every user, once');
+$mock->configure(ignore_cursors => \0);
+
 $node->stop;
 done_testing();

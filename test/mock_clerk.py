@@ -1356,6 +1356,7 @@ class App:
             "page_extras": {},
             "offset_cost_us": 0,
             "no_cursors": False,
+            "ignore_cursors": False,
         }
         self.meta_lock = threading.Lock()
         self._tls = threading.local()
@@ -1656,7 +1657,8 @@ class App:
             # as an older API version answers: it knows none of these
             name = "starting_after" if q.get("starting_after") else "created_at_after"
             raise param_invalid(name, f"{name} is not a valid parameter for this request.")
-        after = q.get("starting_after", [None])[0]
+        # a broken server that takes starting_after and ignores it
+        after = None if self.config.get("ignore_cursors") else q.get("starting_after", [None])[0]
         if after is not None:
             if field != "created_at":
                 raise param_invalid("starting_after", "starting_after can only be used with created_at ordering.")
