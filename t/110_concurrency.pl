@@ -61,6 +61,14 @@ cmp_ok($seen_conc, '>=', 1, 'clerk.sync_progress shows the concurrency in use');
 is(q1('SELECT count(*) FROM clerk.users WHERE deleted_at IS NULL'), '3000', 'no user lost to the storm');
 $mock->clear_faults;
 
+# ---- rising latency, no 429: the concurrency is cut too ----
+$mock->add_fault(kind => 'latency', latency_ms => 1500, path => '^/v1/users\?.*starting_after', rate => 0.3, count => 6);
+is(q1('SELECT status FROM clerk_sync_all()'), 'succeeded', 'a full sync through answers fifteen times slower succeeds');
+is(last_run(q{(stats ->> 'rate_limited')::int}), '0', 'with no 429 at all');
+cmp_ok(decode_json_text(last_run(q{stats -> 'concurrency'}))->{backoffs}, '>=', 1,
+       'the rising latency alone cut the concurrency');
+$mock->clear_faults;
+
 # ---- the rate limit is the ceiling: no more requests in any 10 s than it allows ----
 $mock->reset({users => 150, organizations => 2, memberships => 30, seed => 31});
 $node->append_conf('postgresql.conf', "clerk_sync.rate_limit = 6\n");
