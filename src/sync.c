@@ -158,7 +158,6 @@ typedef struct ListSpec
 	const char *stop_field;
 	int64		since_ms;
 	bool		allow_404;		/* a 404 at the first page: the endpoint is not there */
-	bool		gone_404;		/* a 404 on a later page: the list is gone, stop */
 	int			concurrency;
 	int64		total_hint;		/* objects expected, or -1 */
 	/*
@@ -302,18 +301,10 @@ write_answer(ClerkRun *run, const ListSpec *spec, const ClerkHttpResult *res, co
 {
 	instr_time	t0,
 				t1;
-	void		(*scanned) (PageArgs *a, const ClerkParsed *page) = a->scanned;
-	void	   *hook_arg = a->hook_arg;
 
-	memset(a, 0, sizeof(*a));
-	a->run = run;
-	a->spec = spec;
-	a->res = res;
-	a->what = what;
-	a->track_seen = track_seen;
-	a->want_ids = want_ids;
-	a->scanned = scanned;
-	a->hook_arg = hook_arg;
+	/* the caller's hook stays; every other field is filled here */
+	*a = (PageArgs) {.run = run, .spec = spec, .res = res, .what = what, .track_seen = track_seen,
+	.want_ids = want_ids, .scanned = a->scanned, .hook_arg = a->hook_arg};
 	INSTR_TIME_SET_CURRENT(t0);
 	clerk_in_transaction(write_page, a);
 	INSTR_TIME_SET_CURRENT(t1);
@@ -521,12 +512,10 @@ lister_step(ClerkRun *run, Lister *l)
 
 	Assert(!l->done);
 	wait_answer(run, r->ids[h], &res);
-	if (res.error == NULL && res.status == 404 &&
-		((spec->allow_404 && r->offsets[h] == 0 && run->counts[spec->entity].fetched == l->before) ||
-		 (spec->gone_404 && r->offsets[h] > 0)))
+	if (res.error == NULL && res.status == 404 && spec->allow_404 && r->offsets[h] == 0 &&
+		run->counts[spec->entity].fetched == l->before)
 	{
-		if (r->offsets[h] == 0)
-			l->outcome = LIST_NOT_FOUND;
+		l->outcome = LIST_NOT_FOUND;
 		l->done = true;
 		return;
 	}
