@@ -52,18 +52,6 @@ try_convert(const char *text, ErrorData **err)
 }
 
 char *
-clerk_json_string(JsonbContainer *obj, const char *key)
-{
-	JsonbValue	v;
-
-	if (!JsonContainerIsObject(obj) ||
-		getKeyJsonValueFromContainer(obj, key, strlen(key), &v) == NULL ||
-		v.type != jbvString)
-		return NULL;
-	return pnstrdup(v.val.string.val, v.val.string.len);
-}
-
-char *
 clerk_parsed_string(const ClerkParsed *p, ClerkJsonSpan span)
 {
 	Jsonb	   *j;

@@ -66,7 +66,4 @@ extern char *clerk_parsed_string(const ClerkParsed *p, ClerkJsonSpan span);
  */
 extern int64 clerk_parsed_total_count(const ClerkParsed *p);
 
-/* Member `key` of a JSON object: a palloc'd string, or NULL when absent or not a string. */
-extern char *clerk_json_string(JsonbContainer *obj, const char *key);
-
 #endif							/* CLERK_PARSE_H */

@@ -29,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "clerk_sync.h"
+#include "json_members.h"
 #include "parse.h"
 #include "store.h"
 
@@ -188,30 +189,31 @@ optional_text(Datum *value, char *null, const char *v)
 }
 
 void
-clerk_audit(const char *action, const char *entity_type, const char *entity_id,
+clerk_audit(const char *actor, const char *action, const char *entity_type, const char *entity_id,
 			const char *organization_id, int64 run_id, const char *details_json)
 {
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	if (audit_plan == NULL)
 	{
-		Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID};
+		Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TEXTOID};
 
 		audit_plan = clerk_prepare_saved("INSERT INTO clerk.audit_logs "
 								   "(actor, action, entity_type, entity_id, organization_id, run_id, details) "
-								   "VALUES (session_user, $1, $2, $3, $4, $5, coalesce($6::jsonb, '{}'))",
-								   6, types);
+								   "VALUES (coalesce($1, session_user), $2, $3, $4, $5, $6, coalesce($7::jsonb, '{}'))",
+								   7, types);
 	}
-	values[0] = CStringGetTextDatum(action);
-	optional_text(&values[1], &nulls[1], entity_type);
-	optional_text(&values[2], &nulls[2], entity_id);
-	optional_text(&values[3], &nulls[3], organization_id);
+	optional_text(&values[0], &nulls[0], actor);
+	values[1] = CStringGetTextDatum(action);
+	optional_text(&values[2], &nulls[2], entity_type);
+	optional_text(&values[3], &nulls[3], entity_id);
+	optional_text(&values[4], &nulls[4], organization_id);
 	if (run_id > 0)
-		values[4] = Int64GetDatum(run_id);
+		values[5] = Int64GetDatum(run_id);
 	else
-		nulls[4] = 'n';
-	optional_text(&values[5], &nulls[5], details_json);
+		nulls[5] = 'n';
+	optional_text(&values[6], &nulls[6], details_json);
 	if (SPI_execute_plan(audit_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not write clerk.audit_logs");
 }
@@ -378,7 +380,7 @@ object_failed(ClerkEntity e, const char *id, const char *reason, int sqlerrcode,
 	appendStringInfoString(&details, ", \"sqlstate\": ");
 	escape_json(&details, unpack_sql_state(sqlerrcode));
 	appendStringInfo(&details, ", \"dry_run\": %s}", dry_run ? "true" : "false");
-	clerk_audit("sync.record_failed", entities[e].name, id, NULL, run_id, details.data);
+	clerk_audit(NULL, "sync.record_failed", entities[e].name, id, NULL, run_id, details.data);
 	if (!dry_run && run_id > 0 && id != NULL)
 		record_failure(e, id, reason, sqlerrcode, run_id);
 }
@@ -446,7 +448,7 @@ clerk_store_soft_delete(ClerkEntity entity, ArrayType *ids, int64 run_id)
 		elog(ERROR, "could not soft-delete");
 	n = (int64) SPI_processed;
 	for (uint64 i = 0; i < SPI_processed; i++)
-		clerk_audit("sync.soft_delete", entities[entity].name,
+		clerk_audit(NULL, "sync.soft_delete", entities[entity].name,
 					SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
 					NULL, run_id, "{\"reason\": \"absent from a complete listing and confirmed gone by Clerk\"}");
 	SPI_finish();
@@ -506,7 +508,7 @@ clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run, bool track
 		char	   *details = psprintf("{\"dry_run\": %s, %s", dry_run ? "true" : "false", r->details + 1);
 
 		counts->repaired++;
-		clerk_audit("sync.record_repaired", entities[entity].name, r->id, NULL, run_id, details);
+		clerk_audit(NULL, "sync.record_repaired", entities[entity].name, r->id, NULL, run_id, details);
 	}
 	if (n == 0)
 	{

@@ -101,8 +101,14 @@ extern void clerk_store_prune(int log_retention_min, int credential_audit_retent
 /* Prepare a plan and keep it for the life of the process (SPI connected). */
 extern SPIPlanPtr clerk_prepare_saved(const char *sql, int nargs, Oid *types);
 
-/* Write one row of clerk.audit_logs (inside a transaction, SPI connected). */
-extern void clerk_audit(const char *action, const char *entity_type,
+/*
+ * Write one row of clerk.audit_logs (inside a transaction, SPI connected).
+ * actor is who did it: the calling role's name for a function a role calls
+ * (the vault's), or NULL for session_user (a run's worker, a webhook
+ * delivery).  details_json is a JSON object, never a secret; run_id <= 0
+ * and NULL arguments are stored as NULL.
+ */
+extern void clerk_audit(const char *actor, const char *action, const char *entity_type,
 						const char *entity_id, const char *organization_id,
 						int64 run_id, const char *details_json);
 

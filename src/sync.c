@@ -24,6 +24,7 @@
 #include "utils/timestamp.h"
 
 #include "clerk_api.h"
+#include "json_members.h"
 #include "sync.h"
 #include "transaction.h"
 
@@ -711,24 +712,6 @@ typedef struct CursorRange
 	bool		next_asked;		/* the page after the one being written is asked for */
 } CursorRange;
 
-/* A member of a JSON object as a whole number of milliseconds, or -1. */
-static int64
-member_ms(JsonbContainer *obj, const char *key)
-{
-	JsonbValue	v;
-	double		d;
-
-	if (getKeyJsonValueFromContainer(obj, key, strlen(key), &v) == NULL ||
-		v.type != jbvNumeric)
-		return -1;
-	/* through float8, which never fails: a nonsense value is just ignored */
-	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
-										   NumericGetDatum(v.val.numeric)));
-	if (!(d >= 0 && d < 1e15))
-		return -1;
-	return (int64) d;
-}
-
 typedef struct EdgeArgs
 {
 	const ClerkHttpResult *res;
@@ -750,7 +733,7 @@ read_edge(void *varg)
 	if (JsonContainerSize(&page.objects->root) == 0)
 		return;
 	first = getIthJsonbValueFromContainer(&page.objects->root, 0);
-	e->created_ms = member_ms(first->val.binary.data, "created_at");
+	e->created_ms = clerk_json_ms(first->val.binary.data, "created_at", false);
 	e->id = clerk_json_string(first->val.binary.data, "id");
 	if (e->id != NULL)
 		e->id = MemoryContextStrdup(e->mcxt, e->id);

@@ -58,6 +58,7 @@
 #include "utils/numeric.h"
 
 #include "clerk_sync.h"
+#include "store.h"
 #include "secrets.h"
 #include "vault.h"
 
@@ -170,7 +171,6 @@ typedef struct VaultWipe
 typedef struct VaultSpi
 {
 	ClerkSavedUser saved;
-	int			guc_nestlevel;
 	MemoryContext caller_cxt;
 } VaultSpi;
 
@@ -688,18 +688,15 @@ vault_open(uint8 purpose, const char *scope, const char *name,
  */
 
 /*
- * Connect to SPI as the extension's owner, with search_path pinned so that
- * no object of the caller's choosing can stand in for ours.
+ * Connect to SPI as the role that writes the clerk tables, with
+ * search_path pinned (clerk_become_writer) so that no object of the
+ * caller's choosing can stand in for ours.
  */
 static void
 vault_spi_begin(VaultSpi *spi)
 {
 	spi->caller_cxt = CurrentMemoryContext;
 	clerk_become_writer(&spi->saved, CLERK_SQL_FOR_VAULT);
-	spi->guc_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }
@@ -708,7 +705,6 @@ static void
 vault_spi_end(VaultSpi *spi)
 {
 	SPI_finish();
-	AtEOXact_GUC(true, spi->guc_nestlevel);
 	clerk_restore_user(&spi->saved);
 }
 
@@ -723,35 +719,6 @@ vault_exec(const char *sql, int nargs, Oid *types, Datum *values,
 	if (rc != expected)
 		elog(ERROR, "clerk_sync: unexpected result %s from \"%s\"",
 			 SPI_result_code_string(rc), sql);
-}
-
-/* Append one row to clerk.audit_logs; details is a JSON object, never a secret. */
-static void
-vault_audit(const char *actor, const char *action, const char *entity_type,
-			const char *entity_id, const char *organization_id,
-			const char *details)
-{
-	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-
-	values[0] = CStringGetTextDatum(actor);
-	values[1] = CStringGetTextDatum(action);
-	values[2] = CStringGetTextDatum(entity_type);
-	values[3] = CStringGetTextDatum(entity_id);
-	if (organization_id != NULL)
-		values[4] = CStringGetTextDatum(organization_id);
-	else
-	{
-		values[4] = (Datum) 0;
-		nulls[4] = 'n';
-	}
-	values[5] = CStringGetTextDatum(details);
-
-	vault_exec("INSERT INTO clerk.audit_logs"
-			   " (actor, action, entity_type, entity_id, organization_id, details)"
-			   " VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.jsonb)",
-			   6, types, values, nulls, SPI_OK_INSERT);
 }
 
 /* The role calling us, for created_by and the audit log. */
@@ -1113,8 +1080,8 @@ clerk_store_credentials(PG_FUNCTION_ARGS)
 	if (replaced > 0)
 		appendStringInfo(&details, ", \"replaced_id\": " INT64_FORMAT, replaced);
 	appendStringInfoChar(&details, '}');
-	vault_audit(actor, "credentials.store", "api_credentials",
-				psprintf(INT64_FORMAT, id), organization_id, details.data);
+	clerk_audit(actor, "credentials.store", "api_credentials",
+				psprintf(INT64_FORMAT, id), organization_id, -1, details.data);
 
 	vault_spi_end(&spi);
 	PG_RETURN_INT64(id);
@@ -1173,8 +1140,8 @@ clerk_get_credentials(PG_FUNCTION_ARGS)
 		appendStringInfoString(&details, "{\"service\": ");
 		escape_json(&details, service->name);
 		appendStringInfo(&details, ", \"key_id\": %d}", key_id);
-		vault_audit(actor, "credentials.read", "api_credentials",
-					psprintf(INT64_FORMAT, id), organization_id, details.data);
+		clerk_audit(actor, "credentials.read", "api_credentials",
+					psprintf(INT64_FORMAT, id), organization_id, -1, details.data);
 	}
 	vault_spi_end(&spi);
 
@@ -1221,8 +1188,8 @@ clerk_deactivate_credentials(PG_FUNCTION_ARGS)
 		appendStringInfoString(&details, "{\"service\": ");
 		escape_json(&details, service->name);
 		appendStringInfoChar(&details, '}');
-		vault_audit(actor, "credentials.deactivate", "api_credentials",
-					psprintf(INT64_FORMAT, id), organization_id, details.data);
+		clerk_audit(actor, "credentials.deactivate", "api_credentials",
+					psprintf(INT64_FORMAT, id), organization_id, -1, details.data);
 	}
 	vault_spi_end(&spi);
 
@@ -1348,8 +1315,8 @@ clerk_rotate_encryption_key(PG_FUNCTION_ARGS)
 		first = false;
 	}
 	appendStringInfoString(&details, "]}");
-	vault_audit(actor, "encryption_key.rotate", "encryption_key",
-				psprintf("%d", current), NULL, details.data);
+	clerk_audit(actor, "encryption_key.rotate", "encryption_key",
+				psprintf("%d", current), NULL, -1, details.data);
 
 	MemoryContextDelete(rowcxt);
 	vault_spi_end(&spi);
@@ -1383,7 +1350,7 @@ vault_set_named(const char *name, const char *audit, const char *s, int len)
 		vault_exec("DELETE FROM clerk.secrets WHERE name = $1",
 				   1, types, values, NULL, SPI_OK_DELETE);
 		if (SPI_processed > 0)
-			vault_audit(actor, psprintf("%s.clear", audit), "secret", name, NULL, "{}");
+			clerk_audit(actor, psprintf("%s.clear", audit), "secret", name, NULL, -1, "{}");
 		vault_spi_end(&spi);
 		return;
 	}
@@ -1418,7 +1385,7 @@ vault_set_named(const char *name, const char *audit, const char *s, int len)
 
 		initStringInfo(&details);
 		appendStringInfo(&details, "{\"key_id\": %d}", key_id);
-		vault_audit(actor, psprintf("%s.set", audit), "secret", name, NULL, details.data);
+		clerk_audit(actor, psprintf("%s.set", audit), "secret", name, NULL, -1, details.data);
 	}
 	vault_spi_end(&spi);
 }

@@ -28,6 +28,7 @@
 #include "utils/timestamp.h"
 
 #include "clerk_sync.h"
+#include "json_members.h"
 #include "parse.h"
 #include "secrets.h"
 #include "store.h"
@@ -334,7 +335,6 @@ webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev
 	ClerkParsed p;
 	char	   *err;
 	Jsonb	   *j;
-	JsonbValue	v;
 	int			i;
 
 	errcallback.callback = webhook_body_context;
@@ -371,24 +371,12 @@ webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev
 		report_bad_payload(msg_id, "The body has no \"type\" string.");
 
 	/* the envelope's timestamp: Unix milliseconds (a value in seconds is taken as such) */
-	if (getKeyJsonValueFromContainer(&j->root, "timestamp", 9, &v) != NULL && v.type == jbvNumeric)
-	{
-		double		t = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
-														   NumericGetDatum(v.val.numeric)));
-
-		if (t > 0 && t < 1e11)
-			t *= 1000;
-		if (t > 0 && t < 1e15)
-			ev->timestamp_ms = (int64) t;
-	}
+	ev->timestamp_ms = Max(clerk_json_ms(&j->root, "timestamp", true), 0);
 
 	/* the object, and its id (recorded for every event type) */
-	if (getKeyJsonValueFromContainer(&j->root, "data", 4, &v) != NULL &&
-		v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
-	{
-		ev->data = JsonbValueToJsonb(&v);
+	ev->data = clerk_json_object(&j->root, "data");
+	if (ev->data != NULL)
 		ev->object_id = clerk_json_string(&ev->data->root, "id");
-	}
 
 	for (i = 0; i < (int) lengthof(webhook_event_types); i++)
 		if (strcmp(ev->type, webhook_event_types[i].type) == 0)
@@ -405,9 +393,10 @@ webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev
 		ev->organization_id = pstrdup(ev->object_id);
 	else if (ev->known->entity == CLERK_MEMBERSHIPS)
 	{
-		if (getKeyJsonValueFromContainer(&ev->data->root, "organization", 12, &v) != NULL &&
-			v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
-			ev->organization_id = clerk_json_string(v.val.binary.data, "id");
+		Jsonb	   *org = clerk_json_object(&ev->data->root, "organization");
+
+		if (org != NULL)
+			ev->organization_id = clerk_json_string(&org->root, "id");
 	}
 }
 
@@ -583,7 +572,7 @@ apply_event(const char *msg_id, const WebhookEvent *ev)
 	if (a.cascaded > 0)
 		appendStringInfo(&details, ", \"memberships_deleted\": " INT64_FORMAT, a.cascaded);
 	appendStringInfoChar(&details, '}');
-	clerk_audit(psprintf("webhook.%s", ev->type), clerk_entity_name(ev->known->entity),
+	clerk_audit(NULL, psprintf("webhook.%s", ev->type), clerk_entity_name(ev->known->entity),
 				ev->object_id, ev->organization_id, 0, details.data);
 
 	return outcome;
@@ -623,7 +612,6 @@ clerk_handle_webhook(PG_FUNCTION_ARGS)
 	WebhookEvent ev;
 	char	   *result;
 	ClerkSavedUser saved;
-	int			nestlevel;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -639,11 +627,8 @@ clerk_handle_webhook(PG_FUNCTION_ARGS)
 	webhook_parse(text_to_cstring(body), VARSIZE_ANY_EXHDR(body), msg_id, &ev);
 	result = ev.known != NULL ? ev.type : psprintf("ignored:%s", ev.type);
 
-	/* as the owner of the tables, with nothing but pg_catalog in the path */
+	/* as the role that writes the tables, with nothing but pg_catalog in the path */
 	clerk_become_writer(&saved, CLERK_SQL_FOR_WEBHOOKS);
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
@@ -657,7 +642,6 @@ clerk_handle_webhook(PG_FUNCTION_ARGS)
 	}
 
 	SPI_finish();
-	AtEOXact_GUC(true, nestlevel);
 	clerk_restore_user(&saved);
 
 	PG_RETURN_TEXT_P(cstring_to_text(result));

@@ -146,7 +146,7 @@ begin_run(void *varg)
 	run->run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	details = psprintf("{\"kind\": \"%s\", \"dry_run\": %s}",
 					   run->incremental ? "incremental" : "full", run->dry_run ? "true" : "false");
-	clerk_audit("sync.start", NULL, NULL, NULL, run->run_id, details);
+	clerk_audit(NULL, "sync.start", NULL, NULL, NULL, run->run_id, details);
 	/* ids listed during this run, a row per page, for the deletion sweep */
 	SPI_execute("CREATE TEMP TABLE IF NOT EXISTS clerk_seen (entity text, ids text[])", false, 0);
 	SPI_finish();
@@ -198,7 +198,7 @@ end_run(void *varg)
 		escape_json(&details, args->error);
 	}
 	appendStringInfo(&details, ", \"stats\": %s}", stats);
-	clerk_audit("sync.end", NULL, NULL, NULL, run->run_id, details.data);
+	clerk_audit(NULL, "sync.end", NULL, NULL, NULL, run->run_id, details.data);
 	SPI_finish();
 }
 
