@@ -182,6 +182,11 @@ BEGIN
 END
 $$;
 
+-- ---- the mapping's helpers: every object says what it is -----------------
+COMMENT ON FUNCTION clerk.ms_to_timestamptz(jsonb) IS 'A Clerk timestamp (Unix milliseconds, as jsonb) as timestamptz';
+COMMENT ON FUNCTION clerk.array_or_empty(jsonb) IS 'The value when it is a JSON array, else an empty one';
+COMMENT ON FUNCTION clerk.object_or_empty(jsonb) IS 'The value, or an empty JSON object for SQL or JSON null';
+
 -- ---- privileges -----------------------------------------------------------
 -- Every object of the extension gets an owner-only ACL, whatever ALTER
 -- DEFAULT PRIVILEGES granted when it was created (see README, "Permissions"):

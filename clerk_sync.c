@@ -40,6 +40,17 @@ bool		clerk_sync_preloaded = false;
 
 void		_PG_init(void);
 
+void
+clerk_require_preload(const char *what)
+{
+	if (!clerk_sync_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("clerk_sync must be loaded via shared_preload_libraries"),
+				 errdetail("%s needs shared memory and background workers, which only a preloaded library has.", what),
+				 errhint("Add clerk_sync to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
 /* Only http and https URLs, without credentials in them, are accepted. */
 static bool
 check_api_url(char **newval, void **extra, GucSource source)

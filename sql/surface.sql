@@ -61,6 +61,15 @@ SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = 'clerk' AND c.relkind IN ('r', 'v', 'S')
    AND (c.relacl IS NULL OR aclcontains(c.relacl, makeaclitem(0, c.relowner, 'SELECT', false)));
 
+-- every function, table and view of the extension says what it is
+SELECT pg_describe_object(d.classid, d.objid, 0) AS without_comment
+  FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'clerk_sync'
+ WHERE d.deptype = 'e' AND d.classid IN ('pg_proc'::regclass, 'pg_class'::regclass)
+   AND obj_description(d.objid, d.classid::regclass::name) IS NULL
+   AND NOT (d.classid = 'pg_class'::regclass
+            AND (SELECT relkind FROM pg_class WHERE oid = d.objid) NOT IN ('r', 'v', 'm', 'p'))
+ ORDER BY 1;
+
 CREATE ROLE clerk_surface_nobody;
 CREATE ROLE clerk_surface_operator;
 GRANT EXECUTE ON FUNCTION clerk_status(), clerk_database_summary(), clerk_organizations(),

@@ -12,6 +12,7 @@
 #include "utils/jsonb.h"
 
 #include "clerk_sync.h"
+#include "role.h"
 #include "parse.h"
 #include "store.h"
 

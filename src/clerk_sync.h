@@ -1,6 +1,6 @@
 /*
  * clerk_sync.h
- *		Settings, SQLSTATEs and small helpers shared by every part of
+ *		Settings, SQLSTATEs and the preload check, shared by every part of
  *		clerk_sync.
  */
 #ifndef CLERK_SYNC_H
@@ -47,41 +47,5 @@ extern bool clerk_sync_preloaded;
 
 /* Error unless the library was preloaded (shared memory and workers). */
 extern void clerk_require_preload(const char *what);
-
-/*
- * Run the rest of the caller's work as the role that writes the clerk
- * tables (clerk_sync_writer: never a superuser), and
- * with search_path pinned to pg_catalog so that no object of the caller's
- * can stand in for a built-in one.  Restore in the same transaction.
- * needs is the oldest SQL version the caller works with (CLERK_SQL_FOR_*
- * in extension.h); an older or unknown one is an error.
- */
-typedef struct ClerkSavedUser
-{
-	Oid			userid;
-	int			sec_context;
-	int			guc_nestlevel;	/* search_path is pinned until restore */
-} ClerkSavedUser;
-
-/* The role a run's worker connects as (the caller's, if it may log in). */
-extern Oid	clerk_worker_role(void);
-
-extern void clerk_become_writer(ClerkSavedUser *saved, int needs);
-extern void clerk_restore_user(ClerkSavedUser *saved);
-
-/*
- * Run fn(arg) in a subtransaction.  Returns NULL when it succeeded, else
- * its error (copied into the caller's memory context), with the
- * subtransaction rolled back.  Cancel, shutdown and out-of-memory are not
- * caught: they end the caller's work too.
- */
-extern ErrorData *clerk_try(void (*fn) (void *arg), void *arg);
-
-/*
- * Run fn(arg) in a subtransaction that is rolled back even when it
- * succeeds: the locks it took go with it (what it allocated in the
- * caller's memory context stays).  Its errors are raised.
- */
-extern void clerk_without_locks(void (*fn) (void *arg), void *arg);
 
 #endif							/* CLERK_SYNC_H */

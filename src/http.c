@@ -18,6 +18,7 @@
 
 #include "common/pg_prng.h"
 #include "mb/pg_wchar.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
 #include "utils/timestamp.h"
@@ -399,13 +400,35 @@ start_request(ClerkHttpClient *client, HttpSlot *slot, int index,
 	client->stats.requests++;
 }
 
-/* Say why a request has no usable answer; the text lives with the answers. */
+/*
+ * Say why a request has no usable answer: the message, formatted (and
+ * translated) here, lives with the answers; clerk_http_check() raises it.
+ */
+static void set_error(ClerkHttpClient *client, ClerkHttpResult *res, int sqlerrcode,
+					  const char *fmt,...) pg_attribute_printf(4, 5);
+
 static void
-set_error(ClerkHttpClient *client, ClerkHttpResult *res, int sqlerrcode,
-		  const char *fmt, const char *arg, long num)
+set_error(ClerkHttpClient *client, ClerkHttpResult *res, int sqlerrcode, const char *fmt,...)
 {
+	MemoryContext old = MemoryContextSwitchTo(client->req_cxt);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (;;)
+	{
+		va_list		args;
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&buf, _(fmt), args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	MemoryContextSwitchTo(old);
 	res->sqlerrcode = sqlerrcode;
-	res->error = MemoryContextStrdup(client->req_cxt, psprintf(fmt, arg, num));
+	res->error = buf.data;
 }
 
 static void
@@ -526,11 +549,8 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 					  "request %s timed out after %ld ms", req->path,
 					  (long) client->timeout_ms);
 		else
-		{
-			res->sqlerrcode = CLERK_ERRCODE_UNREACHABLE;
-			res->error = MemoryContextStrdup(client->req_cxt,
-											 psprintf("request %s failed: %s", req->path, why));
-		}
+			set_error(client, res, CLERK_ERRCODE_UNREACHABLE,
+					  "request %s failed: %s", req->path, why);
 		retry = curl_retryable(rc) && !slot->overflow;
 		if (retry)
 			delay = backoff_ms(client, req->attempts + 1);

@@ -41,6 +41,8 @@
 #include "launcher.h"
 #include "secrets.h"
 #include "vault.h"
+#include "role.h"
+#include "transaction.h"
 
 ClerkShared *clerk_shared = NULL;
 

@@ -23,6 +23,7 @@
 #include "utils/jsonb.h"
 
 #include "clerk_sync.h"
+#include "transaction.h"
 #include "parse.h"
 
 PG_FUNCTION_INFO_V1(clerk_repair_json);

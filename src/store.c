@@ -29,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "clerk_sync.h"
+#include "transaction.h"
 #include "json_members.h"
 #include "parse.h"
 #include "store.h"
@@ -37,23 +38,17 @@ typedef struct EntityInfo
 {
 	const char *name;
 	const char *table;
-	const char *map;
-	const char *columns;		/* every column but id, in table order */
+	const char *map;			/* returns SETOF the table's row type */
 } EntityInfo;
 
+/*
+ * The tables' columns are not listed here: the plans read them from the
+ * catalog (columns_sql), so the schema is the only place that orders them.
+ */
 static const EntityInfo entities[CLERK_NENTITIES] = {
-	{"users", "clerk.users", "clerk.map_users",
-		"external_id, username, first_name, last_name, primary_email, email_addresses, "
-		"primary_phone, image_url, banned, locked, public_metadata, private_metadata, "
-		"unsafe_metadata, last_sign_in_at, last_active_at, created_at, updated_at, raw, "
-	"synced_at, deleted_at"},
-	{"organizations", "clerk.organizations", "clerk.map_organizations",
-		"name, slug, image_url, members_count, max_allowed_memberships, "
-		"admin_delete_enabled, created_by, public_metadata, private_metadata, created_at, "
-	"updated_at, raw, synced_at, deleted_at"},
-	{"memberships", "clerk.organization_members", "clerk.map_memberships",
-		"organization_id, user_id, role, role_name, permissions, public_metadata, "
-	"private_metadata, created_at, updated_at, raw, synced_at, deleted_at"},
+	{"users", "clerk.users", "clerk.map_users"},
+	{"organizations", "clerk.organizations", "clerk.map_organizations"},
+	{"memberships", "clerk.organization_members", "clerk.map_memberships"},
 };
 
 /* Saved plans, made on first use and kept for the life of the process. */
@@ -99,18 +94,38 @@ clerk_prepare_saved(const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
-/* "a, b" -> "EXCLUDED.a, EXCLUDED.b" */
+/*
+ * Every column of the entity's table but id, in table order, as the
+ * catalog has it: "a, b" with each name after prefix ("EXCLUDED." makes
+ * "EXCLUDED.a, EXCLUDED.b"); deleted_at, when given, is the expression
+ * that stands for the deleted_at column.  SPI connected.
+ */
 static char *
-excluded_list(const char *columns)
+columns_sql(const EntityInfo *ei, const char *prefix, const char *deleted_at)
 {
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(ei->table)};
 	StringInfoData buf;
-	char	   *copy = pstrdup(columns);
-	char	   *tok;
-	char	   *save;
+	uint64		i;
 
+	if (SPI_execute_with_args("SELECT attname::text FROM pg_catalog.pg_attribute "
+							  "WHERE attrelid = $1::pg_catalog.regclass AND attnum > 0 "
+							  "AND NOT attisdropped AND attname <> 'id' ORDER BY attnum",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT ||
+		SPI_processed == 0)
+		elog(ERROR, "could not read the columns of %s", ei->table);
 	initStringInfo(&buf);
-	for (tok = strtok_r(copy, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save))
-		appendStringInfo(&buf, "%sEXCLUDED.%s", buf.len > 0 ? ", " : "", tok);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		if (deleted_at != NULL && strcmp(name, "deleted_at") == 0)
+			appendStringInfoString(&buf, deleted_at);
+		else
+			appendStringInfo(&buf, "%s%s", prefix, quote_identifier(name));
+	}
 	return buf.data;
 }
 
@@ -164,7 +179,8 @@ page_plan(ClerkEntity e, bool dry_run, bool track_seen)
 							 "  RETURNING (t.xmax = 0) AS inserted), "
 							 "c AS (SELECT count(*) FILTER (WHERE inserted) AS ins, "
 							 "  count(*) FILTER (WHERE NOT inserted) AS upd FROM w)",
-							 ei->table, ei->table, ei->columns, excluded_list(ei->columns));
+							 ei->table, ei->table, columns_sql(ei, "", NULL),
+							 columns_sql(ei, "EXCLUDED.", NULL));
 		appendStringInfoString(&sql, " SELECT a.n, c.ins, c.upd, a.max_u, a.min_u, a.min_c, a.max_c, a.ids FROM c, "
 							   "(SELECT count(*) AS n, "
 							   "  (extract(epoch FROM max(updated_at)) * 1000)::int8 AS max_u, "
@@ -600,7 +616,8 @@ event_plan(ClerkEntity e)
 					   "  AND (t.updated_at IS NULL OR t.updated_at <= EXCLUDED.updated_at) "
 					   "  AND t.raw IS DISTINCT FROM EXCLUDED.raw "
 					   "RETURNING (t.xmax = 0) AS inserted",
-					   ei->map, ei->table, ei->table, ei->columns, excluded_list(ei->columns));
+					   ei->map, ei->table, ei->table, columns_sql(ei, "", NULL),
+					   columns_sql(ei, "EXCLUDED.", NULL));
 		event_plans[e] = clerk_prepare_saved(sql, 1, types);
 	}
 	return event_plans[e];
@@ -638,27 +655,14 @@ delete_plan(ClerkEntity e)
 	{
 		const EntityInfo *ei = &entities[e];
 		Oid			types[2] = {JSONBOID, TIMESTAMPTZOID};
-		StringInfoData select;
-		char	   *copy = pstrdup(ei->columns);
-		char	   *tok;
-		char	   *save;
 		char	   *sql;
 
-		initStringInfo(&select);
-		appendStringInfoString(&select, "m.id");
-		for (tok = strtok_r(copy, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save))
-		{
-			if (strcmp(tok, "deleted_at") == 0)
-				appendStringInfoString(&select, ", $2");
-			else
-				appendStringInfo(&select, ", m.%s", tok);
-		}
 		sql = psprintf("INSERT INTO %s AS t (id, %s) "
-					   "SELECT %s FROM %s(pg_catalog.jsonb_build_array($1)) m "
+					   "SELECT m.id, %s FROM %s(pg_catalog.jsonb_build_array($1)) m "
 					   "ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at "
 					   "WHERE t.deleted_at IS NULL "
 					   "RETURNING (t.xmax = 0) AS inserted",
-					   ei->table, ei->columns, select.data, ei->map);
+					   ei->table, columns_sql(ei, "", NULL), columns_sql(ei, "m.", "$2"), ei->map);
 		delete_plans[e] = clerk_prepare_saved(sql, 2, types);
 	}
 	return delete_plans[e];

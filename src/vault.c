@@ -58,6 +58,7 @@
 #include "utils/numeric.h"
 
 #include "clerk_sync.h"
+#include "role.h"
 #include "store.h"
 #include "secrets.h"
 #include "vault.h"

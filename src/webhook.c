@@ -28,6 +28,8 @@
 #include "utils/timestamp.h"
 
 #include "clerk_sync.h"
+#include "transaction.h"
+#include "role.h"
 #include "json_members.h"
 #include "parse.h"
 #include "secrets.h"
@@ -314,15 +316,6 @@ webhook_body_context(void *arg)
 	errcontext("webhook body of delivery %s", (const char *) arg);
 }
 
-static void
-report_bad_payload(const char *msg_id, const char *detail)
-{
-	ereport(ERROR,
-			(errcode(CLERK_ERRCODE_WEBHOOK_BAD_PAYLOAD),
-			 errmsg("webhook %s is not a Clerk event", msg_id),
-			 errdetail("%s", detail)));
-}
-
 /*
  * Parse a verified body into the event it carries: repaired as every
  * answer from Clerk is (parse.h).  A body whose object still cannot be
@@ -344,7 +337,10 @@ webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev
 	err = clerk_parse(body, len, &p);
 	error_context_stack = errcallback.previous;
 	if (err != NULL)
-		report_bad_payload(msg_id, psprintf("The body is not JSON: %s.", err));
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_WEBHOOK_BAD_PAYLOAD),
+				 errmsg("webhook %s is not a Clerk event", msg_id),
+				 errdetail("The body is not JSON: %s.", err)));
 
 	memset(ev, 0, sizeof(*ev));
 	if (p.repaired != NIL)
@@ -355,7 +351,10 @@ webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev
 		/* what the text says, for the record */
 		ev->type = clerk_parsed_string(&p, p.text.type);
 		if (ev->type == NULL || ev->type[0] == '\0')
-			report_bad_payload(msg_id, "The body has no \"type\" string.");
+			ereport(ERROR,
+					(errcode(CLERK_ERRCODE_WEBHOOK_BAD_PAYLOAD),
+					 errmsg("webhook %s is not a Clerk event", msg_id),
+					 errdetail("The body has no \"type\" string.")));
 		ev->object_id = clerk_parsed_string(&p, p.text.data_id);
 		ev->unstorable = p.rejects != NIL ? ((ClerkReject *) linitial(p.rejects))->reason :
 			"the body cannot be converted to jsonb";
@@ -365,10 +364,16 @@ webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev
 		return;
 	}
 	if (!JB_ROOT_IS_OBJECT(j))
-		report_bad_payload(msg_id, "The body is not a JSON object.");
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_WEBHOOK_BAD_PAYLOAD),
+				 errmsg("webhook %s is not a Clerk event", msg_id),
+				 errdetail("The body is not a JSON object.")));
 	ev->type = clerk_json_string(&j->root, "type");
 	if (ev->type == NULL || ev->type[0] == '\0')
-		report_bad_payload(msg_id, "The body has no \"type\" string.");
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_WEBHOOK_BAD_PAYLOAD),
+				 errmsg("webhook %s is not a Clerk event", msg_id),
+				 errdetail("The body has no \"type\" string.")));
 
 	/* the envelope's timestamp: Unix milliseconds (a value in seconds is taken as such) */
 	ev->timestamp_ms = Max(clerk_json_ms(&j->root, "timestamp", true), 0);
@@ -385,9 +390,15 @@ webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev
 		return;
 
 	if (ev->data == NULL)
-		report_bad_payload(msg_id, psprintf("A %s event has a \"data\" object.", ev->type));
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_WEBHOOK_BAD_PAYLOAD),
+				 errmsg("webhook %s is not a Clerk event", msg_id),
+				 errdetail("A %s event has a \"data\" object.", ev->type)));
 	if (ev->object_id == NULL || ev->object_id[0] == '\0')
-		report_bad_payload(msg_id, psprintf("The \"data\" of a %s event has an \"id\" string.", ev->type));
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_WEBHOOK_BAD_PAYLOAD),
+				 errmsg("webhook %s is not a Clerk event", msg_id),
+				 errdetail("The \"data\" of a %s event has an \"id\" string.", ev->type)));
 
 	if (ev->known->entity == CLERK_ORGANIZATIONS)
 		ev->organization_id = pstrdup(ev->object_id);
