@@ -3,8 +3,9 @@
  *		Module entry point: settings, shared memory hooks and nothing else.
  *
  * The work itself lives in src/: http.c (libcurl), clerk_api.c (endpoints),
- * store.c (the one write path), sync.c (a run), worker.c (the background
- * worker) and launcher.c (the SQL functions that start and watch runs).
+ * store.c (the one write path), sync.c (a run), listing.c (how an entity is
+ * listed), worker.c (the background worker), run_slot.c (the runs' shared
+ * memory) and run_control.c (the SQL functions that start and watch runs).
  */
 #include "postgres.h"
 
@@ -17,7 +18,7 @@
 
 #include "clerk_sync.h"
 #include "ddl.h"
-#include "launcher.h"
+#include "run_slot.h"
 #include "secrets.h"
 #include "vault.h"
 #include "webhook.h"
@@ -274,7 +275,7 @@ _PG_init(void)
 
 	if (clerk_sync_preloaded)
 	{
-		clerk_launcher_shmem_init();
+		clerk_run_slots_init();
 		clerk_ddl_init();
 	}
 }

@@ -16,7 +16,7 @@
 #include "tcop/utility.h"
 
 #include "ddl.h"
-#include "launcher.h"
+#include "run_control.h"
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
@@ -72,7 +72,8 @@ clerk_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 
 	if (OidIsValid(dboid) && clerk_stop_runs_for_ddl(dboid) > 0)
 		ereport(NOTICE,
-				(errmsg("running clerk_sync runs were canceled first")));
+				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+				 errmsg("running clerk_sync runs were canceled first")));
 
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);

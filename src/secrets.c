@@ -288,3 +288,26 @@ clerk_secret_hint(ClerkSecret which)
 	return psprintf("Name a file with %s, call %s, or set %s in the server's environment.",
 					s->file_setting, s->setter, s->env);
 }
+
+bool
+clerk_secret_removed_setting_set(ClerkSecret which)
+{
+	return sources[which].removed_seen;
+}
+
+PG_FUNCTION_INFO_V1(clerk_secret_key_configured);
+
+/*
+ * clerk_secret_key_configured() returns boolean: is there a key to use?
+ * (The key itself is never returned.)
+ */
+Datum
+clerk_secret_key_configured(PG_FUNCTION_ARGS)
+{
+	char	   *key = clerk_resolve_secret(CLERK_SECRET_API_KEY);
+
+	if (key == NULL)
+		PG_RETURN_BOOL(false);
+	explicit_bzero(key, strlen(key));
+	PG_RETURN_BOOL(true);
+}

@@ -35,4 +35,7 @@ extern const char *clerk_secret_hint(ClerkSecret which);
 /* Overwrite an environment variable's value in place and remove it; its value, copied to locked memory, or NULL. */
 extern char *clerk_take_env(const char *name);
 
+/* Whether the configuration set the secret's removed 1.0 setting (which then told it what replaces it). */
+extern bool clerk_secret_removed_setting_set(ClerkSecret which);
+
 #endif							/* CLERK_SECRETS_H */

@@ -1,9 +1,10 @@
 /*
  * worker.c
- *		The background worker that carries out one sync run: it takes the
- *		run's settings from shared memory, records the run in
- *		clerk.sync_runs, does the work (sync.c) and records the outcome,
- *		whatever it is.
+ *		The background worker that carries out one sync run.
+ *
+ * It takes the run's settings from its slot in shared memory, records the
+ * run in clerk.sync_runs, does the work (sync.c) and records the outcome,
+ * whatever it is.
  */
 #include "postgres.h"
 
@@ -15,6 +16,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -57,7 +59,7 @@ worker_sigterm(SIGNAL_ARGS)
 static void
 worker_check_interrupts(void)
 {
-	bool		cancel;
+	ClerkSlotView v;
 
 	if (!PostmasterIsAlive())
 		proc_exit(1);
@@ -65,10 +67,8 @@ worker_check_interrupts(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_ADMIN_SHUTDOWN),
 				 errmsg("canceled because the clerk_sync worker was asked to terminate")));
-	LWLockAcquire(clerk_shared->lock, LW_SHARED);
-	cancel = my_slot->cancel_requested;
-	LWLockRelease(clerk_shared->lock);
-	if (cancel)
+	clerk_slot_view(my_slot, &v);
+	if (v.cancel_requested)
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
 				 errmsg("canceled by request")));
@@ -80,15 +80,7 @@ worker_exit(int code, Datum arg)
 {
 	if (my_slot == NULL)
 		return;
-	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
-	if (my_slot->generation == my_generation)
-	{
-		my_slot->state = CLERK_SLOT_DONE;
-		my_slot->worker_pid = 0;
-		explicit_bzero(my_slot->settings.secret_key, sizeof(my_slot->settings.secret_key));
-	}
-	LWLockRelease(clerk_shared->lock);
-	ConditionVariableBroadcast(&my_slot->cv);
+	clerk_slot_finish(my_slot, my_generation);
 }
 
 typedef struct BeginArgs
@@ -209,8 +201,7 @@ clerk_sync_worker_main(Datum main_arg)
 	ClerkRun	run;
 	BeginArgs	bargs;
 	EndArgs		eargs;
-	Oid			dboid,
-				userid;
+	ClerkSlotView v;
 	char	   *started_by;
 	ErrorData  *volatile edata = NULL;
 	MemoryContext mcxt;
@@ -220,34 +211,23 @@ clerk_sync_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 
-	clerk_shmem_attach();
+	clerk_run_slots_attach();
 	memcpy(&my_generation, MyBgworkerEntry->bgw_extra, sizeof(my_generation));
-	my_slot = &clerk_shared->slots[index];
+	my_slot = clerk_slot_at(index);
 
 	memset(&run, 0, sizeof(run));
-	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
-	if (my_slot->generation != my_generation || my_slot->state != CLERK_SLOT_STARTING)
+	if (!clerk_slot_take(my_slot, my_generation, &run.settings, &v))
 	{
-		LWLockRelease(clerk_shared->lock);
 		my_slot = NULL;
 		proc_exit(0);
 	}
-	run.settings = my_slot->settings;
-	explicit_bzero(my_slot->settings.secret_key, sizeof(my_slot->settings.secret_key));
-	my_slot->worker_pid = MyProcPid;
-	my_slot->state = CLERK_SLOT_RUNNING;
-	my_slot->progress.started_at = GetCurrentTimestamp();
-	my_slot->progress.total_hint = -1;
-	run.dry_run = my_slot->dry_run;
-	run.incremental = my_slot->incremental;
-	dboid = my_slot->dboid;
-	userid = my_slot->userid;
-	LWLockRelease(clerk_shared->lock);
+	run.dry_run = v.dry_run;
+	run.incremental = v.incremental;
 	run.slot = my_slot;
 	before_shmem_exit(worker_exit, (Datum) 0);
 
 	/* connect as the role that asked for the run */
-	BackgroundWorkerInitializeConnectionByOid(dboid, userid, 0);
+	BackgroundWorkerInitializeConnectionByOid(v.dboid, v.userid, 0);
 	pgstat_report_appname("clerk_sync worker");
 	clerk_http_interrupt_check = worker_check_interrupts;
 
@@ -257,7 +237,7 @@ clerk_sync_worker_main(Datum main_arg)
 	MemoryContextSwitchTo(mcxt);
 
 	StartTransactionCommand();
-	started_by = MemoryContextStrdup(mcxt, GetUserNameFromId(userid, false));
+	started_by = MemoryContextStrdup(mcxt, GetUserNameFromId(v.userid, false));
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(mcxt);
 
@@ -276,10 +256,7 @@ clerk_sync_worker_main(Datum main_arg)
 	PG_END_TRY();
 	MemoryContextSwitchTo(mcxt);
 
-	LWLockAcquire(clerk_shared->lock, LW_EXCLUSIVE);
-	my_slot->run_id = run.run_id;
-	LWLockRelease(clerk_shared->lock);
-	ConditionVariableBroadcast(&my_slot->cv);
+	clerk_slot_set_run_id(my_slot, run.run_id);
 	pgstat_report_activity(STATE_RUNNING, run.incremental ? "clerk_sync incremental run" : "clerk_sync full run");
 
 	PG_TRY();

@@ -1,0 +1,104 @@
+/*
+ * listing.h
+ *		How an entity is listed from Clerk, page by page.
+ */
+#ifndef CLERK_LISTING_H
+#define CLERK_LISTING_H
+
+#include "nodes/pg_list.h"
+
+#include "http.h"
+#include "run.h"
+#include "store.h"
+
+/* One listing: what clerk_list_pages() walks. */
+typedef struct ClerkListSpec
+{
+	ClerkEntity entity;
+	const char *path;			/* may already carry a query string */
+	const char *order_by;
+	/*
+	 * With stop_field, the list is newest first and the walk stops after the
+	 * first page holding an object whose stop_field is older than since_ms;
+	 * pages then overlap, so that a shift of the list between two requests
+	 * (objects deleted meanwhile) is seen and repaired.
+	 */
+	const char *stop_field;
+	int64		since_ms;
+	bool		allow_404;		/* a 404 at the first page: the endpoint is not there */
+	int			concurrency;
+	int64		total_hint;		/* objects expected, or -1 */
+	/*
+	 * With both_ends, the list (its total known from the first page) is read
+	 * from both ends at once, oldest first and newest first, until the two
+	 * halves meet: no offset goes deeper than half the list, which halves
+	 * what a server that walks every skipped row spends on it.
+	 */
+	bool		both_ends;
+	/* asked after each page (offset, latency): true stops the listing, unfinished */
+	bool		(*give_up) (ClerkRun *run, int64 offset, double latency_ms, int64 total);
+} ClerkListSpec;
+
+/* How a listing ended. */
+typedef enum ClerkListOutcome
+{
+	CLERK_LIST_DONE,
+	CLERK_LIST_NOT_FOUND,		/* allow_404 and the first page was a 404 */
+	CLERK_LIST_GAVE_UP			/* give_up said so */
+} ClerkListOutcome;
+
+/* A listing in progress (its fields are listing.c's). */
+typedef struct ClerkLister ClerkLister;
+
+/* The requests for the oldest and the newest user, asked for early (listing.c's). */
+typedef struct ClerkUserEdges ClerkUserEdges;
+
+/* The instance-wide listing of an entity, oldest first, with the run's concurrency. */
+extern ClerkListSpec clerk_instance_listing(ClerkRun *run, ClerkEntity entity);
+
+/*
+ * Walk one listing, `concurrency` pages in flight, writing each page.
+ * Returns CLERK_LIST_NOT_FOUND without writing anything if the first page
+ * is a 404 and allow_404 is set (the endpoint is not available),
+ * CLERK_LIST_GAVE_UP when spec->give_up stopped it.
+ */
+extern ClerkListOutcome clerk_list_pages(ClerkRun *run, const ClerkListSpec *spec);
+
+/* Wait for request `req` (the wait counted in the run's wait_ms) and fill *res. */
+extern void clerk_wait_answer(ClerkRun *run, int req, ClerkHttpResult *res);
+
+/* ---- users by cursor ---- */
+
+/* Ask for the oldest and the newest user, which the listing by cursor starts from. */
+extern ClerkUserEdges *clerk_user_edges_submit(ClerkRun *run);
+
+/*
+ * The full listing of users by cursor, over created_at ranges walked at
+ * once, and `side` (if not NULL) side by side with it; false, having listed
+ * nothing, if the API does not page by cursor (then page by offset).
+ */
+extern bool clerk_list_users_by_cursor(ClerkRun *run, ClerkUserEdges *edges, ClerkLister *side);
+
+/* ---- memberships ---- */
+
+/*
+ * Start listing memberships instance-wide: newest first in an incremental
+ * run, else from both ends, giving up for the per-organization listing when
+ * that is clearly cheaper; org_requests is what that listing would ask (a
+ * full run weighs it, an incremental one does not).
+ */
+extern ClerkLister *clerk_memberships_begin(ClerkRun *run, int64 org_requests);
+
+/*
+ * Walk the memberships listing to its end.  When it gave up, *why says why
+ * (in the run's memory).
+ */
+extern ClerkListOutcome clerk_memberships_end(ClerkRun *run, ClerkLister *l, char **why);
+
+/*
+ * The memberships of each organization of orgs (rows: id), the
+ * organizations' listings walked side by side.
+ */
+extern void clerk_list_per_organization(ClerkRun *run, List *orgs);
+
+#endif							/* CLERK_LISTING_H */

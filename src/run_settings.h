@@ -1,0 +1,39 @@
+/*
+ * run_settings.h
+ *		The settings a run takes from its session, and the HTTP client they make.
+ */
+#ifndef CLERK_RUN_SETTINGS_H
+#define CLERK_RUN_SETTINGS_H
+
+#include "clerk_sync.h"
+#include "http.h"
+
+/* Settings a run takes from the session that started it. */
+typedef struct ClerkRunSettings
+{
+	char		api_url[CLERK_MAX_URL_LEN];
+	char		secret_key[CLERK_MAX_KEY_LEN];	/* zeroed by the worker once read */
+	int			page_size;
+	int			request_timeout;
+	int			max_retries;
+	int			retry_backoff;
+	int			rate_limit;
+	int			concurrency;
+	int			log_retention;
+	int			credential_audit_retention;
+	int			incremental_overlap;
+	double		max_delete_fraction;
+} ClerkRunSettings;
+
+/* This session's settings (clerk_sync.*); the secret key is left empty (zeros). */
+extern void clerk_run_settings_capture(ClerkRunSettings *s);
+
+/*
+ * A client, whose curl resources live until mcxt is reset or deleted, for
+ * the API of settings s and the secret key `key`.  The key is wiped once
+ * the client holds its own copy, and also when the client cannot be made.
+ */
+extern ClerkHttpClient *clerk_run_http_client(MemoryContext mcxt, const ClerkRunSettings *s,
+											  char *key);
+
+#endif							/* CLERK_RUN_SETTINGS_H */
