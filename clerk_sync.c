@@ -4,12 +4,14 @@
  *
  * The work itself lives in src/: http.c (libcurl), clerk_api.c (endpoints),
  * store.c (the one write path), sync.c (a run), worker.c (the background
- * worker) and launcher.c (the SQL functions that start and watch runs).
+ * worker) and launcher.c (the SQL functions that start and watch runs);
+ * keyring.c (the root key ring), seal.c (encryption), credentials.c and
+ * stored_secrets.c (what is kept encrypted), and secrets.c (where the
+ * Clerk secret key and the webhook secret come from).
  */
 #include "postgres.h"
 
 #include <curl/curl.h>
-#include <sodium.h>
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -17,9 +19,9 @@
 
 #include "clerk_sync.h"
 #include "ddl.h"
+#include "keyring.h"
 #include "launcher.h"
 #include "secrets.h"
-#include "vault.h"
 #include "webhook.h"
 
 PG_MODULE_MAGIC;
@@ -148,10 +150,12 @@ _PG_init(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not initialize libcurl")));
-	if (sodium_init() < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("could not initialize libsodium")));
+
+	/*
+	 * libsodium, its setting and the root key ring in the postmaster, first:
+	 * the secrets below are kept in libsodium's locked memory.
+	 */
+	clerk_keyring_init();
 
 	DefineCustomStringVariable("clerk_sync.api_url",
 							   "Base URL of the Clerk Backend API.",
@@ -244,9 +248,6 @@ _PG_init(void)
 							30 * 24 * 60, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_MIN,
 							NULL, NULL, NULL);
-
-	/* the credentials vault: its settings, and the root key in the postmaster */
-	clerk_vault_init();
 
 	DefineCustomIntVariable("clerk_sync.incremental_overlap",
 							"How far before the last run's newest change clerk_sync_changes() looks again.",

@@ -40,7 +40,6 @@
 
 #include "launcher.h"
 #include "secrets.h"
-#include "vault.h"
 
 ClerkShared *clerk_shared = NULL;
 
