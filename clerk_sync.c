@@ -2,15 +2,13 @@
  * clerk_sync.c
  *		Module entry point: settings, shared memory hooks and nothing else.
  *
- * The work itself lives in src/: http.c (libcurl), clerk_api.c (endpoints),
- * store.c (the one write path), sync.c (a run), listing.c (how an entity is
- * listed), worker.c (the background worker), run_slot.c (the runs' shared
- * memory) and run_control.c (the SQL functions that start and watch runs).
+ * The work itself lives in src/, one job per file, each named in its
+ * header comment; doc/architecture.md lists them in the order data flows
+ * through them.
  */
 #include "postgres.h"
 
 #include <curl/curl.h>
-#include <sodium.h>
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -18,9 +16,9 @@
 
 #include "clerk_sync.h"
 #include "ddl.h"
+#include "keyring.h"
 #include "run_slot.h"
 #include "secrets.h"
-#include "vault.h"
 #include "webhook.h"
 
 PG_MODULE_MAGIC;
@@ -160,10 +158,12 @@ _PG_init(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not initialize libcurl")));
-	if (sodium_init() < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("could not initialize libsodium")));
+
+	/*
+	 * libsodium, its setting and the root key ring in the postmaster, first:
+	 * the secrets below are kept in libsodium's locked memory.
+	 */
+	clerk_keyring_init();
 
 	DefineCustomStringVariable("clerk_sync.api_url",
 							   "Base URL of the Clerk Backend API.",
@@ -256,9 +256,6 @@ _PG_init(void)
 							30 * 24 * 60, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_MIN,
 							NULL, NULL, NULL);
-
-	/* the credentials vault: its settings, and the root key in the postmaster */
-	clerk_vault_init();
 
 	DefineCustomIntVariable("clerk_sync.incremental_overlap",
 							"How far before the last run's newest change clerk_sync_changes() looks again.",

@@ -24,8 +24,7 @@
 
 #include "clerk_sync.h"
 #include "secrets.h"
-#include "vault.h"
-#include "webhook.h"
+#include "stored_secrets.h"
 
 typedef struct SecretSource
 {
@@ -263,8 +262,7 @@ clerk_resolve_secret(ClerkSecret which)
 	SecretSource *s = &sources[which];
 	char	   *v;
 
-	v = which == CLERK_SECRET_API_KEY ? clerk_vault_stored_secret_key() :
-		clerk_webhook_stored_secret();
+	v = clerk_stored_secret(which);
 	if (v != NULL && v[0] != '\0')
 		return v;
 	if (s->file != NULL && s->file[0] != '\0' && (v = read_secret_file(s)) != NULL)
@@ -275,6 +273,19 @@ clerk_resolve_secret(ClerkSecret which)
 	if (!clerk_sync_preloaded && (v = getenv(s->env)) != NULL && v[0] != '\0')
 		return pstrdup(v);
 	return NULL;
+}
+
+bool
+clerk_has_blank_or_control(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c <= ' ' || c == 0x7f)
+			return true;
+	}
+	return false;
 }
 
 const char *

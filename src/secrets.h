@@ -29,6 +29,12 @@ extern void clerk_secrets_init(void);
  */
 extern char *clerk_resolve_secret(ClerkSecret which);
 
+/*
+ * true if s (len bytes, not NUL-terminated) has a space, a control
+ * character or DEL, which no key or token sent in an HTTP header may hold.
+ */
+extern bool clerk_has_blank_or_control(const char *s, size_t len);
+
 /* The hint for "no secret configured": how to configure one. */
 extern const char *clerk_secret_hint(ClerkSecret which);
 

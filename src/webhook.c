@@ -34,14 +34,8 @@
 #include "parse.h"
 #include "secrets.h"
 #include "store.h"
+#include "stored_secrets.h"
 #include "webhook.h"
-
-/*
- * The stored secret lives in webhook_secret.c, which is built only together
- * with the credentials vault; until then these are NULL.
- */
-#pragma weak clerk_webhook_stored_secret
-#pragma weak clerk_webhook_store_secret
 
 PG_FUNCTION_INFO_V1(clerk_handle_webhook);
 PG_FUNCTION_INFO_V1(clerk_set_webhook_secret);
@@ -661,23 +655,15 @@ clerk_handle_webhook(PG_FUNCTION_ARGS)
 /*
  * clerk_set_webhook_secret(secret text) returns void
  *
- * Store the endpoint's signing secret encrypted, preferred over the
- * clerk_sync.webhook_secret setting; an empty string removes it.
+ * Store the endpoint's signing secret encrypted, preferred over the file
+ * clerk_sync.webhook_secret_file names; an empty string removes it.
  */
 Datum
 clerk_set_webhook_secret(PG_FUNCTION_ARGS)
 {
 	text	   *arg = PG_GETARG_TEXT_PP(0);
-	char	   *secret;
+	char	   *secret = text_to_cstring(arg);
 
-	if (clerk_webhook_store_secret == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("this build of clerk_sync cannot store the webhook secret"),
-				 errdetail("Storing the secret encrypted needs the credentials vault, which this build does not include."),
-				 errhint("Put the secret in a file named by clerk_sync.webhook_secret_file instead.")));
-
-	secret = text_to_cstring(arg);
 	if (secret[0] != '\0')
 	{
 		size_t		keylen;
@@ -695,7 +681,7 @@ clerk_set_webhook_secret(PG_FUNCTION_ARGS)
 		pfree(key);
 	}
 
-	clerk_webhook_store_secret(secret);
+	clerk_store_secret(CLERK_SECRET_WEBHOOK, secret, strlen(secret));
 
 	sodium_memzero(secret, strlen(secret));
 	if ((Pointer) arg != DatumGetPointer(PG_GETARG_DATUM(0)))

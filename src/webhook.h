@@ -28,14 +28,4 @@
  */
 extern void clerk_webhook_init(void);
 
-/*
- * The webhook secret kept encrypted by the credentials vault: the stored
- * secret (palloc'd; NULL when none is stored; the caller zeroes it), and
- * storing one (an empty string removes it).  Defined in webhook_secret.c;
- * webhook.c refers to them weakly, so that the module also builds without
- * that file and then uses the clerk_sync.webhook_secret setting alone.
- */
-extern char *clerk_webhook_stored_secret(void);
-extern void clerk_webhook_store_secret(const char *secret);
-
 #endif							/* CLERK_WEBHOOK_H */

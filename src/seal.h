@@ -1,0 +1,50 @@
+/*
+ * seal.h
+ *		Sealing values under the newest root key, and opening them again.
+ */
+#ifndef CLERK_SEAL_H
+#define CLERK_SEAL_H
+
+/*
+ * What a value is sealed for.  Each purpose has a subkey of its own (the
+ * number is its subkey id), so a value sealed for one never opens as
+ * another.
+ */
+typedef enum ClerkSealPurpose
+{
+	CLERK_SEAL_CREDENTIALS = 1,	/* a row of clerk.api_credentials */
+	CLERK_SEAL_SECRET = 2		/* a row of clerk.secrets */
+} ClerkSealPurpose;
+
+/*
+ * The row a sealed value belongs to.  It is bound as associated data, so
+ * the value opens only for the same row: for credentials, scope is the
+ * organization id and name the service; for a stored secret, scope is
+ * empty and name is the secret's.  Messages name the row, never the value.
+ */
+typedef struct ClerkSealedRow
+{
+	ClerkSealPurpose purpose;
+	const char *scope;
+	const char *name;
+} ClerkSealedRow;
+
+/*
+ * Seal plen bytes of plain for row under the newest key.  Returns the
+ * value to store; *key_id is the key id to record next to it.
+ */
+extern bytea *clerk_seal(const ClerkSealedRow *row, const unsigned char *plain,
+						 size_t plen, int32 *key_id);
+
+/*
+ * Open a value sealed by clerk_seal() for the same row; row_key_id is the
+ * key id recorded next to it.  Returns the plaintext after prefix spare
+ * bytes (room for a varlena header), followed by a NUL; *plen is its
+ * length.  It lives in a new child of parent and is zeroed when that
+ * context is reset or deleted.  A value that does not open is an error.
+ */
+extern unsigned char *clerk_open_sealed(const ClerkSealedRow *row, bytea *sealed,
+										int32 row_key_id, size_t prefix,
+										MemoryContext parent, size_t *plen);
+
+#endif							/* CLERK_SEAL_H */
