@@ -182,6 +182,373 @@ BEGIN
 END
 $$;
 
+-- ---- more of Clerk: invitations, domains, roles, permissions, sessions -----
+-- Typed columns for what applications query, the whole object in raw, and
+-- the same synced_at / deleted_at rules as users, organizations and
+-- memberships.  No foreign keys, for the same reason as memberships: a page
+-- must not fail because the object it points at arrives later.
+
+CREATE TABLE clerk.organization_invitations (
+    id                  text PRIMARY KEY,
+    organization_id     text,
+    email_address       text,
+    role                text,
+    role_name           text,
+    status              text,
+    inviter_id          text,
+    public_metadata     jsonb NOT NULL DEFAULT '{}',
+    private_metadata    jsonb NOT NULL DEFAULT '{}',
+    url                 text,
+    expires_at          timestamptz,
+    created_at          timestamptz,
+    updated_at          timestamptz,
+    raw                 jsonb NOT NULL,
+    synced_at           timestamptz NOT NULL DEFAULT now(),
+    deleted_at          timestamptz
+);
+CREATE INDEX organization_invitations_organization_id_idx ON clerk.organization_invitations (organization_id);
+CREATE INDEX organization_invitations_email_idx ON clerk.organization_invitations (lower(email_address));
+COMMENT ON TABLE clerk.organization_invitations IS 'Clerk organization invitations (pending, accepted, revoked, expired); raw holds the whole object';
+
+CREATE TABLE clerk.invitations (
+    id                  text PRIMARY KEY,
+    email_address       text,
+    status              text,
+    revoked             boolean,
+    public_metadata     jsonb NOT NULL DEFAULT '{}',
+    url                 text,
+    expires_at          timestamptz,
+    created_at          timestamptz,
+    updated_at          timestamptz,
+    raw                 jsonb NOT NULL,
+    synced_at           timestamptz NOT NULL DEFAULT now(),
+    deleted_at          timestamptz
+);
+CREATE INDEX invitations_email_idx ON clerk.invitations (lower(email_address));
+COMMENT ON TABLE clerk.invitations IS 'Clerk instance invitations (sign-up invitations, polled: Clerk sends no webhooks for them); raw holds the whole object';
+
+CREATE TABLE clerk.organization_domains (
+    id                          text PRIMARY KEY,
+    organization_id             text,
+    name                        text,
+    enrollment_mode             text,
+    affiliation_email_address   text,
+    verification_status         text,
+    ownership_status            text,
+    total_pending_invitations   integer,
+    total_pending_suggestions   integer,
+    created_at                  timestamptz,
+    updated_at                  timestamptz,
+    raw                         jsonb NOT NULL,
+    synced_at                   timestamptz NOT NULL DEFAULT now(),
+    deleted_at                  timestamptz
+);
+CREATE INDEX organization_domains_organization_id_idx ON clerk.organization_domains (organization_id);
+CREATE INDEX organization_domains_name_idx ON clerk.organization_domains (lower(name));
+COMMENT ON TABLE clerk.organization_domains IS 'Clerk organization domains; verification_status is the affiliation verification''s, ownership_status the DNS ownership''s';
+
+CREATE TABLE clerk.roles (
+    id                  text PRIMARY KEY,
+    key                 text,
+    name                text,
+    description         text,
+    is_creator_eligible boolean,
+    permissions         text[] NOT NULL DEFAULT '{}',
+    created_at          timestamptz,
+    updated_at          timestamptz,
+    raw                 jsonb NOT NULL,
+    synced_at           timestamptz NOT NULL DEFAULT now(),
+    deleted_at          timestamptz
+);
+CREATE INDEX roles_key_idx ON clerk.roles (key);
+COMMENT ON TABLE clerk.roles IS 'Clerk organization roles; permissions holds the keys of the role''s permissions';
+
+CREATE TABLE clerk.permissions (
+    id                  text PRIMARY KEY,
+    key                 text,
+    name                text,
+    description         text,
+    type                text,
+    created_at          timestamptz,
+    updated_at          timestamptz,
+    raw                 jsonb NOT NULL,
+    synced_at           timestamptz NOT NULL DEFAULT now(),
+    deleted_at          timestamptz
+);
+CREATE INDEX permissions_key_idx ON clerk.permissions (key);
+COMMENT ON TABLE clerk.permissions IS 'Clerk organization permissions (system and custom)';
+
+-- Login history: from the session webhooks, and clerk_sync_sessions()
+CREATE TABLE clerk.sessions (
+    id                          text PRIMARY KEY,
+    user_id                     text,
+    client_id                   text,
+    status                      text,
+    last_active_organization_id text,
+    created_at                  timestamptz,
+    updated_at                  timestamptz,
+    last_active_at              timestamptz,
+    expire_at                   timestamptz,
+    abandon_at                  timestamptz,
+    ended_at                    timestamptz,
+    last_event                  text,
+    raw                         jsonb NOT NULL,
+    synced_at                   timestamptz NOT NULL DEFAULT now(),
+    deleted_at                  timestamptz
+);
+CREATE INDEX sessions_user_id_idx ON clerk.sessions (user_id, created_at);
+CREATE INDEX sessions_created_at_idx ON clerk.sessions (created_at);
+COMMENT ON TABLE clerk.sessions IS 'Clerk sessions (login history): ended_at is when a session stopped being active, last_event the latest event type that wrote it';
+
+SELECT pg_catalog.pg_extension_config_dump('clerk.organization_invitations', '');
+SELECT pg_catalog.pg_extension_config_dump('clerk.invitations', '');
+SELECT pg_catalog.pg_extension_config_dump('clerk.organization_domains', '');
+SELECT pg_catalog.pg_extension_config_dump('clerk.roles', '');
+SELECT pg_catalog.pg_extension_config_dump('clerk.permissions', '');
+SELECT pg_catalog.pg_extension_config_dump('clerk.sessions', '');
+
+CREATE FUNCTION clerk.map_organization_invitations(page jsonb)
+RETURNS SETOF clerk.organization_invitations
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        coalesce(o ->> 'organization_id', o -> 'public_organization_data' ->> 'id'),
+        o ->> 'email_address',
+        o ->> 'role',
+        o ->> 'role_name',
+        o ->> 'status',
+        o ->> 'inviter_id',
+        clerk.object_or_empty(o -> 'public_metadata'),
+        clerk.object_or_empty(o -> 'private_metadata'),
+        o ->> 'url',
+        clerk.ms_to_timestamptz(o -> 'expires_at'),
+        clerk.ms_to_timestamptz(o -> 'created_at'),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS o
+$$;
+COMMENT ON FUNCTION clerk.map_organization_invitations(jsonb) IS 'Rows of clerk.organization_invitations from Clerk organization invitation objects';
+
+CREATE FUNCTION clerk.map_invitations(page jsonb)
+RETURNS SETOF clerk.invitations
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        o ->> 'email_address',
+        o ->> 'status',
+        (o ->> 'revoked')::boolean,
+        clerk.object_or_empty(o -> 'public_metadata'),
+        o ->> 'url',
+        clerk.ms_to_timestamptz(o -> 'expires_at'),
+        clerk.ms_to_timestamptz(o -> 'created_at'),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS o
+$$;
+COMMENT ON FUNCTION clerk.map_invitations(jsonb) IS 'Rows of clerk.invitations from Clerk invitation objects';
+
+CREATE FUNCTION clerk.map_organization_domains(page jsonb)
+RETURNS SETOF clerk.organization_domains
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        coalesce(o ->> 'organization_id', o -> 'public_organization_data' ->> 'id'),
+        o ->> 'name',
+        o ->> 'enrollment_mode',
+        o ->> 'affiliation_email_address',
+        coalesce(o -> 'affiliation_verification' ->> 'status', o -> 'verification' ->> 'status'),
+        o -> 'ownership_verification' ->> 'status',
+        (o ->> 'total_pending_invitations')::integer,
+        (o ->> 'total_pending_suggestions')::integer,
+        clerk.ms_to_timestamptz(o -> 'created_at'),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS o
+$$;
+COMMENT ON FUNCTION clerk.map_organization_domains(jsonb) IS 'Rows of clerk.organization_domains from Clerk organization domain objects';
+
+CREATE FUNCTION clerk.map_roles(page jsonb)
+RETURNS SETOF clerk.roles
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        o ->> 'key',
+        o ->> 'name',
+        o ->> 'description',
+        (o ->> 'is_creator_eligible')::boolean,
+        ARRAY(SELECT k FROM pg_catalog.jsonb_array_elements(clerk.array_or_empty(o -> 'permissions'))
+                     WITH ORDINALITY AS a(p, n),
+                     LATERAL (SELECT CASE pg_catalog.jsonb_typeof(p) WHEN 'object' THEN p ->> 'key'
+                                          WHEN 'string' THEN p #>> '{}' END) AS x(k)
+               WHERE k IS NOT NULL ORDER BY n),
+        clerk.ms_to_timestamptz(o -> 'created_at'),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS o
+$$;
+COMMENT ON FUNCTION clerk.map_roles(jsonb) IS 'Rows of clerk.roles from Clerk role objects';
+
+CREATE FUNCTION clerk.map_permissions(page jsonb)
+RETURNS SETOF clerk.permissions
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        o ->> 'key',
+        o ->> 'name',
+        o ->> 'description',
+        o ->> 'type',
+        clerk.ms_to_timestamptz(o -> 'created_at'),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS o
+$$;
+COMMENT ON FUNCTION clerk.map_permissions(jsonb) IS 'Rows of clerk.permissions from Clerk permission objects';
+
+-- ended_at: a session that is no longer active (or pending) ended when it
+-- was last updated.  last_event: the event that the status stands for
+-- (session.created for an active one); a webhook then writes the type of
+-- the event that stored the row.
+CREATE FUNCTION clerk.map_sessions(page jsonb)
+RETURNS SETOF clerk.sessions
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        o ->> 'user_id',
+        o ->> 'client_id',
+        o ->> 'status',
+        o ->> 'last_active_organization_id',
+        clerk.ms_to_timestamptz(o -> 'created_at'),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        clerk.ms_to_timestamptz(o -> 'last_active_at'),
+        clerk.ms_to_timestamptz(o -> 'expire_at'),
+        clerk.ms_to_timestamptz(o -> 'abandon_at'),
+        CASE WHEN o ->> 'status' NOT IN ('active', 'pending')
+             THEN clerk.ms_to_timestamptz(o -> 'updated_at') END,
+        CASE WHEN o ->> 'status' = 'active' THEN 'session.created'
+             WHEN o ->> 'status' IN ('pending', 'ended', 'removed', 'revoked')
+             THEN 'session.' || (o ->> 'status') END,
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS o
+$$;
+COMMENT ON FUNCTION clerk.map_sessions(jsonb) IS 'Rows of clerk.sessions from Clerk session objects';
+
+-- the login history of given users (or of those active since the last backfill)
+CREATE FUNCTION clerk_sync_sessions(user_ids text[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'clerk_sync_sessions';
+COMMENT ON FUNCTION clerk_sync_sessions(text[]) IS 'Fetch and store the sessions of the users named (NULL: those active since the last backfill), paced by the rate limit';
+
+-- clerk_database_summary() reports the new entities too
+CREATE OR REPLACE FUNCTION clerk_database_summary(
+    OUT entity text, OUT total bigint, OUT active bigint, OUT soft_deleted bigint,
+    OUT last_synced timestamptz, OUT findings jsonb)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+    SELECT 'users', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           pg_catalog.jsonb_build_object(
+               'without_primary_email',
+               count(*) FILTER (WHERE deleted_at IS NULL AND primary_email IS NULL))
+      FROM clerk.users
+    UNION ALL
+    SELECT 'organizations', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           pg_catalog.jsonb_build_object(
+               'members_count_mismatch',
+               (SELECT count(*) FROM clerk.organizations o
+                 WHERE o.deleted_at IS NULL AND o.members_count IS NOT NULL
+                   AND o.members_count <> (SELECT count(*) FROM clerk.organization_members m
+                                            WHERE m.organization_id = o.id AND m.deleted_at IS NULL)))
+      FROM clerk.organizations
+    UNION ALL
+    SELECT 'memberships', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           pg_catalog.jsonb_build_object(
+               'user_missing_or_deleted',
+               (SELECT count(*) FROM clerk.organization_members m
+                 WHERE m.deleted_at IS NULL AND NOT EXISTS
+                   (SELECT 1 FROM clerk.users u WHERE u.id = m.user_id AND u.deleted_at IS NULL)),
+               'organization_missing_or_deleted',
+               (SELECT count(*) FROM clerk.organization_members m
+                 WHERE m.deleted_at IS NULL AND NOT EXISTS
+                   (SELECT 1 FROM clerk.organizations o WHERE o.id = m.organization_id AND o.deleted_at IS NULL)))
+      FROM clerk.organization_members
+    UNION ALL
+    SELECT 'organization_invitations', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           pg_catalog.jsonb_build_object(
+               'pending', count(*) FILTER (WHERE deleted_at IS NULL AND status = 'pending'),
+               'organization_missing_or_deleted',
+               (SELECT count(*) FROM clerk.organization_invitations i
+                 WHERE i.deleted_at IS NULL AND NOT EXISTS
+                   (SELECT 1 FROM clerk.organizations o WHERE o.id = i.organization_id AND o.deleted_at IS NULL)))
+      FROM clerk.organization_invitations
+    UNION ALL
+    SELECT 'invitations', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           pg_catalog.jsonb_build_object(
+               'pending', count(*) FILTER (WHERE deleted_at IS NULL AND status = 'pending'))
+      FROM clerk.invitations
+    UNION ALL
+    SELECT 'organization_domains', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           pg_catalog.jsonb_build_object(
+               'unverified', count(*) FILTER (WHERE deleted_at IS NULL
+                                              AND verification_status IS DISTINCT FROM 'verified'),
+               'organization_missing_or_deleted',
+               (SELECT count(*) FROM clerk.organization_domains d
+                 WHERE d.deleted_at IS NULL AND NOT EXISTS
+                   (SELECT 1 FROM clerk.organizations o WHERE o.id = d.organization_id AND o.deleted_at IS NULL)))
+      FROM clerk.organization_domains
+    UNION ALL
+    SELECT 'roles', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           pg_catalog.jsonb_build_object(
+               'memberships_with_unknown_role',
+               (SELECT count(*) FROM clerk.organization_members m
+                 WHERE m.deleted_at IS NULL AND m.role IS NOT NULL
+                   AND EXISTS (SELECT 1 FROM clerk.roles WHERE deleted_at IS NULL)
+                   AND NOT EXISTS (SELECT 1 FROM clerk.roles r WHERE r.key = m.role AND r.deleted_at IS NULL)))
+      FROM clerk.roles
+    UNION ALL
+    SELECT 'permissions', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           '{}'::jsonb
+      FROM clerk.permissions
+    UNION ALL
+    SELECT 'sessions', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           pg_catalog.jsonb_build_object(
+               'active', count(*) FILTER (WHERE deleted_at IS NULL AND status = 'active'),
+               'user_missing_or_deleted',
+               (SELECT count(*) FROM clerk.sessions x
+                 WHERE x.deleted_at IS NULL AND NOT EXISTS
+                   (SELECT 1 FROM clerk.users u WHERE u.id = x.user_id AND u.deleted_at IS NULL)))
+      FROM clerk.sessions
+$$;
+COMMENT ON FUNCTION clerk_database_summary() IS 'Per entity (users, organizations, memberships, invitations, domains, roles, permissions, sessions): total, active, soft-deleted, last synced, and integrity findings';
+
 -- ---- the mapping's helpers: every object says what it is -----------------
 COMMENT ON FUNCTION clerk.ms_to_timestamptz(jsonb) IS 'A Clerk timestamp (Unix milliseconds, as jsonb) as timestamptz';
 COMMENT ON FUNCTION clerk.array_or_empty(jsonb) IS 'The value when it is a JSON array, else an empty one';

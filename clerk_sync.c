@@ -13,12 +13,14 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "clerk_sync.h"
 #include "ddl.h"
 #include "keyring.h"
 #include "run_slot.h"
 #include "secrets.h"
+#include "store.h"
 #include "webhook.h"
 
 PG_MODULE_MAGIC;
@@ -32,9 +34,12 @@ int			clerk_sync_rate_limit = 100;
 int			clerk_sync_concurrency = 4;
 int			clerk_sync_log_retention = 30 * 24 * 60;
 int			clerk_sync_credential_audit_retention = 0;
+int			clerk_sync_session_retention = 90 * 24 * 60;
 int			clerk_sync_worker_start_timeout = 10000;
 int			clerk_sync_incremental_overlap = 300;
 double		clerk_sync_max_delete_fraction = 0.1;
+char	   *clerk_sync_entities_setting = NULL;
+int			clerk_sync_entities = CLERK_OPTIONAL_ENTITIES;
 bool		clerk_sync_preloaded = false;
 
 void		_PG_init(void);
@@ -83,6 +88,57 @@ check_api_url(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * clerk_sync.entities: "all", "none", or a comma-separated list of the
+ * optional entities (users, organizations and memberships are always
+ * synced, and may be named too); the set goes to extra as a bit mask.
+ */
+static bool
+check_entities(char **newval, void **extra, GucSource source)
+{
+	char	   *copy;
+	List	   *names;
+	ListCell   *lc;
+	int			mask = 0;
+	int		   *result;
+
+	if (*newval == NULL || pg_strcasecmp(*newval, "all") == 0)
+		mask = CLERK_OPTIONAL_ENTITIES;
+	else if (pg_strcasecmp(*newval, "none") != 0)
+	{
+		copy = pstrdup(*newval);
+		if (!SplitIdentifierString(copy, ',', &names))
+		{
+			GUC_check_errdetail("The list of entities is not a comma-separated list of names.");
+			return false;
+		}
+		foreach(lc, names)
+		{
+			ClerkEntity e;
+
+			if (!clerk_entity_by_name((const char *) lfirst(lc), &e) || e == CLERK_SESSIONS)
+			{
+				GUC_check_errdetail("\"%s\" is not an entity clerk_sync lists.", (const char *) lfirst(lc));
+				GUC_check_errhint("Name some of organization_invitations, invitations, organization_domains, roles and permissions, or write all or none.");
+				return false;
+			}
+			mask |= CLERK_ENTITY_BIT(e) & CLERK_OPTIONAL_ENTITIES;
+		}
+	}
+	result = (int *) malloc(sizeof(int));	/* the GUC machinery frees it */
+	if (result == NULL)
+		return false;
+	*result = mask;
+	*extra = result;
+	return true;
+}
+
+static void
+assign_entities(const char *newval, void *extra)
+{
+	clerk_sync_entities = *(int *) extra;
 }
 
 /*
@@ -225,6 +281,14 @@ _PG_init(void)
 							PGC_USERSET, 0,
 							check_concurrency, NULL, NULL);
 
+	DefineCustomStringVariable("clerk_sync.entities",
+							   "Which of the optional entities a sync lists.",
+							   "all (the default), none, or a list of organization_invitations, invitations, organization_domains, roles and permissions. Users, organizations and memberships are always listed; an entity the instance's plan does not have is skipped with a notice.",
+							   &clerk_sync_entities_setting,
+							   "all",
+							   PGC_USERSET, GUC_LIST_INPUT,
+							   check_entities, assign_entities, NULL);
+
 	DefineCustomRealVariable("clerk_sync.max_delete_fraction",
 							 "Largest fraction of a table one sync may soft-delete.",
 							 "When more rows than this would be deleted, the run deletes nothing and says why.",
@@ -254,6 +318,14 @@ _PG_init(void)
 							"Older rows are pruned when a run starts (audit rows of credentials and secrets have their own setting). 0 keeps them forever.",
 							&clerk_sync_log_retention,
 							30 * 24 * 60, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("clerk_sync.session_retention",
+							"How long the login history in clerk.sessions is kept.",
+							"Sessions that ended (or were last active) longer ago are deleted as session events arrive and after clerk_sync_sessions(). 0 keeps them forever.",
+							&clerk_sync_session_retention,
+							90 * 24 * 60, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_MIN,
 							NULL, NULL, NULL);
 

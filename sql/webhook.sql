@@ -262,7 +262,7 @@ SELECT id, name, deleted_at FROM clerk.organizations WHERE id = 'org_wh_1';
 SELECT id, role, deleted_at FROM clerk.organization_members WHERE id LIKE 'orgmem_wh_%' ORDER BY id;
 
 -- other event types are acknowledged and recorded, not applied
-SELECT pg_temp.deliver('msg_wh_21', 'session.created', '{"id": "sess_wh_1", "object": "session", "user_id": "user_wh_3"}');
+SELECT pg_temp.deliver('msg_wh_21', 'sms.created', '{"id": "sms_wh_1", "object": "sms_message"}');
 SELECT pg_temp.deliver('msg_wh_22', 'email.created', '{"object": "email"}');
 
 -- a signed body that is not a usable event
@@ -290,10 +290,10 @@ FROM clerk.audit_logs WHERE action LIKE 'webhook.%' ORDER BY id;
 INSERT INTO clerk.webhook_deliveries (svix_id, event_type, received_at, result)
 VALUES ('msg_wh_old', 'user.updated', now() - interval '2 hours', 'user.updated');
 SET clerk_sync.log_retention = 0;            -- keep forever
-SELECT pg_temp.deliver('msg_wh_30', 'session.ended', '{"id": "sess_wh_1", "object": "session"}');
+SELECT pg_temp.deliver('msg_wh_30', 'sms.created', '{"id": "sms_wh_2", "object": "sms_message"}');
 SELECT count(*) AS old_kept FROM clerk.webhook_deliveries WHERE svix_id = 'msg_wh_old';
 SET clerk_sync.log_retention = '1h';
-SELECT pg_temp.deliver('msg_wh_31', 'session.ended', '{"id": "sess_wh_2", "object": "session"}');
+SELECT pg_temp.deliver('msg_wh_31', 'sms.created', '{"id": "sms_wh_3", "object": "sms_message"}');
 SELECT count(*) AS old_kept FROM clerk.webhook_deliveries WHERE svix_id = 'msg_wh_old';
 SELECT count(*) AS recent_kept FROM clerk.webhook_deliveries WHERE svix_id LIKE 'msg_wh_%';
 RESET clerk_sync.log_retention;

@@ -29,6 +29,17 @@ clerk_list_path(ClerkEntity entity)
 			return "/organizations?include_members_count=true";
 		case CLERK_MEMBERSHIPS:
 			return "/organization_memberships";
+		case CLERK_ORG_INVITATIONS:
+			return "/organization_invitations";
+		case CLERK_INVITATIONS:
+			/* as {data, total_count}; without a status, revoked ones are left out */
+			return "/invitations?paginated=true";
+		case CLERK_ORG_DOMAINS:
+			return "/organization_domains";
+		case CLERK_ROLES:
+			return "/organization_roles";
+		case CLERK_PERMISSIONS:
+			return "/organization_permissions";
 		default:
 			elog(ERROR, "unknown clerk_sync entity %d", (int) entity);
 	}
@@ -54,10 +65,30 @@ clerk_object_path(ClerkEntity entity, const char *id, const char *organization_i
 		case CLERK_MEMBERSHIPS:
 			return psprintf("/organizations/%s/memberships?user_id=%s&limit=100",
 							organization_id, user_id);
+		case CLERK_ROLES:
+			return psprintf("/organization_roles/%s", id);
+		case CLERK_PERMISSIONS:
+			return psprintf("/organization_permissions/%s", id);
+		case CLERK_SESSIONS:
+			return psprintf("/sessions/%s", id);
 		default:
-			elog(ERROR, "unknown clerk_sync entity %d", (int) entity);
+			/* invitations and domains: Clerk has no GET of one object */
+			return NULL;
 	}
 	return NULL;
+}
+
+bool
+clerk_has_object_path(ClerkEntity entity)
+{
+	return entity != CLERK_ORG_INVITATIONS && entity != CLERK_INVITATIONS &&
+		entity != CLERK_ORG_DOMAINS;
+}
+
+char *
+clerk_user_sessions_path(const char *user_id)
+{
+	return psprintf("/sessions?user_id=%s&paginated=true", user_id);
 }
 
 char *

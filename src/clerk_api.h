@@ -23,12 +23,19 @@ extern const char *clerk_list_path(ClerkEntity entity);
 extern bool clerk_list_has_cursor(ClerkEntity entity);
 
 /*
- * The one object: /users/{id}, /organizations/{id}; for a membership, the
- * organization's memberships of that user.  The ids must be plain
- * (clerk_plain_id()).
+ * The one object: /users/{id}, /organizations/{id}, /organization_roles/{id}
+ * ...; for a membership, the organization's memberships of that user; NULL
+ * for an entity that Clerk has no GET of one object for (invitations,
+ * domains).  The ids must be plain (clerk_plain_id()).
  */
 extern char *clerk_object_path(ClerkEntity entity, const char *id, const char *organization_id,
 							   const char *user_id);
+
+/* Whether clerk_object_path() has a path for the entity. */
+extern bool clerk_has_object_path(ClerkEntity entity);
+
+/* The sessions of one user, as {data, total_count}. */
+extern char *clerk_user_sessions_path(const char *user_id);
 
 /* The memberships of one organization. */
 extern char *clerk_org_memberships_path(const char *organization_id);

@@ -19,10 +19,12 @@ extern int	clerk_sync_retry_backoff;
 extern int	clerk_sync_rate_limit;
 extern int	clerk_sync_concurrency;
 extern int	clerk_sync_log_retention;
+extern int	clerk_sync_session_retention;
 extern int	clerk_sync_credential_audit_retention;
 extern int	clerk_sync_worker_start_timeout;
 extern int	clerk_sync_incremental_overlap;
 extern double clerk_sync_max_delete_fraction;
+extern int	clerk_sync_entities;	/* clerk_sync.entities: CLERK_ENTITY_BIT()s */
 
 /* true when the library was loaded through shared_preload_libraries */
 extern bool clerk_sync_preloaded;

@@ -357,8 +357,9 @@ lister_step(ClerkRun *run, ClerkLister *l)
 
 	Assert(!l->done);
 	clerk_wait_answer(run, r->ids[h], &res);
-	if (res.error == NULL && res.status == 404 && spec->allow_404 && r->offsets[h] == 0 &&
-		run->counts[spec->entity].fetched == l->before)
+	if (r->offsets[h] == 0 && run->counts[spec->entity].fetched == l->before &&
+		((res.error == NULL && res.status == 404 && spec->allow_404) ||
+		 ((res.status == 404 || res.status == 403) && spec->optional)))
 	{
 		l->outcome = CLERK_LIST_NOT_FOUND;
 		l->done = true;

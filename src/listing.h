@@ -26,6 +26,7 @@ typedef struct ClerkListSpec
 	const char *stop_field;
 	int64		since_ms;
 	bool		allow_404;		/* a 404 at the first page: the endpoint is not there */
+	bool		optional;		/* a 403 or 404 at the first page: not in the instance's plan */
 	int			concurrency;
 	int64		total_hint;		/* objects expected, or -1 */
 	/*
@@ -43,7 +44,7 @@ typedef struct ClerkListSpec
 typedef enum ClerkListOutcome
 {
 	CLERK_LIST_DONE,
-	CLERK_LIST_NOT_FOUND,		/* allow_404 and the first page was a 404 */
+	CLERK_LIST_NOT_FOUND,		/* allow_404 (or optional) and the first page said so */
 	CLERK_LIST_GAVE_UP			/* give_up said so */
 } ClerkListOutcome;
 

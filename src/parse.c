@@ -120,6 +120,20 @@ add_reject(ClerkParsed *p, char *id, char *reason, int sqlerrcode)
 	p->rejects = lappend(p->rejects, r);
 }
 
+/* A jsonb value as the JsonbValue of its root: the scalar, or the container. */
+static void
+root_value(Jsonb *j, JsonbValue *v)
+{
+	if (JB_ROOT_IS_SCALAR(j))
+		(void) JsonbExtractScalar(&j->root, v);
+	else
+	{
+		v->type = jbvBinary;
+		v->val.binary.data = &j->root;
+		v->val.binary.len = VARSIZE(j) - VARHDRSZ;
+	}
+}
+
 /* An element is kept if it is an object; else rejected. */
 static bool
 keep_element(ClerkParsed *p, int i, JsonbValue *v, JsonbParseState **state)
@@ -188,14 +202,7 @@ collect(ClerkParsed *p, Jsonb *root)
 
 		p->is_list = false;
 		p->nelems = 1;
-		if (JB_ROOT_IS_SCALAR(root))
-			(void) JsonbExtractScalar(&root->root, &r);
-		else
-		{
-			r.type = jbvBinary;
-			r.val.binary.data = &root->root;
-			r.val.binary.len = VARSIZE(root) - VARHDRSZ;
-		}
+		root_value(root, &r);
 		keep_element(p, -1, &r, &state);
 	}
 	arr = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
@@ -231,14 +238,7 @@ collect_each(ClerkParsed *p, ErrorData *whole)
 				FreeErrorData(err);
 				continue;
 			}
-			if (JB_ROOT_IS_SCALAR(j))
-				(void) JsonbExtractScalar(&j->root, &v);
-			else
-			{
-				v.type = jbvBinary;
-				v.val.binary.data = &j->root;
-				v.val.binary.len = VARSIZE(j) - VARHDRSZ;
-			}
+			root_value(j, &v);
 			keep_element(p, i, &v, &state);
 		}
 	}

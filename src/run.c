@@ -56,6 +56,11 @@ clerk_run_stats_json(ClerkRun *run)
 	{
 		ClerkPageCounts *c = &run->counts[e];
 
+		/* an optional entity that this run did not list has no counts to show */
+		if ((CLERK_ENTITY_BIT(e) & CLERK_OPTIONAL_ENTITIES) && !run->listed[e] && c->fetched == 0)
+			continue;
+		if (e == CLERK_SESSIONS)
+			continue;
 		appendStringInfo(&buf, "\"%s\": {\"fetched\": " INT64_FORMAT ", \"inserted\": " INT64_FORMAT
 						 ", \"updated\": " INT64_FORMAT ", \"unchanged\": " INT64_FORMAT
 						 ", \"deleted\": " INT64_FORMAT ", \"failed\": " INT64_FORMAT
@@ -91,6 +96,21 @@ clerk_run_stats_json(ClerkRun *run)
 	{
 		appendStringInfoString(&buf, ", \"memberships_paging\": ");
 		escape_json(&buf, run->memberships_paging);
+	}
+	/* the optional entities the instance does not have, and why */
+	{
+		bool		any = false;
+
+		for (e = 0; e < CLERK_NENTITIES; e++)
+			if (run->skipped[e] != NULL)
+			{
+				appendStringInfo(&buf, "%s\"%s\": ", any ? ", " : ", \"skipped\": {",
+								 clerk_entity_name(e));
+				escape_json(&buf, run->skipped[e]);
+				any = true;
+			}
+		if (any)
+			appendStringInfoChar(&buf, '}');
 	}
 	if (run->memberships_reread > 0)
 		appendStringInfo(&buf, ", \"memberships_reread\": " INT64_FORMAT, run->memberships_reread);

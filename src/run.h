@@ -24,6 +24,8 @@ typedef struct ClerkRun
 
 	ClerkPageCounts counts[CLERK_NENTITIES];
 	int64		deleted[CLERK_NENTITIES];
+	bool		listed[CLERK_NENTITIES];	/* listed completely in this run */
+	const char *skipped[CLERK_NENTITIES];	/* why an optional entity was not listed */
 	int64		pages;
 	char	   *deletion_note;	/* why nothing was deleted, if so */
 	char	   *users_paging;	/* how the full listing of users paged */

@@ -327,9 +327,8 @@ read_key(void *arg)
 	}
 }
 
-/* The key for a run (see read_key); an error if there is none, or it is too long. */
-static char *
-key_without_locks(void)
+char *
+clerk_run_key(void)
 {
 	char	   *key = NULL;
 
@@ -539,7 +538,7 @@ start_run(FunctionCallInfo fcinfo, bool incremental, bool dry_run, bool wait)
 				 errdetail("The run records itself in its own transactions, which this transaction's snapshot cannot see."),
 				 errhint("Call it in a READ COMMITTED transaction.")));
 
-	key = key_without_locks();
+	key = clerk_run_key();
 	connect_as = clerk_worker_role();
 	clerk_run_settings_capture(&settings);
 

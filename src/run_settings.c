@@ -21,6 +21,7 @@ clerk_run_settings_capture(ClerkRunSettings *s)
 	s->credential_audit_retention = clerk_sync_credential_audit_retention;
 	s->incremental_overlap = clerk_sync_incremental_overlap;
 	s->max_delete_fraction = clerk_sync_max_delete_fraction;
+	s->entities = clerk_sync_entities;
 }
 
 ClerkHttpClient *

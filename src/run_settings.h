@@ -23,6 +23,7 @@ typedef struct ClerkRunSettings
 	int			credential_audit_retention;
 	int			incremental_overlap;
 	double		max_delete_fraction;
+	int			entities;		/* clerk_sync.entities: the optional entities listed */
 } ClerkRunSettings;
 
 /* This session's settings (clerk_sync.*); the secret key is left empty (zeros). */

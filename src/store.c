@@ -49,6 +49,28 @@ static const EntityInfo entities[CLERK_NENTITIES] = {
 	{"users", "clerk.users", "clerk.map_users"},
 	{"organizations", "clerk.organizations", "clerk.map_organizations"},
 	{"memberships", "clerk.organization_members", "clerk.map_memberships"},
+	{"organization_invitations", "clerk.organization_invitations", "clerk.map_organization_invitations"},
+	{"invitations", "clerk.invitations", "clerk.map_invitations"},
+	{"organization_domains", "clerk.organization_domains", "clerk.map_organization_domains"},
+	{"roles", "clerk.roles", "clerk.map_roles"},
+	{"permissions", "clerk.permissions", "clerk.map_permissions"},
+	{"sessions", "clerk.sessions", "clerk.map_sessions"},
+};
+
+/* What goes when an object is deleted: clerk_store_cascade(). */
+typedef struct Cascade
+{
+	ClerkEntity parent;
+	ClerkEntity child;
+	const char *column;			/* the child's column holding the parent's id */
+} Cascade;
+
+static const Cascade cascades[] = {
+	{CLERK_ORGANIZATIONS, CLERK_MEMBERSHIPS, "organization_id"},
+	{CLERK_ORGANIZATIONS, CLERK_ORG_INVITATIONS, "organization_id"},
+	{CLERK_ORGANIZATIONS, CLERK_ORG_DOMAINS, "organization_id"},
+	{CLERK_USERS, CLERK_MEMBERSHIPS, "user_id"},
+	{CLERK_USERS, CLERK_SESSIONS, "user_id"},
 };
 
 /* Saved plans, made on first use and kept for the life of the process. */
@@ -434,6 +456,22 @@ counts_total(ClerkPageCounts *now, ClerkPageCounts *before)
 #define CREDENTIAL_AUDIT "action LIKE 'credentials.%%' OR action LIKE 'encryption_key.%%' OR coalesce(entity_type, '') = 'secret'"
 
 void
+clerk_store_prune_sessions(int retention_min)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(retention_min)};
+
+	if (retention_min <= 0)
+		return;
+	if (SPI_execute_with_args("DELETE FROM clerk.sessions WHERE id IN "
+							  "(SELECT id FROM clerk.sessions WHERE coalesce(ended_at, "
+							  "  greatest(last_active_at, updated_at, created_at, synced_at)) "
+							  "  < now() - $1 * interval '1 minute' LIMIT " CppAsString2(CLERK_PRUNE_BATCH) ")",
+							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not prune clerk.sessions");
+}
+
+void
 clerk_store_prune(int log_retention_min, int credential_audit_retention_min)
 {
 	if (log_retention_min > 0)
@@ -467,6 +505,17 @@ clerk_store_soft_delete(ClerkEntity entity, ArrayType *ids, int64 run_id)
 		clerk_audit(NULL, "sync.soft_delete", entities[entity].name,
 					SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
 					NULL, run_id, "{\"reason\": \"absent from a complete listing and confirmed gone by Clerk\"}");
+	/* what went with them, as a webhook's deletion takes it */
+	{
+		int64		cascaded[CLERK_NENTITIES] = {0};
+
+		clerk_store_cascade(entity, ids, GetCurrentTransactionStartTimestamp(), cascaded);
+		for (int e = 0; e < CLERK_NENTITIES; e++)
+			if (cascaded[e] > 0)
+				clerk_audit(NULL, "sync.soft_delete", entities[e].name, NULL, NULL, run_id,
+							psprintf("{\"reason\": \"the %s they belong to were deleted\", \"rows\": " INT64_FORMAT "}",
+									 entities[entity].name, cascaded[e]));
+	}
 	SPI_finish();
 	return n;
 }
@@ -577,10 +626,6 @@ clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run, bool track
  * ---------------------------------------------------------------------
  */
 
-static SPIPlanPtr event_plans[CLERK_NENTITIES];
-static SPIPlanPtr event_classify_plans[CLERK_NENTITIES];
-static SPIPlanPtr delete_plans[CLERK_NENTITIES];
-static SPIPlanPtr cascade_plans[CLERK_NENTITIES];
 
 static const char *const event_outcome_names[] = {
 	"inserted", "updated", "unchanged", "stale", "gone", "deleted", "tombstone"
@@ -593,53 +638,55 @@ clerk_event_outcome_name(ClerkEventOutcome outcome)
 }
 
 /*
+ * A statement of the single-event path, per entity: its SQL (made from the
+ * entity's table and mapping) and parameters, prepared on first use.
+ */
+typedef struct EntityStatement
+{
+	char	   *(*sql) (const EntityInfo *ei);
+	int			nargs;
+	Oid			types[2];
+	SPIPlanPtr	plans[CLERK_NENTITIES];
+} EntityStatement;
+
+static SPIPlanPtr
+entity_plan(EntityStatement *st, ClerkEntity e)
+{
+	if (st->plans[e] == NULL)
+		st->plans[e] = clerk_prepare_saved(st->sql(&entities[e]), st->nargs, st->types);
+	return st->plans[e];
+}
+
+/*
  * The upsert of one event: like page_plan(), but the update (and the
  * pre-filter that spares unchanged rows a lock) also requires the stored
  * row to be live and not newer.  Returns zero rows or one (inserted).
  */
-static SPIPlanPtr
-event_plan(ClerkEntity e)
+static char *
+event_sql(const EntityInfo *ei)
 {
-	if (event_plans[e] == NULL)
-	{
-		const EntityInfo *ei = &entities[e];
-		Oid			types[1] = {JSONBOID};
-		char	   *sql;
-
-		sql = psprintf("WITH m AS (SELECT * FROM %s(pg_catalog.jsonb_build_array($1))) "
-					   "INSERT INTO %s AS t "
-					   "SELECT m.* FROM m WHERE NOT EXISTS "
-					   "  (SELECT 1 FROM %s s WHERE s.id = m.id AND "
-					   "     (s.deleted_at IS NOT NULL OR s.raw = m.raw OR s.updated_at > m.updated_at)) "
-					   "ON CONFLICT (id) DO UPDATE SET (%s) = ROW(%s) "
-					   "WHERE t.deleted_at IS NULL "
-					   "  AND (t.updated_at IS NULL OR t.updated_at <= EXCLUDED.updated_at) "
-					   "  AND t.raw IS DISTINCT FROM EXCLUDED.raw "
-					   "RETURNING (t.xmax = 0) AS inserted",
-					   ei->map, ei->table, ei->table, columns_sql(ei, "", NULL),
-					   columns_sql(ei, "EXCLUDED.", NULL));
-		event_plans[e] = clerk_prepare_saved(sql, 1, types);
-	}
-	return event_plans[e];
+	return psprintf("WITH m AS (SELECT * FROM %s(pg_catalog.jsonb_build_array($1))) "
+					"INSERT INTO %s AS t "
+					"SELECT m.* FROM m WHERE NOT EXISTS "
+					"  (SELECT 1 FROM %s s WHERE s.id = m.id AND "
+					"     (s.deleted_at IS NOT NULL OR s.raw = m.raw OR s.updated_at > m.updated_at)) "
+					"ON CONFLICT (id) DO UPDATE SET (%s) = ROW(%s) "
+					"WHERE t.deleted_at IS NULL "
+					"  AND (t.updated_at IS NULL OR t.updated_at <= EXCLUDED.updated_at) "
+					"  AND t.raw IS DISTINCT FROM EXCLUDED.raw "
+					"RETURNING (t.xmax = 0) AS inserted",
+					ei->map, ei->table, ei->table, columns_sql(ei, "", NULL),
+					columns_sql(ei, "EXCLUDED.", NULL));
 }
 
 /* Why an event wrote nothing: "gone", "unchanged" or "stale". */
-static SPIPlanPtr
-event_classify_plan(ClerkEntity e)
+static char *
+event_classify_sql(const EntityInfo *ei)
 {
-	if (event_classify_plans[e] == NULL)
-	{
-		const EntityInfo *ei = &entities[e];
-		Oid			types[1] = {JSONBOID};
-		char	   *sql;
-
-		sql = psprintf("SELECT CASE WHEN s.deleted_at IS NOT NULL THEN 'gone' "
-					   "  WHEN s.raw = m.raw THEN 'unchanged' ELSE 'stale' END "
-					   "FROM %s(pg_catalog.jsonb_build_array($1)) m JOIN %s s ON s.id = m.id",
-					   ei->map, ei->table);
-		event_classify_plans[e] = clerk_prepare_saved(sql, 1, types);
-	}
-	return event_classify_plans[e];
+	return psprintf("SELECT CASE WHEN s.deleted_at IS NOT NULL THEN 'gone' "
+					"  WHEN s.raw = m.raw THEN 'unchanged' ELSE 'stale' END "
+					"FROM %s(pg_catalog.jsonb_build_array($1)) m JOIN %s s ON s.id = m.id",
+					ei->map, ei->table);
 }
 
 /*
@@ -648,41 +695,49 @@ event_classify_plan(ClerkEntity e)
  * the upsert's, with deleted_at taken from $2.  Returns zero rows (the row
  * was deleted already) or one (inserted).
  */
-static SPIPlanPtr
-delete_plan(ClerkEntity e)
+static char *
+delete_sql(const EntityInfo *ei)
 {
-	if (delete_plans[e] == NULL)
-	{
-		const EntityInfo *ei = &entities[e];
-		Oid			types[2] = {JSONBOID, TIMESTAMPTZOID};
-		char	   *sql;
-
-		sql = psprintf("INSERT INTO %s AS t (id, %s) "
-					   "SELECT m.id, %s FROM %s(pg_catalog.jsonb_build_array($1)) m "
-					   "ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at "
-					   "WHERE t.deleted_at IS NULL "
-					   "RETURNING (t.xmax = 0) AS inserted",
-					   ei->table, columns_sql(ei, "", NULL), columns_sql(ei, "m.", "$2"), ei->map);
-		delete_plans[e] = clerk_prepare_saved(sql, 2, types);
-	}
-	return delete_plans[e];
+	return psprintf("INSERT INTO %s AS t (id, %s) "
+					"SELECT m.id, %s FROM %s(pg_catalog.jsonb_build_array($1)) m "
+					"ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at "
+					"WHERE t.deleted_at IS NULL "
+					"RETURNING (t.xmax = 0) AS inserted",
+					ei->table, columns_sql(ei, "", NULL), columns_sql(ei, "m.", "$2"), ei->map);
 }
 
-/* The live memberships of a deleted user or organization, soft-deleted. */
-static SPIPlanPtr
-cascade_plan(ClerkEntity e)
-{
-	if (cascade_plans[e] == NULL)
-	{
-		Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
-		char	   *sql;
+static EntityStatement event_upsert = {.sql = event_sql, .nargs = 1, .types = {JSONBOID}};
+static EntityStatement event_classify = {.sql = event_classify_sql, .nargs = 1, .types = {JSONBOID}};
+static EntityStatement event_delete = {.sql = delete_sql, .nargs = 2, .types = {JSONBOID, TIMESTAMPTZOID}};
 
-		sql = psprintf("UPDATE %s SET deleted_at = $2 WHERE %s = $1 AND deleted_at IS NULL",
-					   entities[CLERK_MEMBERSHIPS].table,
-					   e == CLERK_USERS ? "user_id" : "organization_id");
-		cascade_plans[e] = clerk_prepare_saved(sql, 2, types);
+static SPIPlanPtr cascade_plans[lengthof(cascades)];
+
+void
+clerk_store_cascade(ClerkEntity entity, ArrayType *ids, TimestampTz deleted_at,
+					int64 cascaded[CLERK_NENTITIES])
+{
+	Datum		values[2] = {PointerGetDatum(ids), TimestampTzGetDatum(deleted_at)};
+
+	for (int i = 0; i < (int) lengthof(cascades); i++)
+	{
+		const Cascade *c = &cascades[i];
+
+		if (c->parent != entity)
+			continue;
+		if (cascade_plans[i] == NULL)
+		{
+			Oid			types[2] = {TEXTARRAYOID, TIMESTAMPTZOID};
+
+			cascade_plans[i] = clerk_prepare_saved(psprintf("UPDATE %s SET deleted_at = $2 "
+															"WHERE %s = ANY ($1) AND deleted_at IS NULL",
+															entities[c->child].table, c->column),
+												   2, types);
+		}
+		if (SPI_execute_plan(cascade_plans[i], values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not soft-delete the %s of deleted %s",
+				 entities[c->child].name, entities[entity].name);
+		cascaded[c->child] += (int64) SPI_processed;
 	}
-	return cascade_plans[e];
 }
 
 /* Whether the one row an INSERT ... RETURNING (t.xmax = 0) gave was inserted. */
@@ -695,7 +750,7 @@ returned_inserted(void)
 }
 
 ClerkEventOutcome
-clerk_store_event(ClerkEntity entity, Jsonb *obj)
+clerk_store_event(ClerkEntity entity, Jsonb *obj, const char *event_type)
 {
 	Datum		value = JsonbPGetDatum(obj);
 	ClerkEventOutcome outcome;
@@ -703,7 +758,7 @@ clerk_store_event(ClerkEntity entity, Jsonb *obj)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	if (SPI_execute_plan(event_plan(entity), &value, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+	if (SPI_execute_plan(entity_plan(&event_upsert, entity), &value, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "clerk_sync event upsert failed");
 	if (SPI_processed == 1)
 		outcome = returned_inserted() ? CLERK_EVENT_INSERTED : CLERK_EVENT_UPDATED;
@@ -712,7 +767,7 @@ clerk_store_event(ClerkEntity entity, Jsonb *obj)
 		char	   *why = NULL;
 
 		/* nothing written: say why (the row may have changed since, so this is a report only) */
-		if (SPI_execute_plan(event_classify_plan(entity), &value, NULL, false, 1) == SPI_OK_SELECT &&
+		if (SPI_execute_plan(entity_plan(&event_classify, entity), &value, NULL, false, 1) == SPI_OK_SELECT &&
 			SPI_processed == 1)
 			why = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		if (why != NULL && strcmp(why, "gone") == 0)
@@ -722,12 +777,26 @@ clerk_store_event(ClerkEntity entity, Jsonb *obj)
 		else
 			outcome = CLERK_EVENT_STALE;
 	}
+	/* a session's row says which event wrote it last */
+	if (entity == CLERK_SESSIONS && event_type != NULL &&
+		(outcome == CLERK_EVENT_INSERTED || outcome == CLERK_EVENT_UPDATED ||
+		 outcome == CLERK_EVENT_UNCHANGED))
+	{
+		Oid			types[2] = {JSONBOID, TEXTOID};
+		Datum		values[2] = {value, CStringGetTextDatum(event_type)};
+
+		if (SPI_execute_with_args("UPDATE clerk.sessions SET last_event = $2 "
+								  "WHERE id = $1 ->> 'id' AND last_event IS DISTINCT FROM $2",
+								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not record the event of a session");
+	}
 	SPI_finish();
 	return outcome;
 }
 
 ClerkEventOutcome
-clerk_store_delete(ClerkEntity entity, Jsonb *obj, TimestampTz deleted_at, int64 *cascaded)
+clerk_store_delete(ClerkEntity entity, Jsonb *obj, TimestampTz deleted_at,
+				   int64 cascaded[CLERK_NENTITIES])
 {
 	Datum		values[2];
 	ClerkEventOutcome outcome;
@@ -737,26 +806,23 @@ clerk_store_delete(ClerkEntity entity, Jsonb *obj, TimestampTz deleted_at, int64
 
 	values[0] = JsonbPGetDatum(obj);
 	values[1] = TimestampTzGetDatum(deleted_at);
-	if (SPI_execute_plan(delete_plan(entity), values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+	if (SPI_execute_plan(entity_plan(&event_delete, entity), values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "clerk_sync soft delete failed");
 	if (SPI_processed == 1)
 		outcome = returned_inserted() ? CLERK_EVENT_TOMBSTONE : CLERK_EVENT_DELETED;
 	else
 		outcome = CLERK_EVENT_GONE;
 
-	if (cascaded != NULL)
-		*cascaded = 0;
-	if (entity == CLERK_USERS || entity == CLERK_ORGANIZATIONS)
 	{
 		char	   *id = clerk_json_string(&obj->root, "id");
+		int64		ignored[CLERK_NENTITIES] = {0};
 
 		if (id != NULL)
 		{
-			values[0] = CStringGetTextDatum(id);
-			if (SPI_execute_plan(cascade_plan(entity), values, NULL, false, 0) != SPI_OK_UPDATE)
-				elog(ERROR, "clerk_sync could not soft-delete memberships");
-			if (cascaded != NULL)
-				*cascaded = (int64) SPI_processed;
+			Datum		idd = CStringGetTextDatum(id);
+
+			clerk_store_cascade(entity, construct_array(&idd, 1, TEXTOID, -1, false, TYPALIGN_INT),
+								deleted_at, cascaded != NULL ? cascaded : ignored);
 		}
 	}
 	SPI_finish();

@@ -13,13 +13,30 @@
 
 #include "parse.h"
 
+/*
+ * What clerk_sync stores: one table and one mapping function each (the
+ * last six are SQL 1.1's, which the sync and the webhooks need anyway).
+ */
 typedef enum ClerkEntity
 {
 	CLERK_USERS,
 	CLERK_ORGANIZATIONS,
 	CLERK_MEMBERSHIPS,
+	CLERK_ORG_INVITATIONS,
+	CLERK_INVITATIONS,
+	CLERK_ORG_DOMAINS,
+	CLERK_ROLES,
+	CLERK_PERMISSIONS,
+	CLERK_SESSIONS,
 	CLERK_NENTITIES
 } ClerkEntity;
+
+#define CLERK_ENTITY_BIT(e) (1 << (e))
+/* what clerk_sync.entities chooses from; the first three are always listed, sessions never */
+#define CLERK_OPTIONAL_ENTITIES \
+	(CLERK_ENTITY_BIT(CLERK_ORG_INVITATIONS) | CLERK_ENTITY_BIT(CLERK_INVITATIONS) | \
+	 CLERK_ENTITY_BIT(CLERK_ORG_DOMAINS) | CLERK_ENTITY_BIT(CLERK_ROLES) | \
+	 CLERK_ENTITY_BIT(CLERK_PERMISSIONS))
 
 /* What one page did to its table. */
 typedef struct ClerkPageCounts
@@ -47,7 +64,7 @@ typedef struct ClerkPageFacts
 	List	   *ids;			/* with want_ids: of char *, in the caller's memory context */
 } ClerkPageFacts;
 
-/* "users", "organizations", "memberships" */
+/* "users", "organizations", "memberships", "organization_invitations", ... */
 extern const char *clerk_entity_name(ClerkEntity entity);
 /* The entity called `name` ("users", ...); false if there is none. */
 extern bool clerk_entity_by_name(const char *name, ClerkEntity *entity);
@@ -87,7 +104,8 @@ extern void clerk_store_forget_listed_failures(int64 run_id);
 /*
  * Soft-delete the live rows of `entity` whose ids are in `ids` (a text[]):
  * objects a complete listing missed and Clerk confirmed gone; each one
- * audited.  Returns how many.  Same conventions.
+ * audited, and what goes with them soft-deleted too (clerk_store_cascade).
+ * Returns how many.  Same conventions.
  */
 extern int64 clerk_store_soft_delete(ClerkEntity entity, ArrayType *ids, int64 run_id);
 
@@ -97,6 +115,14 @@ extern int64 clerk_store_soft_delete(ClerkEntity entity, ArrayType *ids, int64 r
  * (minutes; 0 keeps them).  SPI connected, as the owner.
  */
 extern void clerk_store_prune(int log_retention_min, int credential_audit_retention_min);
+
+/*
+ * Delete up to CLERK_PRUNE_BATCH sessions that ended (or were last seen)
+ * more than retention_min minutes ago (clerk_sync.session_retention; 0
+ * keeps them).  SPI connected, as the owner.
+ */
+#define CLERK_PRUNE_BATCH 1000
+extern void clerk_store_prune_sessions(int retention_min);
 
 /* Prepare a plan and keep it for the life of the process (SPI connected). */
 extern SPIPlanPtr clerk_prepare_saved(const char *sql, int nargs, Oid *types);
@@ -139,19 +165,29 @@ extern const char *clerk_event_outcome_name(ClerkEventOutcome outcome);
  * Call inside a transaction, with a snapshot, as the role that owns the
  * tables; the function connects to SPI itself.  Errors are not caught.
  */
-extern ClerkEventOutcome clerk_store_event(ClerkEntity entity, Jsonb *obj);
+extern ClerkEventOutcome clerk_store_event(ClerkEntity entity, Jsonb *obj, const char *event_type);
 
 /*
  * Soft-delete the object `obj` (at least {"id": ...}; a membership carries
  * all of itself) as of `deleted_at`.  When no row exists yet, the mapped
  * object is stored as a deleted row, a tombstone, so that a create or
- * update delivered after the deletion cannot add it back.  Deleting a user
- * or an organization also soft-deletes its live memberships, as Clerk
- * does; their number goes to *cascaded when it is not NULL.
+ * update delivered after the deletion cannot add it back.  What goes with
+ * it goes too (clerk_store_cascade); cascaded, when not NULL, gets how
+ * many rows of each entity.
  *
  * Same calling conventions as clerk_store_event().
  */
 extern ClerkEventOutcome clerk_store_delete(ClerkEntity entity, Jsonb *obj,
-											TimestampTz deleted_at, int64 *cascaded);
+											TimestampTz deleted_at, int64 cascaded[CLERK_NENTITIES]);
+
+/*
+ * The one cascade rule, for the sync's sweep and the webhooks alike: when
+ * an organization is deleted, its memberships, invitations and domains
+ * are soft-deleted with it; when a user is, their memberships and
+ * sessions.  ids are the deleted objects' ids; the live dependent rows get
+ * deleted_at.  Adds to cascaded[] how many of each.  SPI connected.
+ */
+extern void clerk_store_cascade(ClerkEntity entity, ArrayType *ids, TimestampTz deleted_at,
+								int64 cascaded[CLERK_NENTITIES]);
 
 #endif							/* CLERK_STORE_H */

@@ -126,13 +126,15 @@ store_found(void *varg)
 /*
  * Ask Clerk about each candidate; those it confirms gone are soft-deleted
  * (or, in a dry run, counted).  Candidates rows: id [, organization_id,
- * user_id].
+ * user_id].  Where Clerk has no request for one object (invitations,
+ * domains), what the complete listing missed is gone.
  */
 static void
 confirm_and_delete(ClerkRun *run, ClerkEntity e, List *candidates)
 {
 	int			n = list_length(candidates);
 	int			start;
+	bool		askable = clerk_has_object_path(e);
 
 	for (start = 0; start < n; start += CONFIRM_BATCH)
 	{
@@ -159,12 +161,14 @@ confirm_and_delete(ClerkRun *run, ClerkEntity e, List *candidates)
 			paths[k] = clerk_object_path(e, row[0], e == CLERK_MEMBERSHIPS ? row[1] : NULL,
 										 e == CLERK_MEMBERSHIPS ? row[2] : NULL);
 		}
-		clerk_http_get_many(run->http, m, paths, results);
+		if (askable)
+			clerk_http_get_many(run->http, m, paths, results);
 		for (k = 0; k < m; k++)
 		{
 			bool		is_gone = false;
 
-			if (results[k].error == NULL && results[k].status == 404)
+			/* no request for one object: a complete listing's word is final */
+			if (!askable || (results[k].error == NULL && results[k].status == 404))
 				is_gone = true;
 			else
 			{
@@ -211,6 +215,7 @@ deletion_sweep(ClerkRun *run)
 {
 	List	   *candidates[CLERK_NENTITIES];
 	int64		active[CLERK_NENTITIES];
+	char	   *skipped = NULL;
 	int			e;
 
 	clerk_run_phase(run, "deleting", -1);
@@ -218,6 +223,12 @@ deletion_sweep(ClerkRun *run)
 	{
 		const char *table = clerk_entity_table(e);
 		List	   *rows;
+
+		bool		optional = (CLERK_ENTITY_BIT(e) & CLERK_OPTIONAL_ENTITIES) != 0;
+
+		candidates[e] = NIL;
+		if (!run->listed[e])
+			continue;
 
 		rows = query_rows(run, psprintf("SELECT count(*) FROM %s WHERE deleted_at IS NULL", table));
 		active[e] = strtoll(((char **) linitial(rows))[0], NULL, 10);
@@ -230,13 +241,24 @@ deletion_sweep(ClerkRun *run)
 												 e == CLERK_MEMBERSHIPS ? ", t.organization_id, t.user_id" : "",
 												 table));
 		if (list_length(candidates[e]) > 0 &&
-			list_length(candidates[e]) > run->settings.max_delete_fraction * active[e])
+			list_length(candidates[e]) > run->settings.max_delete_fraction * active[e] &&
+			!(optional && list_length(candidates[e]) == 1))
 		{
-			run->deletion_note = psprintf("skipped: %d of " INT64_FORMAT " %s are missing from Clerk's listing, more than clerk_sync.max_delete_fraction (%g); nothing was deleted",
-										  list_length(candidates[e]), active[e],
-										  clerk_entity_name(e), run->settings.max_delete_fraction);
-			clerk_run_message(run, "deletion %s", run->deletion_note);
-			return;
+			char	   *why = psprintf("%d of " INT64_FORMAT " %s are missing from Clerk's listing, more than clerk_sync.max_delete_fraction (%g)",
+									   list_length(candidates[e]), active[e],
+									   clerk_entity_name(e), run->settings.max_delete_fraction);
+
+			/* users, organizations and memberships: one too many stops the whole sweep */
+			if (!optional)
+			{
+				run->deletion_note = psprintf("skipped: %s; nothing was deleted", why);
+				clerk_run_message(run, "deletion %s", run->deletion_note);
+				return;
+			}
+			/* an optional entity's table is small: its own sweep is skipped */
+			skipped = skipped ? psprintf("%s; %s", skipped, why) : why;
+			clerk_run_message(run, "deletion of %s skipped: %s", clerk_entity_name(e), why);
+			candidates[e] = NIL;
 		}
 	}
 	for (e = 0; e < CLERK_NENTITIES; e++)
@@ -252,7 +274,13 @@ deletion_sweep(ClerkRun *run)
 				(e != CLERK_MEMBERSHIPS || (clerk_plain_id(row[1]) && clerk_plain_id(row[2]))))
 				checkable = lappend(checkable, row);
 		}
-		if (checkable != NIL)
+		if (checkable != NIL && !clerk_has_object_path(e))
+		{
+			clerk_run_message(run, "%s: %d missing from the complete listing, deleted (Clerk has no request for one)",
+							  clerk_entity_name(e), list_length(checkable));
+			confirm_and_delete(run, e, checkable);
+		}
+		else if (checkable != NIL)
 		{
 			clerk_run_message(run, "%s: %d missing from the listing, confirming with Clerk",
 							  clerk_entity_name(e), list_length(checkable));
@@ -260,6 +288,8 @@ deletion_sweep(ClerkRun *run)
 		}
 	}
 	run->deletion_note = pstrdup(run->dry_run ? "dry run: counted, nothing deleted" : "done");
+	if (skipped != NULL)
+		run->deletion_note = psprintf("%s, except: %s", run->deletion_note, skipped);
 }
 
 /* ---- records that failed before ---- */
@@ -428,6 +458,51 @@ finish_memberships(ClerkRun *run, ClerkLister *l)
 	clerk_list_per_organization(run, orgs);
 }
 
+/*
+ * The optional entities clerk_sync.entities names, each listed in full
+ * (they are few, and their listings have no order by update, so an
+ * incremental run lists them whole too).  An endpoint that the instance's
+ * plan does not have (403 or 404 at the first page) is skipped with a
+ * notice.  Instance invitations are two listings: without a status Clerk
+ * leaves revoked ones out.
+ */
+static void
+list_optional(ClerkRun *run)
+{
+	for (int e = 0; e < CLERK_NENTITIES; e++)
+	{
+		const char *paths[2] = {NULL, NULL};
+		bool		found = true;
+
+		if (!(CLERK_ENTITY_BIT(e) & CLERK_OPTIONAL_ENTITIES & run->settings.entities))
+			continue;
+		paths[0] = clerk_list_path(e);
+		if (e == CLERK_INVITATIONS)
+			paths[1] = psprintf("%s&status=revoked", paths[0]);
+		clerk_run_phase(run, clerk_entity_name(e), -1);
+		clerk_run_message(run, "%s: listing", clerk_entity_name(e));
+		for (int k = 0; k < 2 && paths[k] != NULL && found; k++)
+		{
+			ClerkListSpec spec = clerk_instance_listing(run, e);
+
+			spec.path = paths[k];
+			spec.optional = true;
+			found = clerk_list_pages(run, &spec) != CLERK_LIST_NOT_FOUND;
+		}
+		if (found)
+		{
+			run->listed[e] = true;
+			phase_message(run, e);
+		}
+		else
+		{
+			run->skipped[e] = "the instance does not have this endpoint (HTTP 403 or 404): not in its plan, or not enabled";
+			clerk_run_message(run, "%s: skipped, the instance does not have this endpoint (HTTP 403 or 404)",
+							  clerk_entity_name(e));
+		}
+	}
+}
+
 void
 clerk_sync_execute(ClerkRun *run)
 {
@@ -518,6 +593,9 @@ clerk_sync_execute(ClerkRun *run)
 
 	finish_memberships(run, memberships);
 	phase_message(run, CLERK_MEMBERSHIPS);
+	run->listed[CLERK_USERS] = run->listed[CLERK_ORGANIZATIONS] = run->listed[CLERK_MEMBERSHIPS] = true;
+
+	list_optional(run);
 
 	retry_failures(run);
 

@@ -74,6 +74,23 @@ static const WebhookEventType webhook_event_types[] = {
 	{"organizationMembership.created", CLERK_MEMBERSHIPS, WEBHOOK_UPSERT},
 	{"organizationMembership.updated", CLERK_MEMBERSHIPS, WEBHOOK_UPSERT},
 	{"organizationMembership.deleted", CLERK_MEMBERSHIPS, WEBHOOK_DELETE},
+	{"organizationInvitation.created", CLERK_ORG_INVITATIONS, WEBHOOK_UPSERT},
+	{"organizationInvitation.accepted", CLERK_ORG_INVITATIONS, WEBHOOK_UPSERT},
+	{"organizationInvitation.revoked", CLERK_ORG_INVITATIONS, WEBHOOK_UPSERT},
+	{"organizationDomain.created", CLERK_ORG_DOMAINS, WEBHOOK_UPSERT},
+	{"organizationDomain.updated", CLERK_ORG_DOMAINS, WEBHOOK_UPSERT},
+	{"organizationDomain.deleted", CLERK_ORG_DOMAINS, WEBHOOK_DELETE},
+	{"role.created", CLERK_ROLES, WEBHOOK_UPSERT},
+	{"role.updated", CLERK_ROLES, WEBHOOK_UPSERT},
+	{"role.deleted", CLERK_ROLES, WEBHOOK_DELETE},
+	{"permission.created", CLERK_PERMISSIONS, WEBHOOK_UPSERT},
+	{"permission.updated", CLERK_PERMISSIONS, WEBHOOK_UPSERT},
+	{"permission.deleted", CLERK_PERMISSIONS, WEBHOOK_DELETE},
+	{"session.created", CLERK_SESSIONS, WEBHOOK_UPSERT},
+	{"session.pending", CLERK_SESSIONS, WEBHOOK_UPSERT},
+	{"session.ended", CLERK_SESSIONS, WEBHOOK_UPSERT},
+	{"session.removed", CLERK_SESSIONS, WEBHOOK_UPSERT},
+	{"session.revoked", CLERK_SESSIONS, WEBHOOK_UPSERT},
 };
 
 /* One parsed event. */
@@ -236,12 +253,18 @@ webhook_verify(const char *body, size_t bodylen, const char *msg_id,
 				 errhint("A replayed old delivery is rejected by design; otherwise check the clocks.")));
 
 	secret = clerk_resolve_secret(CLERK_SECRET_WEBHOOK);
+	if (secret == NULL && clerk_secret_removed_setting_set(CLERK_SECRET_WEBHOOK))
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_WEBHOOK_NO_SECRET),
+				 errmsg("no webhook secret is configured"),
+				 errdetail("clerk_handle_webhook() verifies each delivery with the endpoint's signing secret, as the Clerk Dashboard shows it."),
+				 errhint("clerk_sync.webhook_secret is no longer read: name a file with clerk_sync.webhook_secret_file, call clerk_set_webhook_secret(), or set CLERK_WEBHOOK_SECRET in the server's environment.")));
 	if (secret == NULL)
 		ereport(ERROR,
 				(errcode(CLERK_ERRCODE_WEBHOOK_NO_SECRET),
 				 errmsg("no webhook secret is configured"),
 				 errdetail("clerk_handle_webhook() verifies each delivery with the endpoint's signing secret, as the Clerk Dashboard shows it."),
-				 errhint("%s", clerk_secret_hint(CLERK_SECRET_WEBHOOK))));
+				 errhint("Name a file with clerk_sync.webhook_secret_file, call clerk_set_webhook_secret(), or set CLERK_WEBHOOK_SECRET in the server's environment.")));
 
 	key = webhook_key(secret, &keylen);
 	sodium_memzero(secret, strlen(secret));
@@ -396,6 +419,8 @@ webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev
 
 	if (ev->known->entity == CLERK_ORGANIZATIONS)
 		ev->organization_id = pstrdup(ev->object_id);
+	else if (ev->known->entity == CLERK_ORG_INVITATIONS || ev->known->entity == CLERK_ORG_DOMAINS)
+		ev->organization_id = clerk_json_string(&ev->data->root, "organization_id");
 	else if (ev->known->entity == CLERK_MEMBERSHIPS)
 	{
 		Jsonb	   *org = clerk_json_object(&ev->data->root, "organization");
@@ -507,7 +532,7 @@ typedef struct ApplyArgs
 {
 	const WebhookEvent *ev;
 	ClerkEventOutcome outcome;
-	int64		cascaded;
+	int64		cascaded[CLERK_NENTITIES];	/* rows deleted with the object, by entity */
 } ApplyArgs;
 
 static void
@@ -517,13 +542,17 @@ store_event(void *varg)
 	const WebhookEvent *ev = a->ev;
 
 	if (ev->known->action == WEBHOOK_UPSERT)
-		a->outcome = clerk_store_event(ev->known->entity, ev->data);
+	{
+		a->outcome = clerk_store_event(ev->known->entity, ev->data, ev->type);
+		if (ev->known->entity == CLERK_SESSIONS)
+			clerk_store_prune_sessions(clerk_sync_session_retention);
+	}
 	else
 	{
 		TimestampTz at = ev->timestamp_ms > 0 ? ms_to_timestamptz(ev->timestamp_ms) :
 			GetCurrentTransactionStartTimestamp();
 
-		a->outcome = clerk_store_delete(ev->known->entity, ev->data, at, &a->cascaded);
+		a->outcome = clerk_store_delete(ev->known->entity, ev->data, at, a->cascaded);
 	}
 }
 
@@ -537,7 +566,7 @@ store_event(void *varg)
 static const char *
 apply_event(const char *msg_id, const WebhookEvent *ev)
 {
-	ApplyArgs	a = {ev, CLERK_EVENT_UNCHANGED, 0};
+	ApplyArgs	a = {.ev = ev, .outcome = CLERK_EVENT_UNCHANGED};
 	const char *outcome;
 	const char *reason = ev->unstorable;
 	int			sqlerrcode = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
@@ -574,8 +603,10 @@ apply_event(const char *msg_id, const WebhookEvent *ev)
 		appendStringInfo(&details, ", \"repaired\": %s", ev->repairs);
 	if (ev->timestamp_ms > 0)
 		appendStringInfo(&details, ", \"event_timestamp\": " INT64_FORMAT, ev->timestamp_ms);
-	if (a.cascaded > 0)
-		appendStringInfo(&details, ", \"memberships_deleted\": " INT64_FORMAT, a.cascaded);
+	for (int e = 0; e < CLERK_NENTITIES; e++)
+		if (a.cascaded[e] > 0)
+			appendStringInfo(&details, ", \"%s_deleted\": " INT64_FORMAT,
+							 clerk_entity_name((ClerkEntity) e), a.cascaded[e]);
 	appendStringInfoChar(&details, '}');
 	clerk_audit(NULL, psprintf("webhook.%s", ev->type), clerk_entity_name(ev->known->entity),
 				ev->object_id, ev->organization_id, 0, details.data);

@@ -216,7 +216,7 @@ is(q1(q{SELECT (stats -> 'users' ->> 'inserted') || '/' || (stats -> 'users' ->>
     }
     # event types that are only recorded, up to 880 distinct deliveries
     my $ignored = 880 - scalar(@queue);
-    push @queue, delivery('session.created', { id => "sess_conc_$_", object => 'session' }) for 1 .. $ignored;
+    push @queue, delivery('sms.created', { id => "sms_conc_$_", object => 'sms_message' }) for 1 .. $ignored;
     # 120 deliveries sent twice (Svix retries), the copies mixed in anywhere
     my @dups = (shuffle @queue)[0 .. 119];
     push @queue, @dups;
@@ -290,9 +290,9 @@ is(q1(q{SELECT (stats -> 'users' ->> 'inserted') || '/' || (stats -> 'users' ->>
   SKIP: {
         skip 'this build keeps the webhook secret in the setting only', 7 if $state eq '0A000';
         is($state, '', 'clerk_set_webhook_secret stores the secret') or diag($msg);
-        my @r = deliver(delivery('session.created', { id => 'sess_stored' }, secret => $STORED_SECRET));
-        is($r[0], 'ignored:session.created', 'a delivery signed with the stored secret is accepted');
-        ($state) = sql_error($node, call_sql(delivery('session.created', { id => 'sess_guc' })));
+        my @r = deliver(delivery('sms.created', { id => 'sms_stored' }, secret => $STORED_SECRET));
+        is($r[0], 'ignored:sms.created', 'a delivery signed with the stored secret is accepted');
+        ($state) = sql_error($node, call_sql(delivery('sms.created', { id => 'sms_guc' })));
         is($state, '28P01', 'the stored secret is preferred over clerk_sync.webhook_secret_file');
         is(q1("SELECT count(*) FROM clerk.secrets WHERE name = 'webhook_secret' AND position(convert_to("
               . "regexp_replace(pg_read_file(" . sql_literal($file) . "), '^whsec_', ''), 'UTF8') IN value_encrypted) = 0"),
@@ -301,8 +301,8 @@ is(q1(q{SELECT (stats -> 'users' ->> 'inserted') || '/' || (stats -> 'users' ->>
         is($state, '22023', 'a malformed secret is refused');
         unlike($msg, qr/not base64/, 'without repeating it');
         q1(q{SELECT clerk_set_webhook_secret('')});
-        @r = deliver(delivery('session.created', { id => 'sess_guc2' }));
-        is($r[0], 'ignored:session.created', 'removing it falls back to clerk_sync.webhook_secret_file');
+        @r = deliver(delivery('sms.created', { id => 'sms_guc2' }));
+        is($r[0], 'ignored:sms.created', 'removing it falls back to clerk_sync.webhook_secret_file');
     }
 }
 

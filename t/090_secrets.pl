@@ -218,7 +218,7 @@ is($state, '22023', 'a 1-byte webhook key is refused');
 q1(q{INSERT INTO clerk.webhook_deliveries (svix_id, event_type, result, received_at) VALUES
      ('msg_recent', 'user.updated', 'user.updated', now() - interval '5 minutes'),
      ('msg_old', 'user.updated', 'user.updated', now() - interval '20 minutes')});
-q1(q{SET clerk_sync.log_retention = '1min'; } . webhook_sql($secret{wh_vault}, 'session.created', { id => 'sess_x' }));
+q1(q{SET clerk_sync.log_retention = '1min'; } . webhook_sql($secret{wh_vault}, 'sms.created', { id => 'sms_x' }));
 is(q1(q{SELECT string_agg(svix_id, ',' ORDER BY svix_id) FROM clerk.webhook_deliveries WHERE svix_id IN ('msg_recent', 'msg_old')}),
    'msg_recent', 'a delivery id within twice the replay window is never pruned, an older one is');
 
