@@ -554,6 +554,66 @@ COMMENT ON FUNCTION clerk.ms_to_timestamptz(jsonb) IS 'A Clerk timestamp (Unix m
 COMMENT ON FUNCTION clerk.array_or_empty(jsonb) IS 'The value when it is a JSON array, else an empty one';
 COMMENT ON FUNCTION clerk.object_or_empty(jsonb) IS 'The value, or an empty JSON object for SQL or JSON null';
 
+-- ---- row-level security: the session token's claims, and memberships ------
+-- For policies on application tables (doc/row-level-security.md).  The
+-- claims are those of the verified Clerk session token, in the setting
+-- request.jwt.claims as PostgREST and Supabase set it for each request (or
+-- as the application sets it with SET LOCAL); the setting is parsed once per
+-- backend for each text it holds.  Token versions 1 and 2 are both read; a
+-- malformed claim is absent (NULL, no permission), only a setting that is
+-- not JSON is an error (22P02).  is_member() and org_role_in() answer from
+-- the synced memberships, as clerk_sync_writer, once per call site and
+-- snapshot.  Like everything here, no EXECUTE for PUBLIC: grant them to the
+-- role that queries the application's tables.
+
+CREATE FUNCTION clerk.user_id()
+RETURNS text
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clerk_rls_user_id';
+COMMENT ON FUNCTION clerk.user_id() IS 'The Clerk user id (sub) of the session token in request.jwt.claims; NULL without one';
+
+CREATE FUNCTION clerk.org_id()
+RETURNS text
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clerk_rls_org_id';
+COMMENT ON FUNCTION clerk.org_id() IS 'The id of the session token''s active organization (v2 o.id, v1 org_id); NULL without one';
+
+CREATE FUNCTION clerk.org_role()
+RETURNS text
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clerk_rls_org_role';
+COMMENT ON FUNCTION clerk.org_role() IS 'The user''s role in the token''s active organization, as org:<role> (v2 ''org:'' || o.rol, v1 org_role); NULL without an active organization';
+
+CREATE FUNCTION clerk.org_slug()
+RETURNS text
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clerk_rls_org_slug';
+COMMENT ON FUNCTION clerk.org_slug() IS 'The slug of the token''s active organization (v2 o.slg, v1 org_slug); NULL without an active organization';
+
+CREATE FUNCTION clerk.org_permissions()
+RETURNS text[]
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clerk_rls_org_permissions';
+COMMENT ON FUNCTION clerk.org_permissions() IS 'The user''s permissions in the token''s active organization as full keys, org:<feature>:<action> (v2 decoded from o.per, o.fpm and fea; v1 org_permissions); NULL without an active organization or (v1) without the claim';
+
+CREATE FUNCTION clerk.has_permission(permission text)
+RETURNS boolean
+LANGUAGE C STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clerk_rls_has_permission';
+COMMENT ON FUNCTION clerk.has_permission(text) IS 'Whether the token grants the permission (a full key, org:<feature>:<action>) in its active organization; false without one';
+
+CREATE FUNCTION clerk.is_member(org_id text)
+RETURNS boolean
+LANGUAGE C STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clerk_rls_is_member';
+COMMENT ON FUNCTION clerk.is_member(text) IS 'Whether the token''s user has a live synced membership (clerk.organization_members) in the organization, active in the token or not; false without a user';
+
+CREATE FUNCTION clerk.org_role_in(org_id text)
+RETURNS text
+LANGUAGE C STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clerk_rls_org_role_in';
+COMMENT ON FUNCTION clerk.org_role_in(text) IS 'The token''s user''s role in the organization, from their live synced membership; NULL without one';
+
 -- ---- privileges -----------------------------------------------------------
 -- Every object of the extension gets an owner-only ACL, whatever ALTER
 -- DEFAULT PRIVILEGES granted when it was created (see README, "Permissions"):

@@ -26,6 +26,7 @@
 #define CLERK_SQL_FOR_SYNC		CLERK_SQL_1_1	/* runs, the write path, clerk_apply_page */
 #define CLERK_SQL_FOR_VAULT		CLERK_SQL_1_0	/* credentials and stored secrets */
 #define CLERK_SQL_FOR_WEBHOOKS	CLERK_SQL_1_1	/* clerk_handle_webhook */
+#define CLERK_SQL_FOR_RLS		CLERK_SQL_1_1	/* clerk.is_member(), clerk.org_role_in() */
 
 /* The role the clerk tables are written as (a NOLOGIN role without rights elsewhere). */
 #define CLERK_WRITER_ROLE "clerk_sync_writer"

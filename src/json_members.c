@@ -39,6 +39,28 @@ clerk_json_object(JsonbContainer *obj, const char *key)
 	return JsonbValueToJsonb(&v);
 }
 
+Jsonb *
+clerk_json_array(JsonbContainer *obj, const char *key)
+{
+	JsonbValue	v;
+
+	if (!member(obj, key, &v) || v.type != jbvBinary ||
+		!JsonContainerIsArray(v.val.binary.data))
+		return NULL;
+	return JsonbValueToJsonb(&v);
+}
+
+bool
+clerk_json_number_is(JsonbContainer *obj, const char *key, int64 value)
+{
+	JsonbValue	v;
+
+	if (!member(obj, key, &v) || v.type != jbvNumeric)
+		return false;
+	return DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(v.val.numeric),
+											NumericGetDatum(int64_to_numeric(value))));
+}
+
 int64
 clerk_json_ms(JsonbContainer *obj, const char *key, bool seconds_too)
 {
