@@ -10,9 +10,10 @@ use FindBin;
 use lib "$FindBin::Bin/../test/perl";
 
 use ClerkMock;
-use Digest::SHA qw(sha256_hex);
+use Digest::SHA qw(sha256_hex hmac_sha256);
 use JSON::PP;
 use List::Util qw(sum0 any all);
+use MIME::Base64 qw(encode_base64 decode_base64);
 use POSIX ();
 use Test::More;
 use Time::HiRes qw(time sleep);
@@ -574,6 +575,984 @@ subtest 'created_at ranges and the offset cost' => sub {
     cmp_ok time - $t0, '<', $offset_secs, 'a cursor page does not pay it';
     $m->stop;
 };
+
+# --- mock fidelity: more resources ---------------------------------------------
+# Organization invitations, instance invitations, organization domains, roles,
+# permissions and sessions (test/README.md, "More resources"): their shapes
+# against Clerk's BAPI spec (shared/clerk/bapi-openapi.yml), listings, filters
+# and errors, endpoint_errors, the control API, cascades, and the webhook
+# events of webhooks-openapi.yml with their Svix signatures.
+
+# Schema fields: [required], [every property the schema lists].
+my %SCHEMA = (
+    organization_invitation => [
+        [qw(object id email_address role role_name public_metadata url expires_at created_at updated_at inviter_id
+            public_inviter_data)],
+        [qw(object id email_address role role_name organization_id inviter_id public_inviter_data status
+            public_metadata private_metadata url expires_at created_at updated_at)] ],
+    inviter      => [ [qw(user_id first_name last_name image_url has_image identifier)],
+                      [qw(user_id first_name last_name image_url has_image identifier)] ],
+    public_org   => [ [qw(id name slug has_image)], [qw(id name slug image_url has_image)] ],
+    invitation   => [ [qw(object id email_address public_metadata status created_at updated_at)],
+                      [qw(object id email_address public_metadata revoked status url expires_at created_at updated_at)] ],
+    organization_domain => [
+        [qw(object id organization_id name enrollment_mode affiliation_email_address affiliation_verification
+            ownership_verification verification total_pending_invitations total_pending_suggestions created_at
+            updated_at)],
+        [qw(object id organization_id name enrollment_mode affiliation_email_address affiliation_verification
+            ownership_verification verification total_pending_invitations total_pending_suggestions
+            public_organization_data created_at updated_at)] ],
+    domain_verification => [ [qw(status strategy attempts expire_at verified_at)],
+                             [qw(status strategy attempts expire_at verified_at)] ],
+    role         => [ [qw(object id name key description is_creator_eligible permissions created_at updated_at)],
+                      [qw(object id name key description is_creator_eligible permissions created_at updated_at)] ],
+    permission   => [ [qw(object id name key description type created_at updated_at)],
+                      [qw(object id name key description type created_at updated_at)] ],
+    session      => [ [qw(object id user_id client_id status last_active_at expire_at abandon_at updated_at created_at)],
+                      [qw(object id user_id client_id actor status last_active_organization_id last_active_at
+                          latest_activity expire_at abandon_at updated_at created_at tasks)] ],
+    session_activity => [ [qw(id object is_mobile)],
+                          [qw(object id device_type is_mobile browser_name browser_version ip_address city country)] ],
+    # webhooks-openapi.yml: Session has no tasks; SessionEventPayload adds the user
+    session_event => [ [qw(object id user_id client_id status last_active_at expire_at abandon_at updated_at created_at
+                           user)],
+                       [qw(object id user_id client_id actor status last_active_organization_id last_active_at
+                           latest_activity expire_at abandon_at updated_at created_at user)] ],
+);
+my @ORGINV_STATUS  = qw(pending accepted revoked expired);
+my @INV_STATUS     = qw(pending accepted revoked expired);
+my @SESSION_STATUS = qw(active revoked ended expired removed abandoned replaced pending);
+my @ENROLLMENT     = qw(manual_invitation automatic_invitation automatic_suggestion enterprise_sso);
+my @DOMVER_STATUS  = qw(unverified verified failed expired);
+my $DAY_MS = 24 * 3600 * 1000;
+
+# What is wrong with $obj's fields for a schema: missing required ones, unlisted ones.
+sub shape_problems {
+    my ($obj, $schema, @extra) = @_;
+    return ('not an object') unless ref $obj eq 'HASH';
+    my ($req, $props) = @{ $SCHEMA{$schema} };
+    my %allowed = map { $_ => 1 } @$props, @extra;
+    my $id = $obj->{id} // '?';
+    return ((map { exists $obj->{$_} ? () : "$id: no $_" } @$req),
+            (map { $allowed{$_} ? () : "$id: unlisted $_" } sort keys %$obj));
+}
+
+sub shapes_ok {
+    my ($objs, $schema, $name, @extra) = @_;
+    is_deeply [ map { shape_problems($_, $schema, @extra) } @$objs ], [], $name;
+}
+
+sub is_ms { my ($v) = @_; defined $v && !ref $v && $v =~ /^\d+$/ && $v > 1_500_000_000_000 && $v < 10_000_000_000_000 }
+
+sub sorted_ids { [ sort(ids(@_)) ] }
+
+sub uniq_list { my %s; grep { !$s{$_}++ } @_ }
+
+sub bool01 { $_[0] ? 1 : 0 }
+
+sub public_org_of { my ($o) = @_; return { map { $_ => $o->{$_} } qw(id name slug image_url has_image) } }
+
+sub without { my ($h, @k) = @_; my %c = %$h; delete @c{@k}; return \%c }
+
+# ClerkTest::svix_sign; ClerkTest itself is not loaded here, since it needs
+# PostgreSQL::Test::Cluster and this file needs no PostgreSQL.
+sub svix_sign {
+    my ($secret, $id, $ts, $body) = @_;
+    (my $b64 = $secret) =~ s/^whsec_//;
+    return 'v1,' . encode_base64(hmac_sha256("$id.$ts.$body", decode_base64($b64)), '');
+}
+
+my $WHSEC = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+my $ev_seen = 0;    # seq of the last event looked at
+
+# The events recorded since the last call, each with {raw} (the delivery's bytes) and {payload} (decoded).
+sub new_events {
+    my $ev = $mock->control(GET => "events?after=$ev_seen");
+    $ev_seen = $ev->[-1]{seq} if @$ev;
+    for my $e (@$ev) {
+        my $raw = $e->{body} // '';
+        utf8::encode($raw);
+        $e->{raw} = $raw;
+        $e->{payload} = eval { $JSON->decode($raw) };
+    }
+    return @$ev;
+}
+
+# events_ok([types], $name): the events since the last look are exactly these
+# (in any order), each in Clerk's envelope and signed as Svix does with the
+# configured secret.  Returns their payloads.
+sub events_ok {
+    my ($want, $name) = @_;
+    my @ev = new_events();
+    my $now = time;
+    subtest $name => sub {
+        is_deeply [ sort map { $_->{type} } @ev ], [ sort @$want ], 'events: ' . (join(', ', @$want) || 'none');
+        for my $e (@ev) {
+            my $p = $e->{payload};
+            is $e->{svix_signature}, svix_sign($WHSEC, $e->{svix_id}, $e->{svix_timestamp} // '', $e->{raw}),
+                "$e->{type}: Svix signature of the exact body";
+            ok ref $p eq 'HASH' && $p->{object} eq 'event' && $p->{type} eq $e->{type} && ($p->{instance_id} // '') =~ /^ins_/
+                && ref $p->{data} eq 'HASH' && ref $p->{event_attributes}{http_request} eq 'HASH'
+                && is_ms($p->{timestamp}) && abs($p->{timestamp} - $now * 1000) < 60_000,
+                "$e->{type}: envelope {data, event_attributes, instance_id, object: event, timestamp (ms, now), type}";
+        }
+    };
+    return map { $_->{payload} } @ev;
+}
+
+sub of_type { my ($type, @p) = @_; return map { $_->{data} } grep { $_->{type} eq $type } @p }
+
+my %MORE = (users => 60, organizations => 6, memberships => 120, seed => 42, organization_invitations => 60,
+            organization_domains => 20, invitations => 40, sessions => 120, custom_roles => 3, custom_permissions => 5);
+{
+# A fresh connection per request: on a kept-alive connection each answer of
+# the mock takes ~40 ms (it writes headers and body separately, and the second
+# write waits for the client's delayed ACK), which would make the hundreds of
+# requests below take many seconds; on a new connection it takes ~1 ms.
+local $mock->{http} = HTTP::Tiny->new(keep_alive => 0, timeout => 60, agent => 'clerk-mock-tests/1.0');
+
+my (@m_orgs, %org_by_id, @m_users, %user_by_id, @m_mems, @perms, %perm_by_id, @roles, %role_by_key, @oinv, @doms, @sess);
+
+subtest 'more resources: sizes and state' => sub {
+    my $st = $mock->reset(\%MORE);
+    is_deeply [ @$st{qw(organization_invitations organization_domains invitations sessions organization_roles
+                        organization_permissions)} ], [ 60, 20, 40, 120, 3 + 3, 7 + 5 ],
+        'reset takes every size (3 system roles and 7 built-in permissions besides the custom ones)';
+    is_deeply $st->{generated}, { users => 60, organizations => 6, organization_memberships => 120,
+        organization_invitations => 60, organization_domains => 20, invitations => 40, sessions => 120,
+        organization_roles => 6, organization_permissions => 12 }, 'generated counts';
+    @m_orgs = @{ ok_get('/organizations?limit=500&order_by=created_at')->{data} };
+    %org_by_id = map { $_->{id} => $_ } @m_orgs;
+    @m_users = walk('/users?order_by=created_at', 500);
+    %user_by_id = map { $_->{id} => $_ } @m_users;
+    @m_mems = walk('/organization_memberships?order_by=created_at', 500);
+    is_deeply [ scalar @m_orgs, scalar @m_users, scalar @m_mems ], [ 6, 60, 120 ], 'organizations, users, memberships';
+};
+
+subtest 'GET /organization_permissions and /organization_permissions/{id}' => sub {
+    my $res = $mock->get('/organization_permissions');
+    is ref $res->{json}, 'HASH', '{data,total_count} object';
+    is $res->{json}{total_count}, 12, 'total_count';
+    is scalar @{ $res->{json}{data} }, 10, 'default limit is 10';
+    ok strictly(sub { $_[0] > $_[1] }, map { $_->{created_at} } @{ $res->{json}{data} }), 'newest first by default';
+    @perms = walk('/organization_permissions?order_by=created_at', 5);
+    is uniq_count(ids(@perms)), 12, 'limit/offset walk: 12 distinct permissions';
+    %perm_by_id = map { $_->{id} => $_ } @perms;
+    shapes_ok \@perms, 'permission', 'Permission: every required field, no unlisted one';
+    ok((all { $_->{object} eq 'permission' && $_->{id} =~ /^perm_[0-9A-Za-z]{27}$/ } @perms), 'object and id');
+    ok((all { defined $_->{description} && !ref $_->{description} && defined $_->{name} } @perms),
+        'description and name are strings');
+    ok((all { $_->{type} =~ /^(?:system|user)$/ && $_->{key} =~ /^org:[\w:]+$/ } @perms), 'type system|user, org: keys');
+    is uniq_count(map { $_->{key} } @perms), 12, 'keys are unique';
+    is_deeply [ sort map { $_->{key} } grep { $_->{type} eq 'system' } @perms ],
+        [ sort map { "org:sys_$_" } qw(profile:manage profile:delete memberships:read memberships:manage domains:read
+                                       domains:manage) ], 'the six system permissions';
+    ok((all { is_ms($_->{created_at}) && $_->{updated_at} >= $_->{created_at} } @perms), 'timestamps in ms');
+
+    my @keys = map { $_->{key} } @{ ok_get('/organization_permissions?order_by=key&limit=500')->{data} };
+    is_deeply \@keys, [ sort map { $_->{key} } @perms ], 'order_by=key';
+    my @names = map { $_->{name} } @{ ok_get('/organization_permissions?order_by=-name&limit=500')->{data} };
+    is_deeply \@names, [ reverse sort map { $_->{name} } @perms ], 'order_by=-name';
+    my $p = $perms[4];
+    is_deeply ok_get("/organization_permissions?query=$p->{id}")->{data}, [ $p ], 'query: exact id';
+    is_deeply sorted_ids(@{ ok_get('/organization_permissions?query=SYS_DOMAINS&limit=500')->{data} }),
+        sorted_ids(grep { $_->{key} =~ /sys_domains/ } @perms), 'query: part of the key, case-insensitive';
+    is ok_get('/organization_permissions?query=no-such-thing')->{total_count}, 0, 'query without a match';
+    is_deeply ok_get("/organization_permissions/$p->{id}"), $p, 'GET by id = the listed object';
+    my $e = error_is $mock->get('/organization_permissions/perm_2nothere'), 404, 'resource_not_found', 'unknown permission';
+    is $e->{errors}[0]{long_message}, 'Organization permission not found', 'long_message';
+    error_is $mock->get('/organization_permissions?limit=501'), 422, 'form_param_value_invalid', 'limit=501 -> 422';
+    error_is $mock->get('/organization_permissions?order_by=type'), 422, 'form_param_value_invalid', 'order_by=type -> 422';
+    error_is $mock->get('/organization_permissions?type=system'), 422, 'form_param_unknown', 'unknown parameter -> 422';
+};
+
+subtest 'GET /organization_roles and /organization_roles/{id}' => sub {
+    my $res = $mock->get('/organization_roles');
+    is ref $res->{json}, 'HASH', '{data,total_count} object';
+    is $res->{json}{total_count}, 6, 'total_count';
+    ok strictly(sub { $_[0] > $_[1] }, map { $_->{created_at} } @{ $res->{json}{data} }), 'newest first by default';
+    @roles = walk('/organization_roles?order_by=created_at', 4);
+    is uniq_count(ids(@roles)), 6, 'limit/offset walk: 6 distinct roles';
+    %role_by_key = map { $_->{key} => $_ } @roles;
+    shapes_ok \@roles, 'role', 'Role: every required field, no unlisted one';
+    ok((all { $_->{object} eq 'role' && $_->{id} =~ /^role_[0-9A-Za-z]{27}$/ } @roles), 'object and id');
+    ok((all { JSON::PP::is_bool($_->{is_creator_eligible}) && (!defined $_->{description} || !ref $_->{description}) }
+        @roles), 'is_creator_eligible boolean, description string or null');
+    ok $role_by_key{$_}, "system role $_" for qw(org:admin org:member org:billing_manager);
+    ok $role_by_key{'org:admin'}{is_creator_eligible}, 'org:admin is creator-eligible';
+    is uniq_count(map { $_->{key} } @roles), 6, 'keys are unique';
+    my @rp = map { @{ $_->{permissions} } } @roles;
+    ok @rp > 0, 'roles carry permissions';
+    is_deeply [ grep { !$perm_by_id{ $_->{id} // '' } || $JSON->encode($_) ne $JSON->encode($perm_by_id{ $_->{id} }) } @rp ],
+        [], 'role permissions are whole Permission objects, equal to the listed ones';
+    my @mismatch = grep {
+        my $r = $role_by_key{ $_->{role} };
+        !$r || join(',', sort @{ $_->{permissions} }) ne join(',', sort map { $_->{key} } @{ $r->{permissions} })
+    } @m_mems;
+    is_deeply [ ids(@mismatch) ], [], "memberships carry their role's permissions";
+    ok((all { $_->{role_name} eq $role_by_key{ $_->{role} }{name} } @m_mems), "membership role_name = the role's name");
+
+    my @names = map { $_->{name} } @{ ok_get('/organization_roles?order_by=name&limit=500')->{data} };
+    is_deeply \@names, [ sort map { $_->{name} } @roles ], 'order_by=name';
+    my @keys = map { $_->{key} } @{ ok_get('/organization_roles?order_by=-key&limit=500')->{data} };
+    is_deeply \@keys, [ reverse sort map { $_->{key} } @roles ], 'order_by=-key';
+    my $r = $roles[-1];
+    is_deeply ok_get("/organization_roles?query=$r->{id}")->{data}, [ $r ], 'query: exact id';
+    is_deeply [ map { $_->{key} } @{ ok_get('/organization_roles?query=ADMIN')->{data} } ], [ 'org:admin' ],
+        'query: part of name or key, case-insensitive';
+    is_deeply ok_get("/organization_roles/$r->{id}"), $r, 'GET by id = the listed object';
+    my $e = error_is $mock->get('/organization_roles/role_2nothere'), 404, 'resource_not_found', 'unknown role';
+    is $e->{errors}[0]{long_message}, 'Organization role not found', 'long_message';
+    error_is $mock->get('/organization_roles?limit=0'), 422, 'form_param_value_invalid', 'limit=0 -> 422';
+    error_is $mock->get('/organization_roles?order_by=permissions'), 422, 'form_param_value_invalid', 'bad order_by -> 422';
+    error_is $mock->get('/organization_roles?key=org:admin'), 422, 'form_param_unknown', 'unknown parameter -> 422';
+};
+
+subtest 'GET /organization_invitations: shapes, pagination, order, filters, errors' => sub {
+    my $res = $mock->get('/organization_invitations');
+    is ref $res->{json}, 'HASH', '{data,total_count} object';
+    is $res->{json}{total_count}, 60, 'total_count';
+    is scalar @{ $res->{json}{data} }, 10, 'default limit is 10';
+    @oinv = walk('/organization_invitations?order_by=created_at', 7);
+    is uniq_count(ids(@oinv)), 60, 'limit/offset walk: 60 distinct invitations';
+    ok strictly(sub { $_[0] < $_[1] }, map { $_->{created_at} } @oinv), 'created_at increases (creation order)';
+    is_deeply [ ids(@{ $res->{json}{data} }) ], [ reverse ids(@oinv[-10 .. -1]) ], 'default page = the 10 newest';
+    shapes_ok \@oinv, 'organization_invitation', 'OrganizationInvitationWithPublicOrganizationData fields',
+        'public_organization_data';
+    ok((all { $_->{object} eq 'organization_invitation' && $_->{id} =~ /^orginv_[0-9A-Za-z]{27}$/ } @oinv), 'object, id');
+    ok((all { my $s = $_->{status}; any { $s eq $_ } @ORGINV_STATUS } @oinv), 'status pending|accepted|revoked|expired');
+    is uniq_count(map { $_->{status} } @oinv), 4, 'every status occurs';
+    ok((all { $role_by_key{ $_->{role} } && $_->{role_name} eq $role_by_key{ $_->{role} }{name} } @oinv),
+        "role is a role's key, role_name its name");
+    ok((all { is_ms($_->{created_at}) && $_->{updated_at} >= $_->{created_at}
+              && (!defined $_->{expires_at} || $_->{expires_at} > $_->{created_at}) } @oinv),
+        'timestamps in ms, updated_at >= created_at, expires_at after created_at');
+    ok((all { $org_by_id{ $_->{organization_id} } } @oinv), 'organization_id is a real organization');
+    is_deeply [ map { $_->{id} } grep { $JSON->encode($_->{public_organization_data})
+                                        ne $JSON->encode(public_org_of($org_by_id{ $_->{organization_id} })) } @oinv ],
+        [], 'public_organization_data = the organization\'s id, name, slug, image_url, has_image';
+    shapes_ok [ map { $_->{public_organization_data} } @oinv ], 'public_org', 'public_organization_data fields';
+    my @with = grep { defined $_->{inviter_id} } @oinv;
+    ok @with && @with < @oinv, 'some invitations have an inviter, some do not';
+    ok((all { !defined $_->{public_inviter_data} } grep { !defined $_->{inviter_id} } @oinv),
+        'no inviter: public_inviter_data is null');
+    shapes_ok [ map { $_->{public_inviter_data} } @with ], 'inviter', 'public_inviter_data fields';
+    is_deeply [ map { $_->{id} } grep { my ($p, $u) = ($_->{public_inviter_data}, $user_by_id{ $_->{inviter_id} });
+                    !$u || $p->{user_id} ne $u->{id} || ($p->{first_name} // '') ne ($u->{first_name} // '')
+                    || !defined $p->{image_url} } @with ],
+        [], 'public_inviter_data describes the inviter (a real user), image_url a string';
+
+    my @e = map { $_->{email_address} } @{ ok_get('/organization_invitations?order_by=email_address&limit=500')->{data} };
+    is_deeply \@e, [ sort map { $_->{email_address} } @oinv ], 'order_by=email_address';
+    @e = map { $_->{email_address} } @{ ok_get('/organization_invitations?order_by=-email_address&limit=500')->{data} };
+    is_deeply \@e, [ reverse sort map { $_->{email_address} } @oinv ], 'order_by=-email_address';
+    is_deeply [ ids(@{ ok_get('/organization_invitations?order_by=%2Bcreated_at&limit=5')->{data} }) ],
+        [ ids(@oinv[0 .. 4]) ], 'order_by=+created_at';
+    my $total = 0;
+    for my $s (@ORGINV_STATUS) {
+        my $r = ok_get("/organization_invitations?status=$s&limit=500");
+        is_deeply sorted_ids(@{ $r->{data} }), sorted_ids(grep { $_->{status} eq $s } @oinv), "status=$s";
+        $total += $r->{total_count};
+    }
+    is $total, 60, 'the status counts add up';
+    my $two = ok_get('/organization_invitations?status=accepted&status=revoked&limit=500');
+    is_deeply sorted_ids(@{ $two->{data} }), sorted_ids(grep { $_->{status} =~ /^(?:accepted|revoked)$/ } @oinv),
+        'repeated status: either';
+    is $two->{total_count}, scalar @{ $two->{data} }, 'total_count of the filtered set';
+    is_deeply sorted_ids(@{ ok_get('/organization_invitations?query=INVITEE.1&limit=500')->{data} }),
+        sorted_ids(grep { index($_->{email_address}, 'invitee.1') >= 0 } @oinv),
+        'query: part of the email address, case-insensitive';
+    my $j = error_is $mock->get('/organization_invitations?limit=501'), 422, 'form_param_value_invalid', 'limit=501';
+    is $j->{errors}[0]{meta}{param_name}, 'limit', 'meta.param_name = limit';
+    error_is $mock->get('/organization_invitations?offset=-1'), 422, 'form_param_value_invalid', 'offset=-1';
+    error_is $mock->get('/organization_invitations?order_by=role'), 422, 'form_param_value_invalid', 'order_by=role';
+    $j = error_is $mock->get('/organization_invitations?status=sent'), 422, 'form_param_value_invalid', 'status=sent';
+    is $j->{errors}[0]{meta}{param_name}, 'status', 'meta.param_name = status';
+    error_is $mock->get('/organization_invitations?email_address=a@b.test'), 422, 'form_param_unknown',
+        'email_address is not a parameter of the instance-wide listing';
+};
+
+subtest 'GET /organizations/{id}/invitations' => sub {
+    my (%n, @seen, @bad);
+    $n{ $_->{organization_id} }++ for @oinv;
+    for my $org (@m_orgs) {
+        my $r = $mock->get("/organizations/$org->{id}/invitations?limit=500");
+        push(@bad, "$org->{id}: $r->{status}"), next unless $r->{status} == 200 && ref $r->{json} eq 'HASH';
+        my @l = @{ $r->{json}{data} };
+        push @bad, "$org->{id}: total_count" unless $r->{json}{total_count} == ($n{ $org->{id} } // 0);
+        push @bad, "$org->{id}: not newest first" unless strictly(sub { $_[0] > $_[1] }, map { $_->{created_at} } @l);
+        push @bad, map { "$_->{id}: of another organization" } grep { $_->{organization_id} ne $org->{id} } @l;
+        push @seen, @l;
+    }
+    is_deeply \@bad, [], "each organization's listing: its invitations, total_count, newest first";
+    is_deeply sorted_ids(@seen), sorted_ids(@oinv), 'together they hold every invitation once';
+    shapes_ok \@seen, 'organization_invitation', 'OrganizationInvitation fields (no public_organization_data)';
+    is_deeply { map { $_->{id} => $_ } @seen }, { map { $_->{id} => without($_, 'public_organization_data') } @oinv },
+        'the same objects as the instance-wide listing';
+
+    my ($big) = sort { $n{$b} <=> $n{$a} || $a cmp $b } keys %n;
+    my @mine = grep { $_->{organization_id} eq $big } @oinv;
+    cmp_ok scalar @mine, '>=', 5, 'an organization with several invitations';
+    my @page = walk("/organizations/$big/invitations", 2);
+    is_deeply [ ids(@page) ], [ reverse ids(@mine) ], 'limit/offset pages, newest first';
+    my @e = map { $_->{email_address} }
+        @{ ok_get("/organizations/$big/invitations?order_by=email_address&limit=500")->{data} };
+    is_deeply \@e, [ sort map { $_->{email_address} } @mine ], 'order_by=email_address';
+    is_deeply sorted_ids(@{ ok_get("/organizations/$big/invitations?status=pending&status=expired&limit=500")->{data} }),
+        sorted_ids(grep { $_->{status} =~ /^(?:pending|expired)$/ } @mine), 'status filter (repeatable)';
+    my ($x, $y) = @mine[0, 1];
+    is_deeply sorted_ids(@{ ok_get("/organizations/$big/invitations?email_address=" . uri_escape(uc $x->{email_address})
+                                   . '&email_address=' . uri_escape($y->{email_address}))->{data} }),
+        sorted_ids($x, $y), 'email_address filter: repeatable, case-insensitive';
+    my $j = error_is $mock->get('/organizations/org_2nothere/invitations'), 404, 'resource_not_found', 'unknown organization';
+    is $j->{errors}[0]{long_message}, 'Given organization not found.', 'long_message';
+    error_is $mock->get("/organizations/$big/invitations?query=x"), 422, 'form_param_unknown', 'query is not a parameter here';
+    error_is $mock->get("/organizations/$big/invitations?status=bogus"), 422, 'form_param_value_invalid', 'bad status';
+    error_is $mock->get("/organizations/$big/invitations?limit=501"), 422, 'form_param_value_invalid', 'limit=501';
+};
+
+subtest 'GET /invitations: bare array, paginated=true, revoked only on request' => sub {
+    my $res = $mock->get('/invitations');
+    is ref $res->{json}, 'ARRAY', 'bare JSON array';
+    is scalar @{ $res->{json} }, 10, 'default limit is 10';
+    ok strictly(sub { $_[0] > $_[1] }, map { $_->{created_at} } @{ $res->{json} }), 'newest first by default';
+    my (%by, @all);
+    for my $s (@INV_STATUS) {
+        my $p = ok_get("/invitations?status=$s&paginated=true&limit=500");
+        ok ref $p eq 'HASH' && ref $p->{data} eq 'ARRAY' && $p->{total_count} == @{ $p->{data} },
+            "status=$s&paginated=true: {data,total_count}";
+        ok((all { $_->{status} eq $s } @{ $p->{data} }), "status=$s: only $s");
+        $by{$s} = $p->{data};
+        push @all, @{ $p->{data} };
+    }
+    @all = sort { $a->{created_at} <=> $b->{created_at} } @all;
+    is uniq_count(ids(@all)), 40, 'the statuses together hold all 40 invitations';
+    ok @{ $by{$_} } > 0, "some are $_" for @INV_STATUS;
+    my @listed = walk('/invitations?order_by=created_at', 6);
+    is_deeply [ ids(@listed) ], [ ids(grep { $_->{status} ne 'revoked' } @all) ],
+        'without status: every non-revoked invitation, in creation order';
+    my $pg = ok_get('/invitations?paginated=true&limit=3&offset=2');
+    is $pg->{total_count}, scalar @listed, 'paginated total_count leaves out revoked ones too';
+    is_deeply [ ids(@{ $pg->{data} }) ], [ ids((reverse @listed)[2 .. 4]) ], 'paginated page with limit/offset';
+    shapes_ok \@all, 'invitation', 'Invitation: every required field, no unlisted one';
+    ok((all { $_->{object} eq 'invitation' && $_->{id} =~ /^inv_[0-9A-Za-z]{27}$/ && $_->{email_address} =~ /\@/ } @all),
+        'object, id, email_address');
+    ok((all { JSON::PP::is_bool($_->{revoked}) && bool01($_->{revoked}) == bool01($_->{status} eq 'revoked') } @all),
+        'revoked is a boolean, true exactly for revoked invitations');
+    ok((all { is_ms($_->{created_at}) && $_->{updated_at} >= $_->{created_at}
+              && (!defined $_->{expires_at} || $_->{expires_at} > $_->{created_at}) } @all), 'timestamps');
+    ok((any { !defined $_->{expires_at} } @all), 'some expires_at are null');
+
+    my @e = map { $_->{email_address} } @{ ok_get('/invitations?order_by=email_address&limit=500') };
+    is_deeply \@e, [ sort map { $_->{email_address} } @listed ], 'order_by=email_address';
+    my @x = map { $_->{expires_at} } @{ ok_get('/invitations?order_by=expires_at&limit=500') };
+    is scalar @x, scalar @listed, 'order_by=expires_at lists them all';
+    ok strictly(sub { $_[0] <= $_[1] }, grep { defined } @x), 'order_by=expires_at ascending';
+    @x = map { $_->{expires_at} } @{ ok_get('/invitations?order_by=-expires_at&limit=500') };
+    ok strictly(sub { $_[0] >= $_[1] }, grep { defined } @x), 'order_by=-expires_at descending';
+    my $t = $listed[5];
+    is_deeply ok_get("/invitations?query=$t->{id}"), [ $t ], 'query: exact id';
+    is_deeply sorted_ids(@{ ok_get('/invitations?query=GUEST.2&limit=500') }),
+        sorted_ids(grep { index($_->{email_address}, 'guest.2') >= 0 } @listed), 'query: part of the email, any case';
+    my $rev = $by{revoked}[0];
+    is_deeply ok_get("/invitations?query=$rev->{id}"), [], 'a revoked one stays out without status';
+    is_deeply [ ids(@{ ok_get("/invitations?query=$rev->{id}&status=revoked") }) ], [ $rev->{id} ], '... and is found with it';
+    my $j = error_is $mock->get('/invitations?status=bogus'), 422, 'form_param_value_invalid', 'bad status';
+    is $j->{errors}[0]{meta}{param_name}, 'status', 'meta.param_name = status';
+    $j = error_is $mock->get('/invitations?paginated=maybe'), 422, 'form_param_value_invalid', 'paginated=maybe';
+    is $j->{errors}[0]{meta}{param_name}, 'paginated', 'meta.param_name = paginated';
+    error_is $mock->get('/invitations?order_by=name'), 422, 'form_param_value_invalid', 'order_by=name';
+    error_is $mock->get('/invitations?limit=501'), 422, 'form_param_value_invalid', 'limit=501';
+    error_is $mock->get('/invitations?email_address=a@b.test'), 422, 'form_param_unknown', 'unknown parameter';
+};
+
+subtest 'GET /organization_domains: shapes, order, filters, errors' => sub {
+    my $res = $mock->get('/organization_domains');
+    is ref $res->{json}, 'HASH', '{data,total_count} object';
+    is $res->{json}{total_count}, 20, 'total_count';
+    is scalar @{ $res->{json}{data} }, 10, 'default limit is 10';
+    ok strictly(sub { $_[0] > $_[1] }, map { $_->{created_at} } @{ $res->{json}{data} }), 'newest first by default';
+    @doms = walk('/organization_domains?order_by=created_at', 6);
+    is uniq_count(ids(@doms)), 20, 'limit/offset walk: 20 distinct domains';
+    shapes_ok \@doms, 'organization_domain', 'OrganizationDomain: every required field, no unlisted one';
+    ok((all { $_->{object} eq 'organization_domain' && $_->{id} =~ /^orgdmn_[0-9A-Za-z]{27}$/ } @doms), 'object, id');
+    is uniq_count(map { lc $_->{name} } @doms), 20, 'names are unique';
+    ok((all { my $m = $_->{enrollment_mode}; any { $m eq $_ } @ENROLLMENT } @doms), 'enrollment_mode in the enum');
+    is uniq_count(map { $_->{enrollment_mode} } @doms), 4, 'every enrollment_mode occurs';
+    is_deeply [ map { $_->{id} } grep { $JSON->encode($_->{verification}) ne $JSON->encode($_->{affiliation_verification}) }
+                @doms ], [], 'verification is the deprecated copy of affiliation_verification';
+    my @ver = grep { defined } map { @$_{qw(affiliation_verification ownership_verification)} } @doms;
+    shapes_ok \@ver, 'domain_verification', 'OrganizationDomainVerification fields';
+    ok((all { my $s = $_->{status}; any { $s eq $_ } @DOMVER_STATUS } @ver), 'verification status in the documented set');
+    ok((any { !defined $_->{affiliation_verification} } @doms) && (any { defined $_->{affiliation_verification} } @doms)
+       && (any { !defined $_->{ownership_verification} } @doms) && (any { defined $_->{ownership_verification} } @doms),
+        'verifications are sometimes null');
+    ok((all { !defined $_->{affiliation_verification} || !defined $_->{affiliation_verification}{verified_at} } @doms),
+        'verified_at is null on affiliation_verification (spec)');
+    ok((all { $_->{total_pending_invitations} =~ /^\d+$/ && $_->{total_pending_suggestions} =~ /^\d+$/ } @doms),
+        'pending counts are integers');
+    ok((all { is_ms($_->{created_at}) && $_->{updated_at} >= $_->{created_at} } @doms), 'timestamps');
+    is_deeply [ map { $_->{id} } grep { !$org_by_id{ $_->{organization_id} } || $JSON->encode($_->{public_organization_data})
+                ne $JSON->encode(public_org_of($org_by_id{ $_->{organization_id} })) } @doms ],
+        [], 'organization_id is a real organization, public_organization_data describes it';
+
+    my @n = map { $_->{name} } @{ ok_get('/organization_domains?order_by=name&limit=500')->{data} };
+    is_deeply \@n, [ sort map { $_->{name} } @doms ], 'order_by=name';
+    @n = map { $_->{name} } @{ ok_get('/organization_domains?order_by=-name&limit=500')->{data} };
+    is_deeply \@n, [ reverse sort map { $_->{name} } @doms ], 'order_by=-name';
+    my @bad;
+    for my $org (@m_orgs) {
+        my $r = ok_get("/organization_domains?organization_id=$org->{id}&limit=500");
+        my @want = grep { $_->{organization_id} eq $org->{id} } @doms;
+        push @bad, $org->{id} unless $JSON->encode(sorted_ids(@{ $r->{data} })) eq $JSON->encode(sorted_ids(@want))
+                                     && $r->{total_count} == @want;
+    }
+    is_deeply \@bad, [], 'organization_id filter, with its total_count';
+    my $verified = sub { my $v = $_[0]{affiliation_verification}; ref $v eq 'HASH' && $v->{status} eq 'verified' };
+    my $vt = ok_get('/organization_domains?verified=true&limit=500');
+    my $vf = ok_get('/organization_domains?verified=false&limit=500');
+    is_deeply sorted_ids(@{ $vt->{data} }), sorted_ids(grep { $verified->($_) } @doms), 'verified=true: affiliation verified';
+    is_deeply sorted_ids(@{ $vf->{data} }), sorted_ids(grep { !$verified->($_) } @doms), 'verified=false: the others';
+    ok $vt->{total_count} && $vf->{total_count}, 'both are non-empty';
+    my @ai = grep { $_->{enrollment_mode} =~ /^automatic_/ } @doms;
+    is_deeply sorted_ids(@{ ok_get('/organization_domains?enrollment_mode=automatic_invitation'
+                                   . '&enrollment_mode=automatic_suggestion&limit=500')->{data} }),
+        sorted_ids(@ai), 'enrollment_mode repeated';
+    is_deeply sorted_ids(@{ ok_get('/organization_domains?enrollment_mode=automatic_invitation,automatic_suggestion'
+                                   . '&limit=500')->{data} }), sorted_ids(@ai), 'enrollment_mode comma-separated';
+    is_deeply sorted_ids(@{ ok_get('/organization_domains?enrollment_mode=-enterprise_sso&limit=500')->{data} }),
+        sorted_ids(grep { $_->{enrollment_mode} ne 'enterprise_sso' } @doms), 'enrollment_mode=-mode excludes';
+    my $d = $doms[3];
+    is_deeply sorted_ids(@{ ok_get("/organization_domains?query=$d->{organization_id}&limit=500")->{data} }),
+        sorted_ids(grep { $_->{organization_id} eq $d->{organization_id} } @doms), 'query=org_…: exact organization id';
+    my $part = uc substr($d->{name}, 0, 6);
+    is_deeply sorted_ids(@{ ok_get('/organization_domains?query=' . uri_escape($part) . '&limit=500')->{data} }),
+        sorted_ids(grep { index(lc $_->{name}, lc $part) >= 0 } @doms), 'query: part of the name, case-insensitive';
+    is_deeply sorted_ids(@{ ok_get("/organization_domains?domains=$doms[0]{name}&domains=$doms[7]{name}")->{data} }),
+        sorted_ids(@doms[0, 7]), 'domains: exact names, repeatable';
+    is ok_get('/organization_domains?domains=nothing.example')->{total_count}, 0, 'domains without a match';
+    error_is $mock->get('/organization_domains?query=%20'), 422, 'form_param_value_invalid', 'blank query -> 422';
+    my $j = error_is $mock->get('/organization_domains?verified=yes'), 422, 'form_param_value_invalid', 'verified=yes';
+    is $j->{errors}[0]{meta}{param_name}, 'verified', 'meta.param_name = verified';
+    error_is $mock->get('/organization_domains?enrollment_mode=sso'), 422, 'form_param_value_invalid', 'bad enrollment_mode';
+    error_is $mock->get('/organization_domains?order_by=enrollment_mode'), 422, 'form_param_value_invalid', 'bad order_by';
+    error_is $mock->get('/organization_domains?limit=501'), 422, 'form_param_value_invalid', 'limit=501';
+    error_is $mock->get('/organization_domains?status=verified'), 422, 'form_param_unknown', 'unknown parameter';
+};
+
+subtest 'GET /organizations/{id}/domains' => sub {
+    my (@seen, @bad);
+    for my $org (@m_orgs) {
+        my @want = reverse grep { $_->{organization_id} eq $org->{id} } @doms;
+        my @got = walk("/organizations/$org->{id}/domains", 2);
+        push @bad, $org->{id} unless $JSON->encode([ ids(@got) ]) eq $JSON->encode([ ids(@want) ]);
+        push @seen, @got;
+    }
+    is_deeply \@bad, [], "each organization's domains, newest first, in pages of 2";
+    is_deeply { map { $_->{id} => $_ } @seen }, { map { $_->{id} => $_ } @doms }, 'together: every domain, same objects';
+    my %n;
+    $n{ $_->{organization_id} }++ for @doms;
+    my ($big) = sort { $n{$b} <=> $n{$a} || $a cmp $b } keys %n;
+    my @mine = grep { $_->{organization_id} eq $big } @doms;
+    is ok_get("/organizations/$big/domains?limit=1")->{total_count}, scalar @mine, 'total_count';
+    is_deeply sorted_ids(@{ ok_get("/organizations/$big/domains?verified=false")->{data} }),
+        sorted_ids(grep { (($_->{affiliation_verification} // {})->{status} // '') ne 'verified' } @mine), 'verified=false';
+    my $mode = $mine[0]{enrollment_mode};
+    is_deeply sorted_ids(@{ ok_get("/organizations/$big/domains?enrollment_mode=-$mode")->{data} }),
+        sorted_ids(grep { $_->{enrollment_mode} ne $mode } @mine), 'enrollment_mode=-mode';
+    is_deeply ok_get('/organizations/org_2nothere/domains'), { data => [], total_count => 0 },
+        'unknown organization: no domains (the spec lists no 404 here)';
+    error_is $mock->get("/organizations/$big/domains?order_by=name"), 422, 'form_param_unknown', 'no order_by here';
+    error_is $mock->get("/organizations/$big/domains?query=x"), 422, 'form_param_unknown', 'no query here';
+    error_is $mock->get("/organizations/$big/domains?verified=1x"), 422, 'form_param_value_invalid', 'bad verified';
+};
+
+subtest 'GET /sessions and /sessions/{id}' => sub {
+    my $j = error_is $mock->get('/sessions'), 400, 'missing_query_parameter', 'neither user_id nor client_id -> 400';
+    like $j->{errors}[0]{long_message}, qr/client_id, user_id/, 'long_message names both parameters';
+    error_is $mock->get('/sessions?status=active&paginated=true'), 400, 'missing_query_parameter', 'status alone -> 400';
+    error_is $mock->get('/sessions?user_id='), 400, 'missing_query_parameter', 'empty user_id -> 400';
+    my (%of, @all, @bad);
+    for my $u (@m_users) {
+        my $r = $mock->get("/sessions?user_id=$u->{id}&paginated=true&limit=500");
+        push(@bad, "$u->{id}: $r->{status}"), next unless $r->{status} == 200 && ref $r->{json} eq 'HASH';
+        my @s = @{ $r->{json}{data} };
+        push @bad, "$u->{id}: total_count" unless $r->{json}{total_count} == @s;
+        push @bad, "$u->{id}: foreign session" if any { $_->{user_id} ne $u->{id} } @s;
+        push @bad, "$u->{id}: not newest first" unless strictly(sub { $_[0] > $_[1] }, map { $_->{created_at} } @s);
+        $of{ $u->{id} } = \@s;
+        push @all, @s;
+    }
+    is_deeply \@bad, [], "user_id=…&paginated=true for each user: {data,total_count}, that user's sessions, newest first";
+    is uniq_count(ids(@all)), 120, "the users' sessions: all 120, each once";
+    @sess = @all;
+    shapes_ok \@all, 'session', 'Session: every required field, no unlisted one';
+    ok((all { $_->{object} eq 'session' && $_->{id} =~ /^sess_[0-9A-Za-z]{27}$/
+              && $_->{client_id} =~ /^client_[0-9A-Za-z]{27}$/ } @all), 'object, id, client_id');
+    ok((all { my $s = $_->{status}; any { $s eq $_ } @SESSION_STATUS } @all), 'status in the Session enum');
+    is uniq_count(map { $_->{status} } @all), 8, 'every status occurs, pending included';
+    ok((all { bool01(ref $_->{tasks} eq 'ARRAY' && @{ $_->{tasks} } && all { defined $_->{key} } @{ $_->{tasks} })
+              == bool01($_->{status} eq 'pending') } @all), 'tasks (each with a key) exactly on pending sessions');
+    my @act = grep { defined } map { $_->{latest_activity} } @all;
+    shapes_ok \@act, 'session_activity', 'latest_activity: SessionActivityResponse fields';
+    ok((all { JSON::PP::is_bool($_->{is_mobile}) } @act), 'is_mobile is a boolean');
+    ok((all { !defined $_->{actor} || ref $_->{actor} eq 'HASH' } @all) && (any { defined $_->{actor} } @all),
+        'actor is null or an object (some are set)');
+    ok((all { is_ms($_->{created_at}) && $_->{updated_at} >= $_->{created_at} && $_->{expire_at} > $_->{created_at}
+              && $_->{abandon_at} >= $_->{expire_at} && is_ms($_->{last_active_at}) } @all), 'timestamps');
+    my %orgs_of;
+    $orgs_of{ $_->{public_user_data}{user_id} }{ $_->{organization}{id} } = 1 for @m_mems;
+    my @lao = grep { defined $_->{last_active_organization_id} } @all;
+    ok @lao && (all { $orgs_of{ $_->{user_id} }{ $_->{last_active_organization_id} } } @lao),
+        "last_active_organization_id (when set) is one of the user's organizations";
+
+    my ($busy) = sort { @{ $of{$b} } <=> @{ $of{$a} } || $a cmp $b } keys %of;
+    my $bare = ok_get("/sessions?user_id=$busy");
+    is ref $bare, 'ARRAY', 'without paginated: a bare array';
+    is_deeply [ ids(walk("/sessions?user_id=$busy", 2)) ], [ ids(@{ $of{$busy} }) ], 'limit/offset pages';
+    my %by_client;
+    push @{ $by_client{ $_->{client_id} } }, $_ for @all;
+    ok((all { uniq_count(map { $_->{user_id} } @$_) == 1 } values %by_client), 'a client belongs to one user');
+    my ($two) = grep { uniq_count(map { $_->{client_id} } @{ $of{$_} }) == 2 } sort keys %of;
+    ok $two, 'a user with two clients';
+    for my $c (sort { $a cmp $b } uniq_list(map { $_->{client_id} } @{ $of{$two} })) {
+        is_deeply [ ids(@{ ok_get("/sessions?client_id=$c&limit=500") }) ], [ ids(@{ $by_client{$c} }) ],
+            "client_id=$c: that client's sessions";
+    }
+    my $s = $of{$busy}[0];
+    is_deeply [ ids(@{ ok_get("/sessions?user_id=$busy&client_id=$s->{client_id}&limit=500") }) ],
+        [ ids(grep { $_->{client_id} eq $s->{client_id} } @{ $of{$busy} }) ], 'user_id and client_id together';
+    my ($st) = map { $_->{status} } grep { $_->{status} ne 'pending' } @{ $of{$busy} };
+    is_deeply [ ids(@{ ok_get("/sessions?user_id=$busy&status=$st&limit=500") }) ],
+        [ ids(grep { $_->{status} eq $st } @{ $of{$busy} }) ], "status=$st";
+    is_deeply ok_get("/sessions?user_id=$busy&status=" . ($st eq 'replaced' ? 'abandoned' : 'replaced') . '&limit=500'),
+        [ grep { $_->{status} eq ($st eq 'replaced' ? 'abandoned' : 'replaced') } @{ $of{$busy} } ], 'another status';
+    is_deeply ok_get('/sessions?user_id=user_2nothere'), [], 'unknown user: []';
+    is_deeply ok_get('/sessions?client_id=client_2nothere'), [], 'unknown client: []';
+    $j = error_is $mock->get("/sessions?user_id=$busy&status=pending"), 422, 'form_param_value_invalid',
+        'status=pending is not in the filter enum';
+    is $j->{errors}[0]{meta}{param_name}, 'status', 'meta.param_name = status';
+    error_is $mock->get("/sessions?user_id=$busy&order_by=created_at"), 422, 'form_param_unknown', 'no order_by';
+    error_is $mock->get("/sessions?user_id=$busy&paginated=maybe"), 422, 'form_param_value_invalid', 'paginated=maybe';
+    error_is $mock->get("/sessions?user_id=$busy&limit=501"), 422, 'form_param_value_invalid', 'limit=501';
+    is_deeply ok_get("/sessions/$s->{id}"), $s, 'GET /sessions/{id} = the listed object';
+    $j = error_is $mock->get('/sessions/sess_2nothere'), 404, 'resource_not_found', 'unknown session';
+    is $j->{errors}[0]{long_message}, 'No session was found with id sess_2nothere', 'long_message';
+};
+
+subtest 'endpoint_errors: 403 and 404 for the new families' => sub {
+    my ($o, $r, $p, $u, $s) = ($m_orgs[0]{id}, $roles[0]{id}, $perms[0]{id}, $sess[0]{user_id}, $sess[0]{id});
+    my %routes = (
+        organization_invitations => [ [ '/organization_invitations', "/organizations/$o/invitations" ],
+                                      'organization_not_enabled_in_instance', qr/organizations feature is not enabled/ ],
+        invitations              => [ [ '/invitations' ], 'authorization_invalid', qr/not authorized/ ],
+        organization_domains     => [ [ '/organization_domains', "/organizations/$o/domains" ],
+                                      'organization_domains_not_enabled',
+                                      qr/^This instance does not have domains enabled for organizations\.$/ ],
+        organization_roles       => [ [ '/organization_roles', "/organization_roles/$r" ], 'feature_not_enabled',
+                                      qr/^This feature is not enabled on this instance$/ ],
+        organization_permissions => [ [ '/organization_permissions', "/organization_permissions/$p" ],
+                                      'feature_not_enabled', qr/^This feature is not enabled on this instance$/ ],
+        sessions                 => [ [ "/sessions?user_id=$u", "/sessions/$s" ], 'authorization_invalid',
+                                      qr/not authorized/ ],
+    );
+    $mock->configure(endpoint_errors => { map { $_ => 403 } keys %routes });
+    for my $fam (sort keys %routes) {
+        my ($paths, $code, $long) = @{ $routes{$fam} };
+        for my $path (@$paths) {
+            my $j = error_is $mock->get($path), 403, $code, "$fam 403: GET $path";
+            like $j->{errors}[0]{long_message}, $long, "$fam 403: long_message";
+        }
+    }
+    is $mock->get('/users/count')->{status}, 200, 'other families unaffected (users)';
+    is $mock->get('/organizations')->{status}, 200, 'other families unaffected (organizations)';
+    error_is $mock->get('/sessions'), 403, 'authorization_invalid', 'checked before the parameters (no user_id: 403, not 400)';
+    error_is $mock->get('/organization_roles?limit=501'), 403, 'feature_not_enabled', '... (bad limit: 403, not 422)';
+    error_is $mock->get('/organization_domains', auth => 'sk_test_wrong'), 401, 'authentication_invalid',
+        'checked after authentication';
+
+    $mock->configure(endpoint_errors => { map { $_ => 404 } keys %routes });
+    for my $fam (sort keys %routes) {
+        for my $path (@{ $routes{$fam}[0] }) {
+            my $j = error_is $mock->get($path), 404, 'resource_not_found', "$fam 404: GET $path";
+            is $j->{errors}[0]{long_message}, 'The requested resource was not found.', "$fam 404: long_message";
+        }
+    }
+    $mock->configure(endpoint_errors => { 'organizations/{id}/domains' => 403 });
+    error_is $mock->get("/organizations/$o/domains"), 403, 'organization_domains_not_enabled', 'one route: that route';
+    is $mock->get('/organization_domains')->{status}, 200, 'one route: not the rest of its family';
+    $mock->configure(endpoint_errors => { sessions => { status => 403, code => 'custom_code', long_message => 'Custom.' } });
+    my $j = error_is $mock->get("/sessions/$s"), 403, 'custom_code', 'an object gives code and long_message';
+    is $j->{errors}[0]{long_message}, 'Custom.', 'custom long_message';
+    $mock->configure(endpoint_errors => {});
+    is_deeply [ map { $mock->get($_)->{status} } map { @{ $_->[0] } } values %routes ], [ (200) x 11 ], '{} clears them';
+};
+
+subtest 'control API and events: organization invitations' => sub {
+    $mock->configure(webhook_secret => $WHSEC);
+    new_events();
+    my $org = $m_orgs[1];
+    my %member = map { $_->{public_user_data}{user_id} => 1 } grep { $_->{organization}{id} eq $org->{id} } @m_mems;
+    my ($user) = grep { !$member{ $_->{id} } && defined $_->{primary_email_address_id} } @m_users;
+    my ($email) = map { $_->{email_address} } grep { $_->{id} eq $user->{primary_email_address_id} }
+        @{ $user->{email_addresses} };
+    my $before = ok_get('/organization_invitations?limit=1')->{total_count};
+    my $t0 = time * 1000;
+    my $inv = $mock->control(POST => 'organization_invitations',
+        { organization_id => $org->{id}, email_address => $email, role => 'org:admin' });
+    like $inv->{id}, qr/^orginv_[0-9A-Za-z]{27}$/, 'created: a Clerk-like id';
+    is_deeply [ @$inv{qw(status role role_name organization_id)} ], [ 'pending', 'org:admin', 'Admin', $org->{id} ],
+        'pending, role and role_name, organization';
+    ok abs($inv->{created_at} - $t0) < 60_000 && $inv->{expires_at} > $inv->{created_at}, 'created now, expires later';
+    is_deeply [ shape_problems($inv, 'organization_invitation', 'public_organization_data') ], [], 'shape';
+    my ($ev) = events_ok([ 'organizationInvitation.created' ], 'POST records organizationInvitation.created');
+    is_deeply $ev->{data}, $inv, 'event data: the invitation with public_organization_data';
+    my $top = ok_get('/organization_invitations?limit=1');
+    is_deeply [ $top->{total_count}, $top->{data}[0]{id} ], [ $before + 1, $inv->{id} ], 'listed first, counted';
+    is ok_get("/organizations/$org->{id}/invitations?limit=1")->{data}[0]{id}, $inv->{id}, "first in the organization's";
+    is $mock->control_raw(POST => 'organization_invitations', { organization_id => $org->{id}, email_address => uc $email })
+        ->{status}, 409, 'a second pending invitation of the same email -> 409';
+    is $mock->control_raw(POST => 'organization_invitations', { email_address => 'x@example.com' })->{status}, 400,
+        'no organization_id -> 400';
+    is $mock->control_raw(POST => 'organization_invitations', { organization_id => 'org_2nothere' })->{status}, 404,
+        'unknown organization -> 404';
+    events_ok([], 'rejected requests record nothing');
+
+    my $pm = $mock->control(PATCH => "organization_invitations/$inv->{id}",
+        { role => 'org:member', public_metadata => { k => 1 } });
+    is_deeply [ @$pm{qw(role role_name)} ], [ 'org:member', 'Member' ], 'PATCH: role_name follows role';
+    cmp_ok $pm->{updated_at}, '>', $inv->{updated_at}, 'PATCH bumps updated_at';
+    is ok_get("/organizations/$org->{id}/invitations?limit=1")->{data}[0]{public_metadata}{k}, 1, 'the change is listed';
+    events_ok([], 'other changes record nothing');
+
+    $mock->control(PATCH => "organization_invitations/$inv->{id}", { status => 'accepted' });
+    my @ev = events_ok([ 'organizationMembership.created', 'organizationInvitation.accepted' ],
+        'status -> accepted: organizationInvitation.accepted (and the new membership)');
+    my ($acc) = of_type('organizationInvitation.accepted', @ev);
+    is_deeply [ @$acc{qw(id status user_id)} ], [ $inv->{id}, 'accepted', $user->{id} ],
+        'accepted event: the invitation, with user_id = the user with the invited email';
+    is_deeply [ shape_problems($acc, 'organization_invitation', 'public_organization_data', 'user_id') ], [],
+        'accepted event: OrganizationInvitationAcceptedPayload fields';
+    my $mem = ok_get("/organizations/$org->{id}/memberships?user_id=$user->{id}");
+    is_deeply [ $mem->{total_count}, $mem->{data}[0]{role} ], [ 1, 'org:member' ], 'the user became a member, with its role';
+    ok((grep { $_ eq $inv->{id} } ids(@{ ok_get('/organization_invitations?status=accepted&limit=500')->{data} })),
+        'listed under status=accepted');
+
+    my ($i2, $i3) = map { $mock->control(POST => 'organization_invitations',
+                                         { organization_id => $org->{id}, email_address => $_ }) }
+        'revoke.me@example.com', 'expire.me@example.com';
+    events_ok([ ('organizationInvitation.created') x 2 ], 'two more created');
+    $mock->control(PATCH => "organization_invitations/$i2->{id}", { status => 'revoked' });
+    ($ev) = events_ok([ 'organizationInvitation.revoked' ], 'status -> revoked: organizationInvitation.revoked');
+    is_deeply [ @{ $ev->{data} }{qw(id status)} ], [ $i2->{id}, 'revoked' ], 'revoked event data';
+    $mock->control(PATCH => "organization_invitations/$i3->{id}", { status => 'expired' });
+    events_ok([], 'status -> expired records nothing');
+    ok((grep { $_ eq $i2->{id} } ids(@{ ok_get("/organizations/$org->{id}/invitations?status=revoked&limit=500")->{data} })),
+        'listed under status=revoked');
+    is_deeply $mock->control(DELETE => "organization_invitations/$i3->{id}"),
+        { object => 'organization_invitation', id => $i3->{id}, deleted => JSON::PP::true }, 'DELETE answers a deleted object';
+    events_ok([], 'DELETE records nothing (Clerk has no organizationInvitation.deleted)');
+    ok !(grep { $_ eq $i3->{id} } ids(walk("/organizations/$org->{id}/invitations", 100))), 'deleted: not listed';
+    is ok_get('/organization_invitations?limit=1')->{total_count}, $before + 2, 'deleted: not counted';
+    is $mock->control_raw(GET => "organization_invitations/$i3->{id}")->{status}, 404, 'deleted: control GET -> 404';
+    is $mock->control_raw(DELETE => "organization_invitations/$i3->{id}")->{status}, 404, 'double delete -> 404';
+};
+
+subtest 'control API and events: organization domains' => sub {
+    my $org = $m_orgs[2];
+    my $before = ok_get('/organization_domains?limit=1')->{total_count};
+    my $d = $mock->control(POST => 'organization_domains',
+        { organization_id => $org->{id}, name => 'fidelity-test.example.com', enrollment_mode => 'automatic_suggestion' });
+    like $d->{id}, qr/^orgdmn_[0-9A-Za-z]{27}$/, 'created: a Clerk-like id';
+    is_deeply [ shape_problems($d, 'organization_domain') ], [], 'OrganizationDomain shape';
+    is_deeply $d->{public_organization_data}, public_org_of($org), 'public_organization_data';
+    my ($ev) = events_ok([ 'organizationDomain.created' ], 'POST records organizationDomain.created');
+    is_deeply $ev->{data}, $d, 'event data: the domain';
+    is_deeply ok_get('/organization_domains?domains=fidelity-test.example.com')->{data}, [ $d ], 'listed (domains filter)';
+    is ok_get("/organizations/$org->{id}/domains?limit=1")->{data}[0]{id}, $d->{id}, "first in the organization's";
+    is ok_get('/organization_domains?limit=1')->{total_count}, $before + 1, 'counted';
+    is $mock->control_raw(POST => 'organization_domains',
+        { organization_id => $m_orgs[3]{id}, name => 'FIDELITY-test.example.com' })->{status}, 409,
+        'a name already used -> 409';
+    is $mock->control_raw(POST => 'organization_domains', { name => 'x.example.com' })->{status}, 400,
+        'no organization_id -> 400';
+    events_ok([], 'rejected requests record nothing');
+
+    my $ver = { status => 'verified', strategy => 'email_code', attempts => 1, expire_at => undef, verified_at => undef };
+    $mock->control(PATCH => "organization_domains/$d->{id}",
+        { affiliation_email_address => 'admin@fidelity-test.example.com', affiliation_verification => $ver });
+    ($ev) = events_ok([ 'organizationDomain.updated' ], 'PATCH records organizationDomain.updated');
+    is_deeply [ $ev->{data}{affiliation_verification}, $ev->{data}{verification} ], [ $ver, $ver ],
+        'event data: the changed domain (verification follows affiliation_verification)';
+    ok((grep { $_ eq $d->{id} } ids(@{ ok_get("/organization_domains?organization_id=$org->{id}&verified=true")->{data} })),
+        'now listed under verified=true');
+    is_deeply $mock->control(DELETE => "organization_domains/$d->{id}"),
+        { object => 'organization_domain', id => $d->{id}, deleted => JSON::PP::true }, 'DELETE answers a deleted object';
+    ($ev) = events_ok([ 'organizationDomain.deleted' ], 'DELETE records organizationDomain.deleted');
+    is_deeply $ev->{data}, { object => 'organization_domain', id => $d->{id}, deleted => JSON::PP::true },
+        'organizationDomain.deleted data: DeletedObject {object, id, deleted}';
+    is ok_get('/organization_domains?domains=fidelity-test.example.com')->{total_count}, 0, 'deleted: not listed';
+    is ok_get('/organization_domains?limit=1')->{total_count}, $before, 'deleted: not counted';
+};
+
+subtest 'control API and events: roles and permissions' => sub {
+    my $p = $mock->control(POST => 'organization_permissions',
+        { key => 'org:fidelity:read', name => 'Read fidelity', description => 'Reads it.' });
+    like $p->{id}, qr/^perm_[0-9A-Za-z]{27}$/, 'permission created';
+    is_deeply [ shape_problems($p, 'permission') ], [], 'Permission shape';
+    my ($ev) = events_ok([ 'permission.created' ], 'POST records permission.created');
+    is_deeply $ev->{data}, $p, 'event data: the permission';
+    is_deeply ok_get("/organization_permissions/$p->{id}"), $p, 'GET /v1/organization_permissions/{id}';
+    is_deeply ok_get('/organization_permissions?limit=1')->{data}, [ $p ], 'listed first';
+    is $mock->control_raw(POST => 'organization_permissions', { key => 'org:fidelity:read' })->{status}, 409,
+        'a key already used -> 409';
+    my $sys = $perm_by_id{ (map { $_->{id} } grep { $_->{key} eq 'org:sys_memberships:read' } @perms)[0] };
+    my $r = $mock->control(POST => 'organization_roles',
+        { key => 'org:fidelity_tester', name => 'Fidelity Tester', permissions => [ 'org:fidelity:read', $sys->{id} ] });
+    like $r->{id}, qr/^role_[0-9A-Za-z]{27}$/, 'role created';
+    is_deeply $r->{permissions}, [ $p, $sys ], 'permissions given by key or id, shown as whole Permission objects';
+    is_deeply [ shape_problems($r, 'role') ], [], 'Role shape';
+    ($ev) = events_ok([ 'role.created' ], 'POST records role.created');
+    is_deeply $ev->{data}, $r, 'event data: the role';
+    is_deeply ok_get("/organization_roles/$r->{id}"), $r, 'GET /v1/organization_roles/{id}';
+    is ok_get('/organization_roles?limit=1')->{total_count}, 7, 'counted';
+    is $mock->control_raw(POST => 'organization_roles', { key => 'org:fidelity_tester' })->{status}, 409, 'key in use -> 409';
+    is $mock->control_raw(POST => 'organization_roles', { key => 'org:other', permissions => ['org:nope'] })->{status}, 404,
+        'an unknown permission -> 404';
+    events_ok([], 'rejected requests record nothing');
+
+    $mock->control(PATCH => "organization_permissions/$p->{id}", { name => 'Read fidelity (renamed)' });
+    ($ev) = events_ok([ 'permission.updated' ], 'PATCH records permission.updated');
+    is $ev->{data}{name}, 'Read fidelity (renamed)', 'event data: the changed permission';
+    is ok_get("/organization_roles/$r->{id}")->{permissions}[0]{name}, 'Read fidelity (renamed)',
+        'roles show their permissions as they are now';
+    $mock->control(PATCH => "organization_roles/$r->{id}", { description => 'Tests things.' });
+    ($ev) = events_ok([ 'role.updated' ], 'PATCH records role.updated');
+    is $ev->{data}{description}, 'Tests things.', 'event data: the changed role';
+    is_deeply $mock->control(DELETE => "organization_permissions/$p->{id}"),
+        { object => 'permission', id => $p->{id}, deleted => JSON::PP::true }, 'DELETE permission';
+    ($ev) = events_ok([ 'permission.deleted' ], 'DELETE records permission.deleted');
+    is_deeply $ev->{data}, { object => 'permission', id => $p->{id}, deleted => JSON::PP::true },
+        'permission.deleted data: {object, id, deleted}';
+    error_is $mock->get("/organization_permissions/$p->{id}"), 404, 'resource_not_found', 'deleted permission: 404';
+    is_deeply [ ids(@{ ok_get("/organization_roles/$r->{id}")->{permissions} }) ], [ $sys->{id} ],
+        'a deleted permission disappears from its roles';
+    $mock->control(DELETE => "organization_roles/$r->{id}");
+    ($ev) = events_ok([ 'role.deleted' ], 'DELETE records role.deleted');
+    is_deeply $ev->{data}, { object => 'role', id => $r->{id}, slug => undef, deleted => JSON::PP::true },
+        'role.deleted data: {object, id, slug: null, deleted} as in the spec example';
+    error_is $mock->get("/organization_roles/$r->{id}"), 404, 'resource_not_found', 'deleted role: 404';
+    is ok_get('/organization_roles?limit=1')->{total_count}, 6, 'deleted role: not counted';
+};
+
+# Clerk's role_name is the role's name and a membership's permissions are its
+# role's; the mock derives both from the key for any role but the three system ones.
+subtest 'custom roles in invitations and memberships' => sub {
+    my ($cr) = grep { $_->{key} !~ /^org:(?:admin|member|billing_manager)$/ } @roles;
+    my $org = $m_orgs[4];
+    my %member = map { $_->{public_user_data}{user_id} => 1 } grep { $_->{organization}{id} eq $org->{id} } @m_mems;
+    my ($user) = grep { !$member{ $_->{id} } } @m_users;
+    my $inv = $mock->control(POST => 'organization_invitations',
+        { organization_id => $org->{id}, email_address => 'custom.role@example.com', role => $cr->{key} });
+    my $mem = $mock->control(POST => 'organization_memberships',
+        { organization_id => $org->{id}, user_id => $user->{id}, role => $cr->{key} });
+    is_deeply [ $inv->{role}, $mem->{role} ], [ $cr->{key}, $cr->{key} ], "created with the custom role $cr->{key}";
+    events_ok([ 'organizationInvitation.created', 'organizationMembership.created' ], 'both recorded');
+    TODO: {
+        local $TODO = 'mock bug: role_name and permissions of a custom role come from its key, not from the role';
+        is $inv->{role_name}, $cr->{name}, "invitation role_name = the role's name";
+        is $mem->{role_name}, $cr->{name}, "membership role_name = the role's name";
+        is_deeply [ sort @{ $mem->{permissions} } ], [ sort map { $_->{key} } @{ $cr->{permissions} } ],
+            "membership permissions = the role's";
+    }
+};
+
+subtest 'control API and events: sessions' => sub {
+    my $u = $m_users[7];
+    my $t0 = time * 1000;
+    my $s = $mock->control(POST => 'sessions', { user_id => $u->{id} });
+    like $s->{id}, qr/^sess_[0-9A-Za-z]{27}$/, 'created: a Clerk-like id';
+    is_deeply [ shape_problems($s, 'session') ], [], 'Session shape';
+    is_deeply [ @$s{qw(status user_id tasks)} ], [ 'active', $u->{id}, undef ], 'active, the user\'s, no tasks';
+    ok abs($s->{created_at} - $t0) < 60_000 && $s->{expire_at} == $s->{created_at} + 7 * $DAY_MS
+        && $s->{abandon_at} == $s->{created_at} + 30 * $DAY_MS, 'created now, expires in 7 days, abandoned in 30';
+    my ($ev) = events_ok([ 'session.created' ], 'POST records session.created');
+    is_deeply [ shape_problems($ev->{data}, 'session_event') ], [],
+        'SessionEventPayload fields (Session without tasks, plus user)';
+    is_deeply without($ev->{data}, 'user'), without($s, 'tasks'), 'event data: the session';
+    is_deeply $ev->{data}{user}, ok_get("/users/$u->{id}"), 'event data: user is the whole user';
+    is ok_get("/sessions?user_id=$u->{id}&limit=1")->[0]{id}, $s->{id}, "first in the user's sessions";
+    is_deeply ok_get("/sessions/$s->{id}"), $s, 'GET /sessions/{id}';
+    is $mock->control_raw(POST => 'sessions', {})->{status}, 400, 'no user_id -> 400';
+    is $mock->control_raw(POST => 'sessions', { user_id => 'user_2nothere' })->{status}, 404, 'unknown user -> 404';
+    events_ok([], 'rejected requests record nothing');
+
+    for my $to (qw(ended revoked removed)) {
+        my $x = $mock->control(POST => 'sessions', { user_id => $u->{id} });
+        new_events();
+        $mock->control(PATCH => "sessions/$x->{id}", { status => $to });
+        ($ev) = events_ok([ "session.$to" ], "status -> $to records session.$to");
+        is_deeply [ @{ $ev->{data} }{qw(id status)} ], [ $x->{id}, $to ], "session.$to data";
+        my $l = ok_get("/sessions?user_id=$u->{id}&status=$to&limit=500");
+        ok((grep { $_ eq $x->{id} } ids(@$l)) && (all { $_->{status} eq $to } @$l), "status=$to lists it");
+    }
+    $mock->control(PATCH => "sessions/$s->{id}", { status => 'expired' });
+    $mock->control(PATCH => "sessions/$s->{id}", { last_active_at => time * 1000 });
+    events_ok([], 'status -> expired and other changes record nothing');
+
+    my $p = $mock->control(POST => 'sessions', { user_id => $u->{id}, status => 'pending' });
+    is_deeply [ $p->{status}, ref $p->{tasks} ], [ 'pending', 'ARRAY' ], 'a pending session has tasks';
+    ($ev) = events_ok([ 'session.pending' ], 'POST of a pending session records session.pending');
+    ok !exists $ev->{data}{tasks}, 'event data has no tasks (the webhook Session schema has none)';
+    $mock->control(PATCH => "sessions/$p->{id}", { status => 'active' });
+    ($ev) = events_ok([ 'session.created' ], 'pending -> active records session.created');
+    is ok_get("/sessions/$p->{id}")->{tasks}, undef, 'active: tasks gone';
+    $mock->control(PATCH => "sessions/$p->{id}", { status => 'pending' });
+    ($ev) = events_ok([ 'session.pending' ], 'status -> pending records session.pending');
+    is $ev->{data}{status}, 'pending', 'session.pending data';
+    is_deeply $mock->control(DELETE => "sessions/$p->{id}"),
+        { object => 'session', id => $p->{id}, deleted => JSON::PP::true }, 'DELETE answers a deleted object';
+    events_ok([], 'DELETE records nothing (Clerk has no session.deleted)');
+    error_is $mock->get("/sessions/$p->{id}"), 404, 'resource_not_found', 'deleted: 404';
+    ok !(grep { $_ eq $p->{id} } ids(@{ ok_get("/sessions?user_id=$u->{id}&limit=500") })), 'deleted: not listed';
+};
+
+subtest 'control API: instance invitations (no events)' => sub {
+    my $count = sub { ok_get('/invitations?paginated=true&limit=1')->{total_count} };
+    my $before = $count->();
+    my $i = $mock->control(POST => 'invitations', { email_address => 'fidelity.guest@example.com' });
+    like $i->{id}, qr/^inv_[0-9A-Za-z]{27}$/, 'created: a Clerk-like id';
+    is_deeply [ shape_problems($i, 'invitation') ], [], 'Invitation shape';
+    is_deeply [ $i->{status}, $i->{revoked} ], [ 'pending', JSON::PP::false ], 'pending, not revoked';
+    is_deeply ok_get('/invitations?limit=1'), [ $i ], 'listed first';
+    is $count->(), $before + 1, 'counted';
+    is $mock->control_raw(POST => 'invitations', { email_address => 'FIDELITY.guest@example.com' })->{status}, 409,
+        'a second pending invitation of the same email -> 409';
+    my $pi = $mock->control(PATCH => "invitations/$i->{id}", { status => 'revoked' });
+    is_deeply [ $pi->{status}, $pi->{revoked} ], [ 'revoked', JSON::PP::true ], 'PATCH status: revoked follows';
+    is $count->(), $before, 'revoked: left out of the default listing';
+    is_deeply [ ids(@{ ok_get("/invitations?status=revoked&query=$i->{id}") }) ], [ $i->{id} ],
+        '... listed with status=revoked';
+    $mock->control(DELETE => "invitations/$i->{id}");
+    is_deeply ok_get("/invitations?status=revoked&query=$i->{id}"), [], 'deleted: gone';
+    events_ok([], 'instance invitations record no events (Clerk has none)');
+};
+
+subtest 'cascades: deleting an organization or a user' => sub {
+    my $inv_n = sub { ok_get("/organizations/$_[0]/invitations?limit=1")->{total_count} };
+    my $dom_n = sub { ok_get("/organizations/$_[0]/domains?limit=1")->{total_count} };
+    my $mem_n = sub { ok_get("/organizations/$_[0]/memberships?limit=1")->{total_count} };
+    my %n = map { $_->{id} => [ $inv_n->($_->{id}), $dom_n->($_->{id}), $mem_n->($_->{id}) ] } @m_orgs;
+    my @cand = sort { $n{$b}[0] + $n{$b}[1] <=> $n{$a}[0] + $n{$a}[1] || $a cmp $b }
+        grep { $n{$_}[0] && $n{$_}[1] && $n{$_}[2] } keys %n;
+    cmp_ok scalar @cand, '>=', 2, 'two organizations with invitations, domains and members';
+    my $o = $cand[0];
+    my @its = ids(walk("/organizations/$o/invitations", 100));
+    my @ds  = ids(walk("/organizations/$o/domains", 100));
+    my $nm  = $n{$o}[2];
+    my $st0 = $mock->state;
+    $mock->control(DELETE => "organizations/$o");
+    events_ok([ 'organization.deleted' ], 'by default only organization.deleted, nothing for what it takes along');
+    my $st1 = $mock->state;
+    is_deeply [ map { $st0->{$_} - $st1->{$_} } qw(organizations organization_invitations organization_domains
+                                                    organization_memberships) ], [ 1, scalar @its, scalar @ds, $nm ],
+        'state: the organization, its invitations, domains and memberships are gone';
+    error_is $mock->get("/organizations/$o/invitations"), 404, 'resource_not_found', 'its invitations listing: 404';
+    my @left = walk('/organization_invitations', 100);
+    is scalar @left, $st1->{organization_invitations}, 'instance-wide total follows';
+    ok !(grep { $_->{organization_id} eq $o } @left), 'none of its invitations is listed';
+    is ok_get("/organization_domains?organization_id=$o")->{total_count}, 0, 'none of its domains is listed';
+    is_deeply ok_get("/organizations/$o/domains"), { data => [], total_count => 0 }, 'its domains listing: empty';
+    is ok_get('/organization_domains?limit=1')->{total_count}, $st1->{organization_domains}, 'domain total follows';
+    is_deeply [ map { $mock->control_raw(GET => "organization_invitations/$_")->{status} } @its[0, -1] ], [ 404, 404 ],
+        'its invitations: control GET -> 404';
+
+    my %n_s;
+    $n_s{ $_->{user_id} }++ for @sess;
+    my @users = sort { $n_s{$b} <=> $n_s{$a} || $a cmp $b } grep { $user_by_id{$_} } keys %n_s;
+    my $u = $users[0];
+    my @us = ids(@{ ok_get("/sessions?user_id=$u&limit=500") });
+    cmp_ok scalar @us, '>=', 2, 'a user with sessions';
+    $mock->control(DELETE => "users/$u");
+    events_ok([ 'user.deleted' ], 'by default only user.deleted');
+    is_deeply ok_get("/sessions?user_id=$u"), [], "the user's sessions are gone";
+    is_deeply [ map { $mock->get("/sessions/$_")->{status} } @us ], [ (404) x @us ], 'GET /sessions/{id}: 404';
+    is $mock->state->{sessions}, $st1->{sessions} - @us, 'state: sessions drop';
+
+    $mock->configure(cascade_events => JSON::PP::true);
+    my $o2 = $cand[1];
+    my ($nd2, $nm2) = @{ $n{$o2} }[1, 2];
+    my @d2 = ids(walk("/organizations/$o2/domains", 100));
+    $mock->control(DELETE => "organizations/$o2");
+    my @ev = events_ok([ 'organization.deleted', ('organizationDomain.deleted') x $nd2,
+                         ('organizationMembership.deleted') x $nm2 ],
+        'cascade_events: organization.deleted, organizationDomain.deleted and organizationMembership.deleted for each');
+    is_deeply [ sort map { $_->{id} } of_type('organizationDomain.deleted', @ev) ], [ sort @d2 ], '... for its domains';
+    ok((all { $_->{object} eq 'organization_membership' && $_->{organization}{id} eq $o2 }
+        of_type('organizationMembership.deleted', @ev)), '... the whole memberships');
+    my $u2 = (grep { $_ ne $u } @users)[0];
+    my @s2 = @{ ok_get("/sessions?user_id=$u2&limit=500") };
+    my $m2 = ok_get("/users/$u2/organization_memberships?limit=1")->{total_count};
+    $mock->control(DELETE => "users/$u2");
+    @ev = events_ok([ 'user.deleted', ('session.removed') x @s2, ('organizationMembership.deleted') x $m2 ],
+        'cascade_events: user.deleted, session.removed for each session, organizationMembership.deleted');
+    is_deeply [ sort map { $_->{id} } of_type('session.removed', @ev) ], sorted_ids(@s2), '... for its sessions';
+    ok((all { $_->{status} eq 'removed' && $_->{user_id} eq $u2 && !exists $_->{tasks} } of_type('session.removed', @ev)),
+        '... with status removed');
+    $mock->configure(cascade_events => JSON::PP::false);
+};
+
+subtest 'webhook event log: Svix signatures, filters, switches' => sub {
+    is svix_sign('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330,
+                 '{"test": 2432232314}'), 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=',
+        "the signature helper reproduces Svix's test vector";
+    my $all = $mock->control(GET => 'events');
+    cmp_ok scalar @$all, '>=', 20, 'the log holds the events so far';
+    ok strictly(sub { $_[0] < $_[1] }, map { $_->{seq} } @$all), 'seq increases';
+    ok((all { $_->{svix_id} =~ /^msg_[0-9A-Za-z]{27}$/ } @$all), 'svix_id looks like a Svix message id');
+    is uniq_count(map { $_->{svix_id} } @$all), scalar @$all, 'svix_ids are unique';
+    ok((all { $_->{svix_timestamp} =~ /^\d+$/ && abs($_->{svix_timestamp} - time) < 60 } @$all),
+        'svix_timestamp: now, in seconds');
+    my $e = $all->[-1];
+    (my $raw = $e->{body}) =~ s/^/ /;
+    utf8::encode($raw);
+    isnt svix_sign($WHSEC, $e->{svix_id}, $e->{svix_timestamp}, $raw), $e->{svix_signature}, 'a changed body does not verify';
+    my $at = $mock->control(GET => 'events?ts=1700000000');
+    ok((all { my $b = $_->{body}; utf8::encode($b); $_->{svix_timestamp} eq '1700000000'
+              && $_->{svix_signature} eq svix_sign($WHSEC, $_->{svix_id}, 1700000000, $b) } @$at),
+        'ts=…: signed at that time');
+    isnt $at->[-1]{svix_signature}, $e->{svix_signature}, 'the signature depends on the timestamp';
+    my $types = $mock->control(GET => 'events?type=' . uri_escape('^session\.'));
+    ok @$types && (all { $_->{type} =~ /^session\./ } @$types), 'type=REGEX filters';
+    is_deeply [ map { $_->{seq} } @{ $mock->control(GET => "events?after=$all->[-3]{seq}") } ],
+        [ map { $_->{seq} } @$all[-2, -1] ], 'after=SEQ: the newer ones';
+    is $mock->control(GET => 'config')->{webhook_secret_sha256}, sha256_hex($WHSEC), 'config shows the secret as a sha256';
+    unlike $mock->control_raw(GET => 'config')->{content}, qr/\Q$WHSEC\E/, '... never the secret';
+
+    new_events();
+    $mock->control(POST => 'organization_permissions?webhook=0', { key => 'org:muted:read' });
+    events_ok([], '?webhook=0 records nothing');
+    $mock->configure(events => JSON::PP::false);
+    $mock->control(POST => 'organization_roles', { key => 'org:muted' });
+    events_ok([], 'config events: false records nothing');
+    $mock->configure(events => JSON::PP::true);
+    my $r = $roles[0];
+    my $posted = $mock->control(POST => 'events', { type => 'role.updated', id => $r->{id} });
+    is $posted->{type}, 'role.updated', 'POST /__mock/events {type, id} records an event';
+    my ($ev) = events_ok([ 'role.updated' ], '... signed like the others');
+    is_deeply $ev->{data}, ok_get("/organization_roles/$r->{id}"), '... about the object as it is now';
+
+    $mock->configure(webhook_secret => undef);
+    my $plain = $mock->control(GET => 'events');
+    ok((all { !defined $_->{svix_signature} && !defined $_->{svix_timestamp} } @$plain), 'no secret: no signature');
+    is $mock->control_raw(POST => 'config', { webhook_secret => 'whsec_***' })->{status}, 400,
+        'a secret that is not base64 -> 400';
+    is $mock->control(DELETE => 'events')->{deleted}, scalar @$plain, 'DELETE /__mock/events clears';
+    is_deeply $mock->control(GET => 'events'), [], 'the log is empty';
+};
+
+$mock->reset;
+}
 
 $mock->stop;
 done_testing;
