@@ -21,6 +21,7 @@
 #include "run_slot.h"
 #include "secrets.h"
 #include "store.h"
+#include "url.h"
 #include "webhook.h"
 
 PG_MODULE_MAGIC;
@@ -60,26 +61,23 @@ static bool
 check_api_url(char **newval, void **extra, GucSource source)
 {
 	const char *v = *newval;
-	const char *rest;
+	ClerkUrlCheck check;
 
 	if (v == NULL)
 		return true;
-	if (strncmp(v, "https://", 8) == 0)
-		rest = v + 8;
-	else if (strncmp(v, "http://", 7) == 0)
-		rest = v + 7;
-	else
+	check = clerk_url_check(v, strlen(v));
+	if (check == CLERK_URL_BAD_SCHEME)
 	{
 		GUC_check_errdetail("The Clerk API URL must start with https:// or http://.");
 		return false;
 	}
-	if (*rest == '\0' || strlen(v) >= CLERK_MAX_URL_LEN)
+	if (check == CLERK_URL_NO_HOST || strlen(v) >= CLERK_MAX_URL_LEN)
 	{
 		GUC_check_errdetail("The Clerk API URL must name a host and be shorter than %d bytes.",
 							CLERK_MAX_URL_LEN);
 		return false;
 	}
-	if (memchr(rest, '@', strcspn(rest, "/?#")) != NULL)
+	if (check == CLERK_URL_CREDENTIALS)
 	{
 		/* say what is wrong without repeating the value, which holds a secret */
 		GUC_check_errmsg("the Clerk API URL must not carry credentials");

@@ -29,6 +29,7 @@
 #include "secrets.h"
 #include "store.h"
 #include "vault_spi.h"
+#include "url.h"
 
 PG_FUNCTION_INFO_V1(clerk_store_credentials);
 PG_FUNCTION_INFO_V1(clerk_get_credentials);
@@ -230,31 +231,15 @@ check_field(const Service *service, const ServiceField *field,
 			}
 
 		case FIELD_URL:
-			{
-				int			rest = 0;
-				int			authority;
-
-				if (s != NULL && len > 8 && strncmp(s, "https://", 8) == 0)
-					rest = 8;
-				else if (s != NULL && len > 7 && strncmp(s, "http://", 7) == 0)
-					rest = 7;
-				for (authority = rest; authority < len; authority++)
-				{
-					if (s[authority] == '/' || s[authority] == '?' ||
-						s[authority] == '#')
-						break;
-				}
-				if (rest == 0 || authority == rest || len > CREDENTIALS_MAX_FIELD_LEN ||
-					clerk_has_blank_or_control(s, len) ||
-					memchr(s + rest, '@', authority - rest) != NULL)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("field \"%s\" of %s credentials must be an http or https URL",
-									field->name, service->name),
-							 errdetail("It must start with https:// or http://, name a host, be at most %d bytes, and carry no user name, password, spaces or control characters.",
-									   CREDENTIALS_MAX_FIELD_LEN)));
-				break;
-			}
+			if (s == NULL || clerk_url_check(s, len) != CLERK_URL_OK ||
+				len > CREDENTIALS_MAX_FIELD_LEN || clerk_has_blank_or_control(s, len))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("field \"%s\" of %s credentials must be an http or https URL",
+								field->name, service->name),
+						 errdetail("It must start with https:// or http://, name a host, be at most %d bytes, and carry no user name, password, spaces or control characters.",
+								   CREDENTIALS_MAX_FIELD_LEN)));
+			break;
 	}
 }
 

@@ -1346,7 +1346,7 @@ subtest 'control API and events: roles and permissions' => sub {
 };
 
 # Clerk's role_name is the role's name and a membership's permissions are its
-# role's; the mock derives both from the key for any role but the three system ones.
+# role's, as the role is now: the mock reads both from the role it serves.
 subtest 'custom roles in invitations and memberships' => sub {
     my ($cr) = grep { $_->{key} !~ /^org:(?:admin|member|billing_manager)$/ } @roles;
     my $org = $m_orgs[4];
@@ -1358,13 +1358,68 @@ subtest 'custom roles in invitations and memberships' => sub {
         { organization_id => $org->{id}, user_id => $user->{id}, role => $cr->{key} });
     is_deeply [ $inv->{role}, $mem->{role} ], [ $cr->{key}, $cr->{key} ], "created with the custom role $cr->{key}";
     events_ok([ 'organizationInvitation.created', 'organizationMembership.created' ], 'both recorded');
-    TODO: {
-        local $TODO = 'mock bug: role_name and permissions of a custom role come from its key, not from the role';
-        is $inv->{role_name}, $cr->{name}, "invitation role_name = the role's name";
-        is $mem->{role_name}, $cr->{name}, "membership role_name = the role's name";
-        is_deeply [ sort @{ $mem->{permissions} } ], [ sort map { $_->{key} } @{ $cr->{permissions} } ],
-            "membership permissions = the role's";
-    }
+    is $inv->{role_name}, $cr->{name}, "invitation role_name = the role's name";
+    is $mem->{role_name}, $cr->{name}, "membership role_name = the role's name";
+    is_deeply [ sort @{ $mem->{permissions} } ], [ sort map { $_->{key} } @{ $cr->{permissions} } ],
+        "membership permissions = the role's";
+
+    # The membership $id as every listing of memberships shows it (organization_id, user_id).
+    my $everywhere = sub {
+        my ($id, $org_id, $user_id) = @_;
+        return [ map { my $l = $_; grep { $_->{id} eq $id } @$l }
+                 [ walk('/organization_memberships', 500) ],
+                 ok_get("/organizations/$org_id/memberships?limit=500")->{data},
+                 ok_get("/users/$user_id/organization_memberships?limit=500")->{data} ];
+    };
+    my $role_of = sub {  # [role_name, sorted permissions] of each membership given
+        [ map { [ $_->{role_name}, [ sort @{ $_->{permissions} } ] ] } @_ ];
+    };
+    my $inv_now = sub { (grep { $_->{id} eq $inv->{id} } walk("/organizations/$org->{id}/invitations", 100))[0] };
+
+    # A custom role renamed and given other permissions: its memberships and invitations follow.
+    my @new_perms = qw(org:sys_domains:read org:sys_profile:manage);
+    $mock->control(PATCH => "organization_roles/$cr->{id}", { name => 'Renamed Role', permissions => \@new_perms });
+    events_ok([ 'role.updated' ], 'PATCH of the role records role.updated (and nothing for its memberships)');
+    my $got = $everywhere->($mem->{id}, $org->{id}, $user->{id});
+    is scalar @$got, 3, 'the created membership is in all three listings';
+    is_deeply $role_of->(@$got), [ ([ 'Renamed Role', [ sort @new_perms ] ]) x 3 ],
+        "every listing: role_name and permissions of the role as it is now";
+    is $inv_now->()->{role_name}, 'Renamed Role', "the invitation's role_name follows the role's name";
+    $mock->control(PATCH => "organization_memberships/$mem->{id}", { public_metadata => { k => 'v' } });
+    my ($ev) = events_ok([ 'organizationMembership.updated' ], 'PATCH of the membership records its event');
+    is_deeply $role_of->($ev->{data}), [ [ 'Renamed Role', [ sort @new_perms ] ] ], '... with the role as it is now';
+    is_deeply $ev->{data}, $everywhere->($mem->{id}, $org->{id}, $user->{id})->[0], '... the membership as listed';
+
+    # A system role changed: generated memberships follow, and are as before once it is changed back.
+    my ($gm) = grep { $_->{role} eq 'org:member' } @m_mems;
+    my ($gu, $go) = ($gm->{public_user_data}{user_id}, $gm->{organization}{id});
+    my $before = $everywhere->($gm->{id}, $go, $gu);
+    is scalar @$before, 3, 'a generated org:member membership, in all three listings';
+    is_deeply $role_of->(@$before), [ ([ 'Member', [ 'org:sys_memberships:read' ] ]) x 3 ], '... as org:member is';
+    my $member = $role_by_key{'org:member'};
+    $mock->control(PATCH => "organization_roles/$member->{id}",
+        { name => 'Team Member', permissions => [ 'org:sys_memberships:read', 'org:sys_domains:read' ] });
+    events_ok([ 'role.updated' ], 'PATCH of org:member records role.updated');
+    is_deeply $role_of->(@{ $everywhere->($gm->{id}, $go, $gu) }),
+        [ ([ 'Team Member', [ 'org:sys_domains:read', 'org:sys_memberships:read' ] ]) x 3 ],
+        'a generated membership follows a changed system role, in every listing';
+    $mock->control(PATCH => "organization_roles/$member->{id}",
+        { name => 'Member', permissions => [ map { $_->{id} } @{ $member->{permissions} } ] });
+    events_ok([ 'role.updated' ], 'changed back');
+    is_deeply $everywhere->($gm->{id}, $go, $gu), $before, '... and the membership is exactly as before';
+
+    # No role with that key (never was, or deleted): a guess from the key, or what it was.
+    my ($other) = grep { !$member{ $_->{id} } && $_->{id} ne $user->{id} } @m_users;
+    my $odd = $mock->control(POST => 'organization_memberships',
+        { organization_id => $org->{id}, user_id => $other->{id}, role => 'org:no_such_role' });
+    events_ok([ 'organizationMembership.created' ], 'a membership of an unknown role key');
+    is_deeply $role_of->(@{ $everywhere->($odd->{id}, $org->{id}, $other->{id}) }),
+        [ ([ 'No Such Role', [ 'org:sys_memberships:read' ] ]) x 3 ], '... shows a name and permissions guessed from the key';
+    $mock->control(DELETE => "organization_roles/$cr->{id}");
+    events_ok([ 'role.deleted' ], 'the custom role deleted');
+    is_deeply $role_of->(@{ $everywhere->($mem->{id}, $org->{id}, $user->{id}) }),
+        [ ([ $cr->{name}, [ sort map { $_->{key} } @{ $cr->{permissions} } ] ]) x 3 ],
+        'a membership of a deleted role keeps what it last stored (here: from its creation)';
 };
 
 subtest 'control API and events: sessions' => sub {

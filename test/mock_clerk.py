@@ -284,7 +284,10 @@ def image_url_for(kind, obj_id, has_image, seed, idx):
 
 
 def role_info(role):
-    if role in ROLES:
+    """Name and permission keys guessed from a role key alone: the fallback for
+    a role key that matches no role of the instance (Store.role_view is what
+    memberships and invitations show)."""
+    if isinstance(role, str) and role in ROLES:
         return ROLES[role]
     name = role.split(":", 1)[-1].replace("_", " ").title() if isinstance(role, str) else str(role)
     return name, ["org:sys_memberships:read"]
@@ -569,6 +572,8 @@ class Store:
         self._gen_child_cache = {}    # (kind tag, index) -> generated own object (immutable, shared)
         self._user_orgs_cache = {}    # user index -> generated organizations of the user
         self.cascade_log = []  # (kind name, index) removed along with a deleted user or organization
+        self.role_rev = 0      # bumped whenever a role or a permission is created, changed or deleted
+        self._role_table_cache = None  # (role_rev, {role key: (name, [permission keys])})
 
     # -- membership layout --------------------------------------------------
     def _layout(self, U, O, M):
@@ -1039,7 +1044,7 @@ class Store:
         else:
             x = r.random()
             role = "org:member" if x < 0.85 else ("org:admin" if x < 0.95 else "org:billing_manager")
-        role_name, perms = role_info(role)
+        role_name, perms = role_info(role)  # membership() shows the role's as it is now
         created, updated = self._times(3, m, self.m_step)
         return {
             "id": self.mems.key(m),
@@ -1062,6 +1067,11 @@ class Store:
         for k in ("id", "object", "role", "role_name", "permissions", "public_metadata", "private_metadata"):
             if k in own:
                 out[k] = own[k]
+        # As in Clerk, role_name and permissions are those of the role as it is
+        # now; a role key that matches no role keeps what was stored.
+        cur = self._role_current(own.get("role"))
+        if cur is not None:
+            out["role_name"], out["permissions"] = cur[0], list(cur[1])
         out["organization"] = own["organization"] if "organization" in own else self.org(o)
         out["public_user_data"] = own["public_user_data"] if "public_user_data" in own else self.public_user_data(u)
         for k, v in own.items():
@@ -1154,7 +1164,7 @@ class Store:
             "id": self.orginvs.key(i),
             "email_address": f"invitee.{i}@{dom}",
             "role": role,
-            "role_name": role_info(role)[0],
+            "role_name": role_info(role)[0],  # orginv() shows the role's name as it is now
             "organization_id": self.orgs.key(o),
             "inviter_id": inviter,
             "status": status,
@@ -1169,6 +1179,9 @@ class Store:
 
     def orginv(self, i, with_org=False):
         own = self.own(self.orginvs, i)
+        cur = self._role_current(own.get("role"))
+        if cur is not None and own.get("role_name") != cur[0]:
+            own = dict(own, role_name=cur[0])  # the role's name as it is now
         derived = {"public_inviter_data": self._public_inviter(own.get("inviter_id"))}
         if with_org:
             derived["public_organization_data"] = self.public_org_data(self.orginv_links.parent(i))
@@ -1322,6 +1335,41 @@ class Store:
                     shown.append(p)  # stored as given by a PATCH
             own = dict(own, permissions=shown)
         return own
+
+    def _role_table(self):
+        """{role key: (name, [permission keys])} of the live roles as
+        /v1/organization_roles serves them now (the oldest role wins a key
+        two roles share).  Rebuilt only after a role or a permission changed
+        (role_rev), so rendering a membership costs one dict lookup."""
+        got = self._role_table_cache
+        if got is not None and got[0] == self.role_rev:
+            return got[1]
+        table = {}
+        for i in self.live_indices(self.roles):
+            r = self.role(i)
+            key = r.get("key")
+            if not isinstance(key, str) or key in table:
+                continue
+            perms = r.get("permissions")
+            keys = [p["key"] for p in perms if isinstance(p, dict) and "key" in p] if isinstance(perms, list) else []
+            table[key] = (r.get("name"), keys)
+        self._role_table_cache = (self.role_rev, table)
+        return table
+
+    def _role_current(self, key):
+        """(name, permission keys) of the live role with this key, or None."""
+        return self._role_table().get(key) if isinstance(key, str) else None
+
+    def role_view(self, key):
+        """(name, permission keys) a membership or invitation of role `key`
+        shows: its role's, or, if no role has that key (say it was deleted),
+        a guess from the key (role_info)."""
+        cur = self._role_current(key)
+        return cur if cur is not None else role_info(key)
+
+    def _roles_changed(self, kind):
+        if kind is self.roles or kind is self.perms:
+            self.role_rev += 1
 
     # -- sessions --------------------------------------------------------------
     def client_id(self, u, j):
@@ -1598,7 +1646,7 @@ class Store:
         M = self.mems
         m = self._new_index(M, body)
         role = body.get("role", "org:member")
-        role_name, perms = role_info(role)
+        role_name, perms = self.role_view(role)
         own = {"id": M.key(m), "object": "organization_membership", "role": role, "role_name": role_name,
                "permissions": list(perms), "public_metadata": {}, "private_metadata": {},
                "created_at": t, "updated_at": t}
@@ -1626,9 +1674,9 @@ class Store:
         if kind is self.users:
             body = self._normalise_identifiers(body, self.seed, now_ms() * 1000 + self.version % 1000)
         if "role" in body and kind is self.mems and "role_name" not in body:
-            name, perms = role_info(body["role"])
+            name, perms = self.role_view(body["role"])
             body = dict(body, role_name=name)
-            body.setdefault("permissions", perms)
+            body.setdefault("permissions", list(perms))
         obj = deep_merge(cur, body)
         if "updated_at" not in body:
             prev = int_or(cur.get("updated_at"), 0)
@@ -1684,6 +1732,7 @@ class Store:
         obj = deep_merge(own(i), body)
         obj["id"] = kind.key(i) if "id" not in body else body["id"]
         kind.over[i] = obj
+        self._roles_changed(kind)
         self._bump()
         return i
 
@@ -1718,7 +1767,7 @@ class Store:
         def own(i):
             return {"object": "organization_invitation", "id": self.orginvs.key(i),
                     "email_address": f"invitee.new{i}@example.com", "role": role,
-                    "role_name": role_info(role)[0], "organization_id": self.orgs.key(o), "inviter_id": None,
+                    "role_name": self.role_view(role)[0], "organization_id": self.orgs.key(o), "inviter_id": None,
                     "status": "pending", "public_metadata": {}, "private_metadata": {},
                     "url": "https://accounts.example.com/accept-invitation?__clerk_ticket="
                            + noise62(32, self.seed, "oi-new", i, t),
@@ -1826,7 +1875,7 @@ class Store:
         cur = self.own(kind, idx)
         body = dict(body)
         if kind is self.orginvs and "role" in body and "role_name" not in body:
-            body["role_name"] = role_info(body["role"])[0]
+            body["role_name"] = self.role_view(body["role"])[0]
         if kind is self.invs and "status" in body and "revoked" not in body:
             body["revoked"] = body["status"] == "revoked"
         if kind is self.doms and "affiliation_verification" in body and "verification" not in body:
@@ -1842,6 +1891,7 @@ class Store:
         if "updated_at" not in body:
             obj["updated_at"] = max(now_ms(), int_or(cur.get("updated_at"), 0) + 1)
         kind.over[idx] = obj
+        self._roles_changed(kind)
         self._bump()
         return obj
 
@@ -1849,6 +1899,7 @@ class Store:
         if not kind.live(idx):
             return False
         kind.deleted.add(idx)
+        self._roles_changed(kind)
         self._bump()
         return True
 
