@@ -662,7 +662,8 @@ sub svix_sign {
     return 'v1,' . encode_base64(hmac_sha256("$id.$ts.$body", decode_base64($b64)), '');
 }
 
-my $WHSEC = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+# the mock's signing secret for these tests: made up here, obviously fake
+my $WHSEC = 'whsec_' . encode_base64('test_fake_webhook_secret_for_the_mock_events', '');
 my $ev_seen = 0;    # seq of the last event looked at
 
 # The events recorded since the last call, each with {raw} (the delivery's bytes) and {payload} (decoded).
