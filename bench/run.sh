@@ -200,11 +200,6 @@ FULL=("$SYNC_SECS" "$SYNC_ROWS" "$SYNC_REQ" "$SYNC_429" "$SYNC_RSS_MB" "$SYNC_WA
 sync again
 AGAIN=("$SYNC_SECS" "$SYNC_ROWS" "$SYNC_REQ" "$SYNC_429" "$SYNC_RSS_MB" "$SYNC_WAL" "$SYNC_WRITTEN")
 
-# --- the same full sync without the optional entities (clerk_sync.entities = none) ---
-reset_tables
-ENTITIES=none sync bare
-BARE=("$SYNC_SECS" "$SYNC_REQ")
-
 # --- incremental: 1% of the users change, then clerk_sync_changes() ---
 CHANGED=$((SCALE / 100))
 $PSQL -c "SELECT id FROM clerk.users ORDER BY md5(id) LIMIT $CHANGED" >"$OUT/changed.txt"
@@ -447,8 +442,6 @@ SEQ_RATIO=$(ratio "$SEQ_SECS" "${SLICE[0]}")
 	echo "| full sync: 429s received | ${FULL[3]} |"
 	echo "| full sync: worker peak private RSS (RssAnon) | ${FULL[4]} MB |"
 	echo "| full sync: WAL bytes | ${FULL[5]} |"
-	echo "| full sync without the optional entities (clerk_sync.entities = none) | ${BARE[0]} s, ${BARE[1]} requests |"
-	echo "| full sync with / without the optional entities | **$(echo "scale=2; ${FULL[0]} / ${BARE[0]}" | bc)** (what invitations, domains, roles and permissions add) |"
 	echo "| unchanged re-sync: wall time | ${AGAIN[0]} s |"
 	echo "| unchanged re-sync: rows written | ${AGAIN[6]} |"
 	echo "| unchanged re-sync: WAL bytes | ${AGAIN[5]} |"
