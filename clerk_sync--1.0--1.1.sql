@@ -298,6 +298,10 @@ CREATE TABLE clerk.sessions (
 );
 CREATE INDEX sessions_user_id_idx ON clerk.sessions (user_id, created_at);
 CREATE INDEX sessions_created_at_idx ON clerk.sessions (created_at);
+-- what clerk_sync.session_retention prunes by, so that pruning on each
+-- session event reads only the sessions it deletes
+CREATE INDEX sessions_last_seen_idx ON clerk.sessions
+    ((coalesce(ended_at, greatest(last_active_at, updated_at, created_at, synced_at))));
 COMMENT ON TABLE clerk.sessions IS 'Clerk sessions (login history): ended_at is when a session stopped being active, last_event the latest event type that wrote it';
 
 SELECT pg_catalog.pg_extension_config_dump('clerk.organization_invitations', '');

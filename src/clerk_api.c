@@ -81,8 +81,8 @@ clerk_object_path(ClerkEntity entity, const char *id, const char *organization_i
 bool
 clerk_has_object_path(ClerkEntity entity)
 {
-	return entity != CLERK_ORG_INVITATIONS && entity != CLERK_INVITATIONS &&
-		entity != CLERK_ORG_DOMAINS;
+	/* clerk_object_path() is the one list of what has a path */
+	return clerk_object_path(entity, "", "", "") != NULL;
 }
 
 char *

@@ -35,6 +35,13 @@ PG_FUNCTION_INFO_V1(clerk_sync_sessions);
 /* The audit action that marks a backfill, and so "since the last backfill". */
 #define BACKFILL_ACTION "sync.sessions"
 
+/* One page of a user's sessions. */
+static char *
+page_path(const char *user_id, int limit, int offset)
+{
+	return psprintf("%s&limit=%d&offset=%d", clerk_user_sessions_path(user_id), limit, offset);
+}
+
 /* The ids of the users to ask about (SPI connected, as the writer). */
 static List *
 users_to_ask(ArrayType *user_ids)
@@ -120,8 +127,7 @@ clerk_sync_sessions(PG_FUNCTION_ARGS)
 				continue;
 			users_of[n] = id;
 			offsets[n] = 0;
-			paths[n++] = psprintf("%s&limit=%d&offset=0", clerk_user_sessions_path(id),
-								  settings.page_size);
+			paths[n++] = page_path(id, settings.page_size, 0);
 		}
 		while (n > 0)
 		{
@@ -150,9 +156,7 @@ clerk_sync_sessions(PG_FUNCTION_ARGS)
 				{
 					users_of[more] = users_of[k];
 					offsets[more] = offset;
-					paths[more++] = psprintf("%s&limit=%d&offset=%d",
-											 clerk_user_sessions_path(users_of[k]),
-											 settings.page_size, offset);
+					paths[more++] = page_path(users_of[k], settings.page_size, offset);
 				}
 			}
 			n = more;

@@ -222,9 +222,8 @@ deletion_sweep(ClerkRun *run)
 	for (e = 0; e < CLERK_NENTITIES; e++)
 	{
 		const char *table = clerk_entity_table(e);
-		List	   *rows;
-
 		bool		optional = (CLERK_ENTITY_BIT(e) & CLERK_OPTIONAL_ENTITIES) != 0;
+		List	   *rows;
 
 		candidates[e] = NIL;
 		if (!run->listed[e])
@@ -274,18 +273,12 @@ deletion_sweep(ClerkRun *run)
 				(e != CLERK_MEMBERSHIPS || (clerk_plain_id(row[1]) && clerk_plain_id(row[2]))))
 				checkable = lappend(checkable, row);
 		}
-		if (checkable != NIL && !clerk_has_object_path(e))
-		{
-			clerk_run_message(run, "%s: %d missing from the complete listing, deleted (Clerk has no request for one)",
-							  clerk_entity_name(e), list_length(checkable));
-			confirm_and_delete(run, e, checkable);
-		}
-		else if (checkable != NIL)
-		{
-			clerk_run_message(run, "%s: %d missing from the listing, confirming with Clerk",
-							  clerk_entity_name(e), list_length(checkable));
-			confirm_and_delete(run, e, checkable);
-		}
+		if (checkable == NIL)
+			continue;
+		clerk_run_message(run, "%s: %d missing from the listing, %s", clerk_entity_name(e),
+						  list_length(checkable), clerk_has_object_path(e) ? "confirming with Clerk" :
+						  "deleted (Clerk has no request for one)");
+		confirm_and_delete(run, e, checkable);
 	}
 	run->deletion_note = pstrdup(run->dry_run ? "dry run: counted, nothing deleted" : "done");
 	if (skipped != NULL)
