@@ -277,6 +277,7 @@ struct ClerkLister
 	int			shifts;
 	int64		front_newest;	/* both_ends: the newest created_at read from the oldest end */
 	int64		end_oldest;		/* and the oldest read from the newest end */
+	int64		written;		/* pages of this listing written */
 	bool		done;
 	ClerkListOutcome outcome;
 };
@@ -357,7 +358,7 @@ lister_step(ClerkRun *run, ClerkLister *l)
 
 	Assert(!l->done);
 	clerk_wait_answer(run, r->ids[h], &res);
-	if (r->offsets[h] == 0 && run->counts[spec->entity].fetched == l->before &&
+	if (r->offsets[h] == 0 && l->written == 0 &&
 		((res.error == NULL && res.status == 404 && spec->allow_404) ||
 		 ((res.status == 404 || res.status == 403) && spec->optional)))
 	{
@@ -376,6 +377,7 @@ lister_step(ClerkRun *run, ClerkLister *l)
 
 	write_answer(run, spec, &res, r->paths[h], r->ids[h], !run->incremental,
 				 newest_first, &a);
+	l->written++;
 	if (!newest_first && a.total >= 0)
 	{
 		l->total = a.total;
@@ -465,15 +467,43 @@ lister_finish(ClerkRun *run, ClerkLister *l)
 	return l->outcome;
 }
 
+void
+clerk_list_side_by_side(ClerkRun *run, const ClerkListSpec *specs, int n, ClerkListOutcome *outcomes)
+{
+	ClerkLister *l = palloc(sizeof(ClerkLister) * n);
+	int		   *heads = palloc(sizeof(int) * n);
+	int		   *which = palloc(sizeof(int) * n);
+
+	for (int i = 0; i < n; i++)
+		lister_start(run, &l[i], &specs[i]);
+	for (;;)
+	{
+		int			live = 0;
+
+		for (int i = 0; i < n; i++)
+			if (!l[i].done)
+			{
+				heads[live] = lister_head(&l[i]);
+				which[live++] = i;
+			}
+		if (live == 0)
+			break;
+		lister_step(run, &l[which[live == 1 ? 0 : wait_first(run, heads, live)]]);
+	}
+	for (int i = 0; i < n; i++)
+		outcomes[i] = lister_finish(run, &l[i]);
+	pfree(which);
+	pfree(heads);
+	pfree(l);
+}
+
 ClerkListOutcome
 clerk_list_pages(ClerkRun *run, const ClerkListSpec *spec)
 {
-	ClerkLister l;
+	ClerkListOutcome outcome;
 
-	lister_start(run, &l, spec);
-	while (!l.done)
-		lister_step(run, &l);
-	return lister_finish(run, &l);
+	clerk_list_side_by_side(run, spec, 1, &outcome);
+	return outcome;
 }
 
 /* ---- users by cursor ---- */

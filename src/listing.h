@@ -65,6 +65,14 @@ extern ClerkListSpec clerk_instance_listing(ClerkRun *run, ClerkEntity entity);
  */
 extern ClerkListOutcome clerk_list_pages(ClerkRun *run, const ClerkListSpec *spec);
 
+/*
+ * Walk n listings side by side, each as clerk_list_pages() would, a page of
+ * whichever answer is in first: their first pages cost one round trip
+ * together, not one each.  outcomes[i] says how listing i ended.
+ */
+extern void clerk_list_side_by_side(ClerkRun *run, const ClerkListSpec *specs, int n,
+									ClerkListOutcome *outcomes);
+
 /* Wait for request `req` (the wait counted in the run's wait_ms) and fill *res. */
 extern void clerk_wait_answer(ClerkRun *run, int req, ClerkHttpResult *res);
 

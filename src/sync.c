@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "lib/stringinfo.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -454,7 +455,8 @@ finish_memberships(ClerkRun *run, ClerkLister *l)
 /*
  * The optional entities clerk_sync.entities names, each listed in full
  * (they are few, and their listings have no order by update, so an
- * incremental run lists them whole too).  An endpoint that the instance's
+ * incremental run lists them whole too), all side by side: their first
+ * pages take one round trip together.  An endpoint that the instance's
  * plan does not have (403 or 404 at the first page) is skipped with a
  * notice.  Instance invitations are two listings: without a status Clerk
  * leaves revoked ones out.
@@ -462,26 +464,39 @@ finish_memberships(ClerkRun *run, ClerkLister *l)
 static void
 list_optional(ClerkRun *run)
 {
+	ClerkListSpec specs[CLERK_NENTITIES + 1];
+	ClerkListOutcome outcomes[CLERK_NENTITIES + 1];
+	int			n = 0;
+	StringInfoData names;
+
+	initStringInfo(&names);
 	for (int e = 0; e < CLERK_NENTITIES; e++)
 	{
-		const char *paths[2] = {NULL, NULL};
-		bool		found = true;
-
 		if (!(CLERK_ENTITY_BIT(e) & CLERK_OPTIONAL_ENTITIES & run->settings.entities))
 			continue;
-		paths[0] = clerk_list_path(e);
+		specs[n] = clerk_instance_listing(run, e);
+		specs[n++].optional = true;
 		if (e == CLERK_INVITATIONS)
-			paths[1] = psprintf("%s&status=revoked", paths[0]);
-		clerk_run_phase(run, clerk_entity_name(e), -1);
-		clerk_run_message(run, "%s: listing", clerk_entity_name(e));
-		for (int k = 0; k < 2 && paths[k] != NULL && found; k++)
 		{
-			ClerkListSpec spec = clerk_instance_listing(run, e);
-
-			spec.path = paths[k];
-			spec.optional = true;
-			found = clerk_list_pages(run, &spec) != CLERK_LIST_NOT_FOUND;
+			specs[n] = specs[n - 1];
+			specs[n++].path = psprintf("%s&status=revoked", clerk_list_path(e));
 		}
+		appendStringInfo(&names, "%s%s", names.len > 0 ? ", " : "", clerk_entity_name(e));
+	}
+	if (n == 0)
+		return;
+	clerk_run_phase(run, "more of Clerk", -1);
+	clerk_run_message(run, "listing %s", names.data);
+	clerk_list_side_by_side(run, specs, n, outcomes);
+
+	for (int i = 0; i < n; i++)
+	{
+		ClerkEntity e = specs[i].entity;
+		bool		found = outcomes[i] != CLERK_LIST_NOT_FOUND;
+
+		/* the second listing of an entity: its verdict joins the first's */
+		if (i + 1 < n && specs[i + 1].entity == e)
+			found = found && outcomes[++i] != CLERK_LIST_NOT_FOUND;
 		if (found)
 		{
 			run->listed[e] = true;

@@ -74,6 +74,27 @@ is(q1("SELECT status FROM clerk.invitations WHERE id = '$revoked->{id}'"), 'revo
 is(q1(q{SELECT stats -> 'roles' ->> 'fetched' FROM clerk.sync_runs ORDER BY id DESC LIMIT 1}),
    mock_count('organization_roles'), 'stats count the roles');
 
+# side by side: the first pages of the optional listings are in flight
+# together, as many as the HTTP client's window allows (each answer held
+# 400 ms: listed one after the other, no two would ever overlap)
+{
+    my $rx = '^/v1/(organization_invitations|invitations|organization_domains|organization_roles|organization_permissions)$';
+    (my $target = $rx) =~ s/\$$/\\?/;    # a fault matches the path with its query
+    my $fault = $mock->add_fault(kind => 'latency', latency_ms => 400, path => $target, count => -1);
+    $mock->clear_requests;
+    is(q1('SELECT status FROM clerk_sync_all()'), 'succeeded', 'full sync with slow optional endpoints succeeds');
+    $mock->control(DELETE => "faults/$fault");
+    my @first = grep { $_->{path} =~ /$rx/ && ($_->{query} // '') =~ /(^|&)offset=0(&|$)/ }
+        @{ $mock->requests('/v1/') };
+    is(scalar @first, 6, 'six first pages (instance invitations twice)');
+    my $most = 0;
+    for my $r (@first) {
+        my $n = grep { $_->{time} <= $r->{time} && $r->{time} < $_->{time} + $_->{duration_ms} / 1000 } @first;
+        $most = $n if $n > $most;
+    }
+    cmp_ok($most, '>=', 3, "the optional listings' first pages overlap ($most in flight at once)");
+}
+
 # typed columns hold what the objects say
 {
     my $inv = $mock->get('/organization_invitations?limit=1')->{json}{data}[0];
