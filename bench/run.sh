@@ -84,7 +84,7 @@ reset_tables() {
 
 # sync <label> [concurrency]: one full sync; sets SYNC_* variables; samples the worker's peak RSS
 sync() {
-	local lsn0 lsn1 id pid hwm=0 v deadline=$((SECONDS + SYNC_TIMEOUT))
+	local lsn0 lsn1 id pid hwm=0 v c deadline=$((SECONDS + SYNC_TIMEOUT))
 	lsn0=$($PSQL -c "SELECT pg_current_wal_insert_lsn()")
 	SYNC_WORKER_CPU=0
 	local mock0
@@ -97,7 +97,9 @@ sync() {
 		if [ -r "/proc/$pid/status" ]; then
 			# private memory only: shared buffers the worker touches are not its own
 			v=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-			SYNC_WORKER_CPU=$(proc_cpu "$pid")
+			# (a worker gone between the two reads reads 0: keep the last reading)
+			c=$(proc_cpu "$pid")
+			[ "$c" != 0 ] && SYNC_WORKER_CPU=$c
 			[ -n "$v" ] && [ "$v" -gt "$hwm" ] && hwm=$v
 		fi
 		sleep 0.25
