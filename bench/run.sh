@@ -73,7 +73,7 @@ settings() {
 		SET clerk_sync.rate_limit = $LIMIT;
 		SET clerk_sync.concurrency = ${1:-$CONC};
 		SET clerk_sync.secret_key_file = '$OUT/bench.key';
-		SET clerk_sync.entities = '${ENTITIES:-all}';
+		SET clerk_sync.entities = '${BENCH_ENTITIES:-all}';
 	EOF
 }
 
@@ -436,6 +436,7 @@ SEQ_RATIO=$(ratio "$SEQ_SECS" "${SLICE[0]}")
 	echo "|---|---|"
 	echo "| data set | $SCALE users, $ORGS organizations, $MEMS memberships |"
 	echo "| mock | ${LATENCY} ms added per request, $LIMIT requests per 10 s |"
+	echo "| clerk_sync.entities (optional entities listed) | ${BENCH_ENTITIES:-all} |"
 	echo "| full sync: wall time | ${FULL[0]} s (CPU busy: ${FULL_BUSY}% of $NCPU cores) |"
 	echo "| full sync: rows/s | $RPS |"
 	echo "| full sync: where the worker's time went | $FULL_SPLIT |"
