@@ -68,7 +68,9 @@ extern ClerkListOutcome clerk_list_pages(ClerkRun *run, const ClerkListSpec *spe
 /*
  * Walk n listings side by side, each as clerk_list_pages() would, a page of
  * whichever answer is in first: their first pages cost one round trip
- * together, not one each.  outcomes[i] says how listing i ended.
+ * together, not one each.  Every listing's first page is asked for at once,
+ * so n is a few (clerk_list_per_organization() walks thousands, with a
+ * bounded queue).  outcomes[i] says how listing i ended.
  */
 extern void clerk_list_side_by_side(ClerkRun *run, const ClerkListSpec *specs, int n,
 									ClerkListOutcome *outcomes);
