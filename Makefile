@@ -16,15 +16,17 @@ PGFILEDESC = "clerk_sync - sync Clerk users and organizations into PostgreSQL"
 # every change of a release goes into its upgrade script, and
 # test/released.sha256 holds the checksum of each released script.
 #
-# A fresh install of the newest version runs clerk_sync--1.0.sql and then
-# each upgrade script in turn (there is no clerk_sync--1.1.sql).  So a fresh
-# database and an upgraded one are built by the very same statements, each
-# change is written once, and the upgrade test (t/060_upgrade.pl) checks
-# what a chain cannot promise by itself: that an upgrade of a database
-# holding data ends with the same catalog and every row still readable.
-# When the chain grows long, a release may ship a rolled-up full script;
-# the same test then compares it against the chain.
+# A fresh install of 1.1 runs clerk_sync--1.1.sql, which make assembles
+# from clerk_sync--1.0.sql and the upgrade script: the very same statements
+# as an upgrade, each change written once, except 1.0's last block (the
+# REVOKE loop over the extension's functions, which the upgrade's
+# privileges section does again) because it compares oid with regclass
+# under the extension schema's search_path, which a role that may CREATE
+# there can capture (see CHANGELOG.md, 1.1).  The upgrade test
+# (t/060_upgrade.pl) checks that an upgrade of a database holding data ends
+# with the same catalog as a fresh install and every row still readable.
 DATA = clerk_sync--1.0.sql clerk_sync--1.0--1.1.sql
+DATA_built = clerk_sync--1.1.sql
 
 # libraries through pkg-config (libcurl4-openssl-dev and libsodium-dev ship
 # their .pc files); the plain names where pkg-config is not installed yet
@@ -47,6 +49,12 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 $(OBJS): $(wildcard src/*.h)
+
+clerk_sync--1.1.sql: clerk_sync--1.0.sql clerk_sync--1.0--1.1.sql
+	{ echo '-- clerk_sync 1.1 install script: made by make from clerk_sync--1.0.sql and clerk_sync--1.0--1.1.sql.'; \
+	  printf '%s\n' '\echo Use "CREATE EXTENSION clerk_sync" to load this file. \quit'; \
+	  awk '/^\\echo/ { next } /^DO \$$\$$$$/ { skip = 1 } !skip { print } skip && /^\$$\$$;$$/ { skip = 0 }' clerk_sync--1.0.sql; \
+	  grep -v '^\\echo' clerk_sync--1.0--1.1.sql; } > $@
 
 # the release version, as META.json states it for PGXN (1.1.0 for 1.1)
 DIST_VERSION = $(shell sed -n 's/^   "version": "\(.*\)",$$/\1/p' META.json)

@@ -1,26 +1,82 @@
--- clerk_sync 1.0 -> 1.1.  A fresh install of 1.1 runs clerk_sync--1.0.sql
--- and then this script, so it holds every change of 1.1 (see Makefile and
--- CHANGELOG.md).  Sections by concern; privileges at the end.
+-- clerk_sync 1.0 -> 1.1.  A fresh install of 1.1 runs clerk_sync--1.1.sql,
+-- which make assembles from clerk_sync--1.0.sql and this script, so this
+-- script holds every change of 1.1 (see Makefile and CHANGELOG.md).
+-- Sections by concern; privileges at the end.
 \echo Use "ALTER EXTENSION clerk_sync UPDATE TO '1.1'" to load this file. \quit
+
+-- ---- names resolve to pg_catalog and the extension's own objects ---------
+-- PostgreSQL runs this script with search_path set to the extension's
+-- schema, where other roles may have created functions and operators (every
+-- database created before PostgreSQL 15 lets any role CREATE in public).
+-- One of theirs whose argument types fit better than a built-in's (say
+-- OPERATOR public.= (text[], text[]) against pg_catalog's anyarray one)
+-- would run with the rights of the superuser updating the extension.  So
+-- the rest of this script resolves names in pg_catalog only (the setting
+-- ends with the script); its own objects are named with their schema.
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+
+-- 1.0's helpers of the mapping, which the update below runs, with every
+-- operator, function and type qualified: they stay inlinable into the
+-- mapping functions, and mean the same whatever the caller's search_path.
+CREATE OR REPLACE FUNCTION clerk.objects(page jsonb)
+RETURNS SETOF jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT o
+    FROM pg_catalog.jsonb_array_elements(
+        CASE pg_catalog.jsonb_typeof(page)
+            WHEN 'array'::pg_catalog.text THEN page
+            WHEN 'object'::pg_catalog.text THEN
+                CASE WHEN pg_catalog.jsonb_typeof(page OPERATOR(pg_catalog.->) 'data'::pg_catalog.text)
+                          OPERATOR(pg_catalog.=) 'array'::pg_catalog.text
+                     THEN page OPERATOR(pg_catalog.->) 'data'::pg_catalog.text
+                     ELSE pg_catalog.jsonb_build_array(page) END
+            ELSE '[]'::pg_catalog.jsonb
+        END) AS o
+$$;
+
+CREATE OR REPLACE FUNCTION clerk.ms_to_timestamptz(ms jsonb)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.to_timestamp((ms OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[])::pg_catalog.numeric
+                                   OPERATOR(pg_catalog./) 1000::pg_catalog.numeric)
+$$;
+
+CREATE OR REPLACE FUNCTION clerk.array_or_empty(v jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN pg_catalog.jsonb_typeof(v) OPERATOR(pg_catalog.=) 'array'::pg_catalog.text
+                THEN v ELSE '[]'::pg_catalog.jsonb END
+$$;
+
+CREATE OR REPLACE FUNCTION clerk.object_or_empty(v jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN v IS NULL OR v OPERATOR(pg_catalog.=) 'null'::pg_catalog.jsonb
+                THEN '{}'::pg_catalog.jsonb ELSE v END
+$$;
 
 -- ---- versions -------------------------------------------------------------
 
-CREATE FUNCTION clerk_library_version()
+CREATE FUNCTION @extschema@.clerk_library_version()
 RETURNS text
 LANGUAGE C STRICT IMMUTABLE
 AS 'MODULE_PATHNAME', 'clerk_library_version';
-COMMENT ON FUNCTION clerk_library_version() IS 'Version of the clerk_sync library the server runs (the SQL version is pg_extension.extversion)';
+COMMENT ON FUNCTION @extschema@.clerk_library_version() IS 'Version of the clerk_sync library the server runs (the SQL version is pg_extension.extversion)';
 
 -- ---- sync runs ------------------------------------------------------------
 
-COMMENT ON FUNCTION clerk_secret_key_configured() IS 'Whether a Clerk secret key is configured (never the key itself)';
+COMMENT ON FUNCTION @extschema@.clerk_secret_key_configured() IS 'Whether a Clerk secret key is configured (never the key itself)';
 
 -- what a run's worker waits for, so that a stuck run shows without reading C,
 -- and the concurrency the run uses now (it adapts; clerk_sync.concurrency is
 -- the most it may use)
 DROP VIEW clerk.sync_progress;
-DROP FUNCTION clerk_sync_progress();
-CREATE FUNCTION clerk_sync_progress(
+DROP FUNCTION @extschema@.clerk_sync_progress();
+CREATE FUNCTION @extschema@.clerk_sync_progress(
     OUT run_id bigint, OUT pid integer, OUT kind text, OUT dry_run boolean, OUT phase text,
     OUT pages bigint, OUT rows_done bigint, OUT rows_expected bigint, OUT requests bigint,
     OUT retries bigint, OUT rate_limit_waits bigint, OUT started_at timestamptz,
@@ -35,11 +91,11 @@ CREATE VIEW clerk.sync_progress AS
            a.wait_event_type, a.wait_event
     FROM @extschema@.clerk_sync_progress() p
     LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid;
-COMMENT ON FUNCTION clerk_sync_progress() IS 'The running sync of this database, read from shared memory; clerk.sync_progress shows it';
+COMMENT ON FUNCTION @extschema@.clerk_sync_progress() IS 'The running sync of this database, read from shared memory; clerk.sync_progress shows it';
 COMMENT ON VIEW clerk.sync_progress IS 'The running sync of this database, from shared memory (like pg_stat_progress_*), with its worker''s pid and wait event';
 
 -- clerk_status() also shows the library's and the installed SQL's versions
-CREATE OR REPLACE FUNCTION clerk_status()
+CREATE OR REPLACE FUNCTION @extschema@.clerk_status()
 RETURNS jsonb
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = ''
@@ -142,26 +198,26 @@ SELECT pg_catalog.pg_extension_config_dump('clerk.sync_failures', '');
 
 -- ---- pages and bodies as text: repaired the way a sync repairs them --------
 
-CREATE FUNCTION clerk_apply_page(entity text, page text)
+CREATE FUNCTION @extschema@.clerk_apply_page(entity text, page text)
 RETURNS jsonb
 LANGUAGE C STRICT VOLATILE
 AS 'MODULE_PATHNAME', 'clerk_apply_page_text';
-COMMENT ON FUNCTION clerk_apply_page(text, text) IS 'Write one page of Clerk JSON, given as text, through the sync''s write path, with the sync''s repair';
+COMMENT ON FUNCTION @extschema@.clerk_apply_page(text, text) IS 'Write one page of Clerk JSON, given as text, through the sync''s write path, with the sync''s repair';
 
-CREATE FUNCTION clerk_apply_page(entity text, page json)
+CREATE FUNCTION @extschema@.clerk_apply_page(entity text, page json)
 RETURNS jsonb
 LANGUAGE C STRICT VOLATILE
 AS 'MODULE_PATHNAME', 'clerk_apply_page_text';
-COMMENT ON FUNCTION clerk_apply_page(text, json) IS 'Write one page of Clerk JSON, given as json, through the sync''s write path, with the sync''s repair';
+COMMENT ON FUNCTION @extschema@.clerk_apply_page(text, json) IS 'Write one page of Clerk JSON, given as json, through the sync''s write path, with the sync''s repair';
 
-CREATE FUNCTION clerk_repair_json(body bytea, OUT value jsonb, OUT repairs jsonb)
+CREATE FUNCTION @extschema@.clerk_repair_json(body bytea, OUT value jsonb, OUT repairs jsonb)
 RETURNS record
 LANGUAGE C STRICT STABLE
 AS 'MODULE_PATHNAME', 'clerk_repair_json';
-COMMENT ON FUNCTION clerk_repair_json(bytea) IS 'The repair every write path applies: the value as stored (NULL if it cannot be), and each repair made (element, path, rule)';
+COMMENT ON FUNCTION @extschema@.clerk_repair_json(bytea) IS 'The repair every write path applies: the value as stored (NULL if it cannot be), and each repair made (element, path, rule)';
 
-COMMENT ON FUNCTION clerk_set_webhook_secret(text) IS 'Store the webhook signing secret encrypted; preferred over clerk_sync.webhook_secret_file and CLERK_WEBHOOK_SECRET; an empty string removes it';
-COMMENT ON FUNCTION clerk_set_secret_key(text) IS 'Store the Clerk secret key encrypted; preferred over clerk_sync.secret_key_file and CLERK_SECRET_KEY; nothing returns it';
+COMMENT ON FUNCTION @extschema@.clerk_set_webhook_secret(text) IS 'Store the webhook signing secret encrypted; preferred over clerk_sync.webhook_secret_file and CLERK_WEBHOOK_SECRET; an empty string removes it';
+COMMENT ON FUNCTION @extschema@.clerk_set_secret_key(text) IS 'Store the Clerk secret key encrypted; preferred over clerk_sync.secret_key_file and CLERK_SECRET_KEY; nothing returns it';
 
 -- ---- the role that writes: rights on schema clerk only ---------------------
 -- The sync and webhook write path runs as clerk_sync_writer, never as the
@@ -455,14 +511,14 @@ $$;
 COMMENT ON FUNCTION clerk.map_sessions(jsonb) IS 'Rows of clerk.sessions from Clerk session objects';
 
 -- the login history of given users (or of those active since the last backfill)
-CREATE FUNCTION clerk_sync_sessions(user_ids text[] DEFAULT NULL)
+CREATE FUNCTION @extschema@.clerk_sync_sessions(user_ids text[] DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'clerk_sync_sessions';
-COMMENT ON FUNCTION clerk_sync_sessions(text[]) IS 'Fetch and store the sessions of the users named (NULL: those active since the last backfill), paced by the rate limit';
+COMMENT ON FUNCTION @extschema@.clerk_sync_sessions(text[]) IS 'Fetch and store the sessions of the users named (NULL: those active since the last backfill), paced by the rate limit';
 
 -- clerk_database_summary() reports the new entities too
-CREATE OR REPLACE FUNCTION clerk_database_summary(
+CREATE OR REPLACE FUNCTION @extschema@.clerk_database_summary(
     OUT entity text, OUT total bigint, OUT active bigint, OUT soft_deleted bigint,
     OUT last_synced timestamptz, OUT findings jsonb)
 RETURNS SETOF record
@@ -551,7 +607,7 @@ AS $$
                    (SELECT 1 FROM clerk.users u WHERE u.id = x.user_id AND u.deleted_at IS NULL)))
       FROM clerk.sessions
 $$;
-COMMENT ON FUNCTION clerk_database_summary() IS 'Per entity (users, organizations, memberships, invitations, domains, roles, permissions, sessions): total, active, soft-deleted, last synced, and integrity findings';
+COMMENT ON FUNCTION @extschema@.clerk_database_summary() IS 'Per entity (users, organizations, memberships, invitations, domains, roles, permissions, sessions): total, active, soft-deleted, last synced, and integrity findings';
 
 -- ---- the mapping's helpers: every object says what it is -----------------
 COMMENT ON FUNCTION clerk.ms_to_timestamptz(jsonb) IS 'A Clerk timestamp (Unix milliseconds, as jsonb) as timestamptz';
@@ -678,6 +734,19 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The mapping functions parse their bodies with a pinned search_path, so
+-- that calling one (as a sync does, or a user) runs only built-ins and the
+-- extension's helpers, whatever the caller's search_path holds.
+ALTER FUNCTION clerk.map_users(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_organizations(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_memberships(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_organization_invitations(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_invitations(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_organization_domains(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_roles(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_permissions(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_sessions(jsonb) SET search_path = pg_catalog, pg_temp;
 
 GRANT USAGE ON SCHEMA clerk TO clerk_sync_writer;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA clerk TO clerk_sync_writer;

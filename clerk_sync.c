@@ -19,6 +19,7 @@
 #include "ddl.h"
 #include "keyring.h"
 #include "run_slot.h"
+#include "seal.h"
 #include "secrets.h"
 #include "store.h"
 #include "url.h"
@@ -42,6 +43,7 @@ double		clerk_sync_max_delete_fraction = 0.1;
 char	   *clerk_sync_entities_setting = NULL;
 int			clerk_sync_entities = CLERK_OPTIONAL_ENTITIES;
 bool		clerk_sync_preloaded = false;
+char	   *clerk_sync_proxy = NULL;
 
 void		_PG_init(void);
 
@@ -83,6 +85,34 @@ check_api_url(char **newval, void **extra, GucSource source)
 		GUC_check_errmsg("the Clerk API URL must not carry credentials");
 		GUC_check_errdetail("Credentials in clerk_sync.api_url would show wherever the setting does.");
 		GUC_check_errhint("Put the key in a file named by clerk_sync.secret_key_file, or store it with clerk_set_secret_key().");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * clerk_sync.proxy: empty (no proxy, whatever the server's environment
+ * says), or an http(s) URL of a proxy without credentials.
+ */
+static bool
+check_proxy(char **newval, void **extra, GucSource source)
+{
+	const char *v = *newval;
+	ClerkUrlCheck check;
+
+	if (v == NULL || v[0] == '\0')
+		return true;
+	check = clerk_url_check(v, strlen(v));
+	if (check == CLERK_URL_CREDENTIALS)
+	{
+		GUC_check_errmsg("the proxy URL must not carry credentials");
+		GUC_check_errdetail("Credentials in clerk_sync.proxy would show wherever the setting does.");
+		return false;
+	}
+	if (check != CLERK_URL_OK || strlen(v) >= CLERK_MAX_URL_LEN)
+	{
+		GUC_check_errdetail("clerk_sync.proxy must be empty or an http:// or https:// URL that names a host, shorter than %d bytes.",
+							CLERK_MAX_URL_LEN);
 		return false;
 	}
 	return true;
@@ -218,6 +248,7 @@ _PG_init(void)
 	 * the secrets below are kept in libsodium's locked memory.
 	 */
 	clerk_keyring_init();
+	clerk_seal_init();
 
 	DefineCustomStringVariable("clerk_sync.api_url",
 							   "Base URL of the Clerk Backend API.",
@@ -227,6 +258,15 @@ _PG_init(void)
 							   PGC_SUSET,
 							   0,
 							   check_api_url, NULL, NULL);
+
+	DefineCustomStringVariable("clerk_sync.proxy",
+							   "HTTP proxy for requests to the Clerk API; empty for none.",
+							   "The proxy variables of the server's environment (http_proxy, HTTPS_PROXY, ALL_PROXY) are never used.",
+							   &clerk_sync_proxy,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   check_proxy, NULL, NULL);
 
 	/* the secrets: where they come from (never a setting's value) */
 	clerk_secrets_init();

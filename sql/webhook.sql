@@ -151,7 +151,7 @@ SELECT pg_temp.try(:'vbody', :'vid', :'vts', :'vsig') AS at_300s_ahead;
 SET clerk_sync.webhook_now = 1614265029;     -- 301 s earlier
 SELECT pg_temp.try(:'vbody', :'vid', :'vts', :'vsig') AS future;
 SET clerk_sync.webhook_now = 0;              -- the real clock: the vector is years old
-SELECT pg_temp.try(:'vbody', :'vid', :'vts', :'vsig') LIKE 'ERROR 22008: webhook timestamp is too far in the past' AS real_clock;
+SELECT pg_temp.try(:'vbody', :'vid', :'vts', :'vsig') LIKE 'ERROR 22008: stale timestamp' AS real_clock;
 SET clerk_sync.webhook_now = 1614265330;
 SELECT pg_temp.try(:'vbody', :'vid', 'abc', :'vsig') AS not_a_number;
 SELECT pg_temp.try(:'vbody', :'vid', '1614265330.0', :'vsig') AS fraction;

@@ -502,7 +502,7 @@ load_memberships(Memberships *m, const char *user_id)
 	user = MemoryContextStrdup(m->cxt, user_id);
 	arg = CStringGetTextDatum(user);
 
-	clerk_become_writer(&saved, CLERK_SQL_FOR_RLS);
+	clerk_become_reader(&saved, CLERK_SQL_FOR_RLS);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (plan == NULL)

@@ -12,6 +12,7 @@
 
 /* Settings (clerk_sync.*), defined in clerk_sync.c */
 extern char *clerk_sync_api_url;
+extern char *clerk_sync_proxy;
 extern int	clerk_sync_page_size;
 extern int	clerk_sync_request_timeout;
 extern int	clerk_sync_max_retries;

@@ -100,7 +100,8 @@ typedef struct SealedTable
 static const SealedTable sealed_credentials = {
 	CLERK_SEAL_CREDENTIALS,
 	"SELECT id, organization_id, service_name, key_id, credentials_encrypted"
-	" FROM clerk.api_credentials WHERE key_id <> $1 ORDER BY id FOR UPDATE",
+	" FROM clerk.api_credentials"
+	" WHERE key_id <> $1 OR get_byte(credentials_encrypted, 0) <> 2 ORDER BY id FOR UPDATE",
 	"UPDATE clerk.api_credentials"
 	" SET credentials_encrypted = $1, key_id = $2 WHERE id = $3",
 	INT8OID
@@ -109,7 +110,8 @@ static const SealedTable sealed_credentials = {
 static const SealedTable sealed_secrets = {
 	CLERK_SEAL_SECRET,
 	"SELECT name, ''::text AS scope, name, key_id, value_encrypted"
-	" FROM clerk.secrets WHERE key_id <> $1 ORDER BY name FOR UPDATE",
+	" FROM clerk.secrets"
+	" WHERE key_id <> $1 OR get_byte(value_encrypted, 0) <> 2 ORDER BY name FOR UPDATE",
 	"UPDATE clerk.secrets"
 	" SET value_encrypted = $1, key_id = $2 WHERE name = $3",
 	TEXTOID
@@ -411,6 +413,33 @@ audit_credentials(const char *actor, const char *action, int64 id,
 }
 
 
+/*
+ * A read in the server log, as it happens: the audit row goes with the
+ * reader's transaction, this line stays even if the reader rolls back.
+ * Never sent to the client; names quoted as JSON strings, so that no
+ * name can forge a line of its own.
+ */
+static void
+log_read(const char *actor, int64 id, const char *organization_id,
+		 const char *service_name)
+{
+	StringInfoData who;
+
+	initStringInfo(&who);
+	appendStringInfoString(&who, "role ");
+	escape_json(&who, actor);
+	appendStringInfoString(&who, ", organization ");
+	escape_json(&who, organization_id);
+	appendStringInfoString(&who, ", service ");
+	escape_json(&who, service_name);
+	ereport(LOG_SERVER_ONLY,
+			(errmsg("clerk_sync: credentials.read: %s, credential id " INT64_FORMAT,
+					who.data, id),
+			 errhidestmt(true)));
+	pfree(who.data);
+}
+
+
 /* ---------------------------------------------------------------------
  * SQL functions
  * ---------------------------------------------------------------------
@@ -430,7 +459,7 @@ clerk_store_credentials(PG_FUNCTION_ARGS)
 	const Service *service = find_service(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	Jsonb	   *input = PG_GETARG_JSONB_P(2);
 	char	   *actor = clerk_vault_actor();
-	ClerkSealedRow row = {CLERK_SEAL_CREDENTIALS, organization_id, service->name};
+	ClerkSealedRow row = {CLERK_SEAL_CREDENTIALS, organization_id, service->name, 0};
 	Jsonb	   *credentials;
 	bytea	   *sealed;
 	int32		key_id;
@@ -438,8 +467,8 @@ clerk_store_credentials(PG_FUNCTION_ARGS)
 	int64		id;
 	bool		isnull;
 	ClerkVaultSpi spi;
-	Oid			types[5] = {TEXTOID, TEXTOID, BYTEAOID, INT4OID, TEXTOID};
-	Datum		values[5];
+	Oid			types[6] = {TEXTOID, TEXTOID, BYTEAOID, INT4OID, TEXTOID, INT8OID};
+	Datum		values[6];
 
 	credentials = check_credentials(service, input);
 	clerk_keyring_require();
@@ -447,6 +476,10 @@ clerk_store_credentials(PG_FUNCTION_ARGS)
 	clerk_vault_begin(&spi);
 	check_organization(organization_id);
 
+	/* the row's id first: the sealed value is bound to it */
+	clerk_vault_exec("SELECT nextval('clerk.api_credentials_id_seq')", 0, NULL, NULL, SPI_OK_SELECT);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	row.id = id;
 	sealed = clerk_seal(&row, (unsigned char *) VARDATA(credentials),
 						VARSIZE(credentials) - VARHDRSZ, &key_id);
 	sodium_memzero(credentials, VARSIZE(credentials));
@@ -460,12 +493,11 @@ clerk_store_credentials(PG_FUNCTION_ARGS)
 	values[2] = PointerGetDatum(sealed);
 	values[3] = Int32GetDatum(key_id);
 	values[4] = CStringGetTextDatum(actor);
+	values[5] = Int64GetDatum(id);
 	clerk_vault_exec("INSERT INTO clerk.api_credentials"
-					 " (organization_id, service_name, credentials_encrypted, key_id, created_by)"
-					 " VALUES ($1, $2, $3, $4, $5) RETURNING id",
-					 5, types, values, SPI_OK_INSERT_RETURNING);
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									 SPI_tuptable->tupdesc, 1, &isnull));
+					 " (organization_id, service_name, credentials_encrypted, key_id, created_by, id)"
+					 " VALUES ($1, $2, $3, $4, $5, $6)",
+					 6, types, values, SPI_OK_INSERT);
 
 	audit_credentials(actor, "credentials.store", id, organization_id,
 					  service->name, key_id, replaced);
@@ -508,7 +540,7 @@ clerk_get_credentials(PG_FUNCTION_ARGS)
 		int64		id = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull));
 		int32		key_id = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 2, &isnull));
 		bytea	   *sealed = DatumGetByteaPP(SPI_getbinval(tuple, tupdesc, 3, &isnull));
-		ClerkSealedRow row = {CLERK_SEAL_CREDENTIALS, organization_id, service->name};
+		ClerkSealedRow row = {CLERK_SEAL_CREDENTIALS, organization_id, service->name, id};
 		unsigned char *buf;
 		size_t		len;
 
@@ -520,6 +552,7 @@ clerk_get_credentials(PG_FUNCTION_ARGS)
 
 		audit_credentials(actor, "credentials.read", id, organization_id,
 						  service->name, key_id, 0);
+		log_read(actor, id, organization_id, service->name);
 	}
 	clerk_vault_end(&spi);
 
@@ -591,6 +624,8 @@ reseal_table(const SealedTable *table, int32 newest_id, bool *from)
 		row.purpose = table->purpose;
 		row.scope = SPI_getvalue(tuple, tupdesc, 2);
 		row.name = SPI_getvalue(tuple, tupdesc, 3);
+		row.id = table->purpose == CLERK_SEAL_CREDENTIALS ?
+			DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull)) : 0;
 		plain = clerk_open_sealed(&row, sealed, key_id, 0, rowcxt, &len);
 		from[clerk_keyring_index(key_id)] = true;
 

@@ -7,13 +7,22 @@
  * worker holds locks the DDL waits for.  So before such a statement takes
  * any lock, the runs of the database are canceled and given a few seconds
  * to record their end; the statement then proceeds as it would have.
+ * Only when the statement is going to happen, though: the caller must own
+ * what it drops or alters (or be a superuser), as PostgreSQL checks next;
+ * a statement that will fail for lack of rights stops nothing.
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 
 #include "ddl.h"
 #include "run_control.h"
@@ -35,7 +44,39 @@ names(List *objects, const char *name)
 	return false;
 }
 
-/* The database whose runs the statement must stop first, or InvalidOid. */
+/* Whether the current role owns the object (a superuser owns everything). */
+static bool
+owns(Oid classid, Oid objid)
+{
+	if (!OidIsValid(objid))
+		return false;
+#if PG_VERSION_NUM >= 160000
+	return object_ownercheck(classid, objid, GetUserId());
+#else
+	switch (classid)
+	{
+		case DatabaseRelationId:
+			return pg_database_ownercheck(objid, GetUserId());
+		case ExtensionRelationId:
+			return pg_extension_ownercheck(objid, GetUserId());
+		default:
+			return pg_namespace_ownercheck(objid, GetUserId());
+	}
+#endif
+}
+
+/* The database of this session, if the current role owns the extension. */
+static Oid
+if_owner_of_extension(void)
+{
+	return owns(ExtensionRelationId, get_extension_oid("clerk_sync", true)) ?
+		MyDatabaseId : InvalidOid;
+}
+
+/*
+ * The database whose runs the statement must stop first, or InvalidOid:
+ * none unless the caller may do what the statement does.
+ */
 static Oid
 database_to_stop(Node *stmt)
 {
@@ -45,19 +86,25 @@ database_to_stop(Node *stmt)
 			{
 				DropStmt   *d = (DropStmt *) stmt;
 
-				if ((d->removeType == OBJECT_EXTENSION && names(d->objects, "clerk_sync")) ||
-					(d->removeType == OBJECT_SCHEMA && names(d->objects, "clerk")))
-					return MyDatabaseId;
+				if (d->removeType == OBJECT_EXTENSION && names(d->objects, "clerk_sync"))
+					return if_owner_of_extension();
+				if (d->removeType == OBJECT_SCHEMA && names(d->objects, "clerk"))
+					return owns(NamespaceRelationId, get_namespace_oid("clerk", true)) ?
+						MyDatabaseId : InvalidOid;
 				return InvalidOid;
 			}
 		case T_AlterExtensionStmt:
 			return strcmp(((AlterExtensionStmt *) stmt)->extname, "clerk_sync") == 0 ?
-				MyDatabaseId : InvalidOid;
+				if_owner_of_extension() : InvalidOid;
 		case T_AlterExtensionContentsStmt:
 			return strcmp(((AlterExtensionContentsStmt *) stmt)->extname, "clerk_sync") == 0 ?
-				MyDatabaseId : InvalidOid;
+				if_owner_of_extension() : InvalidOid;
 		case T_DropdbStmt:
-			return get_database_oid(((DropdbStmt *) stmt)->dbname, true);
+			{
+				Oid			dboid = get_database_oid(((DropdbStmt *) stmt)->dbname, true);
+
+				return owns(DatabaseRelationId, dboid) ? dboid : InvalidOid;
+			}
 		default:
 			return InvalidOid;
 	}

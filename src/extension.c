@@ -112,12 +112,13 @@ Oid
 clerk_extension_writer(int needs)
 {
 	int			version;
-	Oid			owner = extension_row(needs, &version);
 	Oid			writer;
 
-	/* 1.0 had no writer role: its owner wrote */
-	if (version < CLERK_SQL_1_1)
-		return owner;
+	/* every part needs 1.1's SQL at least, where the writer role came in */
+	StaticAssertStmt(CLERK_SQL_FOR_SYNC >= CLERK_SQL_1_1 && CLERK_SQL_FOR_VAULT >= CLERK_SQL_1_1 &&
+					 CLERK_SQL_FOR_WEBHOOKS >= CLERK_SQL_1_1 && CLERK_SQL_FOR_RLS >= CLERK_SQL_1_1,
+					 "a part of the library would write as the extension's owner on 1.0's SQL");
+	(void) extension_row(needs, &version);
 	writer = get_role_oid(CLERK_WRITER_ROLE, true);
 	if (!OidIsValid(writer))
 		ereport(ERROR,

@@ -24,7 +24,7 @@
  * database not yet updated gets a clear error instead of a wrong result.
  */
 #define CLERK_SQL_FOR_SYNC		CLERK_SQL_1_1	/* runs, the write path, clerk_apply_page */
-#define CLERK_SQL_FOR_VAULT		CLERK_SQL_1_0	/* credentials and stored secrets */
+#define CLERK_SQL_FOR_VAULT		CLERK_SQL_1_1	/* credentials and stored secrets, as the writer */
 #define CLERK_SQL_FOR_WEBHOOKS	CLERK_SQL_1_1	/* clerk_handle_webhook */
 #define CLERK_SQL_FOR_RLS		CLERK_SQL_1_1	/* clerk.is_member(), clerk.org_role_in() */
 
@@ -35,8 +35,8 @@
  * The role that works on the clerk tables, after checking that the
  * installed SQL is at least needs (one of CLERK_SQL_FOR_*) and not newer
  * than this library (otherwise an error that names the ALTER EXTENSION or
- * library update that is needed): clerk_sync_writer, or on a 1.0 database
- * the extension's owner.
+ * library update that is needed): clerk_sync_writer.  (1.0 had no writer
+ * role and wrote as the extension's owner: this library never does.)
  */
 extern Oid	clerk_extension_writer(int needs);
 

@@ -306,6 +306,8 @@ clerk_http_create(MemoryContext mcxt, const ClerkHttpConfig *config)
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 		curl_easy_setopt(e, CURLOPT_USERAGENT, CLERK_USER_AGENT);
+		/* "" keeps libcurl from taking a proxy from the environment */
+		curl_easy_setopt(e, CURLOPT_PROXY, config->proxy ? config->proxy : "");
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, client->headers);
 		curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) client->timeout_ms);

@@ -15,6 +15,7 @@ typedef struct ClerkHttpClient ClerkHttpClient;
 typedef struct ClerkHttpConfig
 {
 	const char *api_url;		/* base URL, without a trailing slash needed */
+	const char *proxy;			/* a proxy URL, or "" or NULL for none */
 	const char *secret_key;
 	int			timeout_ms;
 	int			max_retries;

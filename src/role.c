@@ -31,8 +31,8 @@ clerk_worker_role(void)
 	return canlogin ? GetUserId() : GetSessionUserId();
 }
 
-void
-clerk_become_writer(ClerkSavedUser *saved, int needs)
+static void
+become(ClerkSavedUser *saved, int needs, bool writes)
 {
 	Oid			writer = clerk_extension_writer(needs);
 
@@ -41,7 +41,33 @@ clerk_become_writer(ClerkSavedUser *saved, int needs)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
+
+	/*
+	 * Triggers: as in a logical replication apply worker, only those that
+	 * the table's owner enabled with ENABLE REPLICA or ENABLE ALWAYS fire.
+	 * A role that may CREATE TRIGGER on a clerk table (the TRIGGER right)
+	 * cannot enable its trigger that way (ALTER TABLE needs ownership), so
+	 * no code of such a role runs as the writer or changes what it writes.
+	 * The setting takes effect only when it changes, and a change replans
+	 * every cached plan: a run's worker sets it once for its whole session.
+	 */
+	if (writes)
+		(void) set_config_option("session_replication_role", "replica",
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
 	SetUserIdAndSecContext(writer, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+void
+clerk_become_writer(ClerkSavedUser *saved, int needs)
+{
+	become(saved, needs, true);
+}
+
+void
+clerk_become_reader(ClerkSavedUser *saved, int needs)
+{
+	become(saved, needs, false);
 }
 
 void
@@ -49,5 +75,20 @@ clerk_restore_user(ClerkSavedUser *saved)
 {
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
 	AtEOXact_GUC(true, saved->guc_nestlevel);
+}
+
+void
+clerk_restore_user_after_commit(ClerkSavedUser *saved)
+{
+	/* the commit has popped the GUC nesting level already */
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
+
+void
+clerk_writer_session(void)
+{
+	(void) set_config_option("session_replication_role", "replica",
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET,
+							 true, 0, false);
 }
 

@@ -17,6 +17,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -29,6 +30,7 @@
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -607,6 +609,22 @@ clerk_sync_changes(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Whether the current role may cancel a run whose worker logs in as
+ * owner: as pg_cancel_backend() decides for the worker's backend (the
+ * owner's privileges, or pg_signal_backend for a run that is not a
+ * superuser's).
+ */
+static bool
+may_cancel(Oid owner)
+{
+	if (has_privs_of_role(GetUserId(), owner))
+		return true;
+	if (superuser_arg(owner))
+		return false;
+	return has_privs_of_role(GetUserId(), ROLE_PG_SIGNAL_BACKEND);
+}
+
+/*
  * clerk_sync_cancel(run_id bigint) returns boolean
  *
  * True if the run was running in this database and has been asked to stop.
@@ -627,6 +645,12 @@ clerk_sync_cancel(PG_FUNCTION_ARGS)
 		if (run_id > 0 && v.run_id == run_id && v.dboid == MyDatabaseId &&
 			(v.state == CLERK_SLOT_RUNNING || v.state == CLERK_SLOT_STARTING))
 		{
+			if (!may_cancel(v.userid))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("permission denied to cancel sync run " INT64_FORMAT, run_id),
+						 errdetail("Only the role that started the run, its members, and roles that pg_cancel_backend() lets signal the run's worker may cancel it."),
+						 errhint("Ask the role that started it, or a superuser, to cancel it.")));
 			clerk_slot_cancel(s, v.generation);
 			PG_RETURN_BOOL(true);
 		}

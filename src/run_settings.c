@@ -11,6 +11,7 @@ clerk_run_settings_capture(ClerkRunSettings *s)
 {
 	memset(s, 0, sizeof(*s));
 	strlcpy(s->api_url, clerk_sync_api_url, sizeof(s->api_url));
+	strlcpy(s->proxy, clerk_sync_proxy ? clerk_sync_proxy : "", sizeof(s->proxy));
 	s->page_size = clerk_sync_page_size;
 	s->request_timeout = clerk_sync_request_timeout;
 	s->max_retries = clerk_sync_max_retries;
@@ -29,6 +30,7 @@ clerk_run_http_client(MemoryContext mcxt, const ClerkRunSettings *s, char *key)
 {
 	ClerkHttpConfig config = {
 		.api_url = s->api_url,
+		.proxy = s->proxy,
 		.secret_key = key,
 		.timeout_ms = s->request_timeout,
 		.max_retries = s->max_retries,

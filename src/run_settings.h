@@ -12,6 +12,7 @@
 typedef struct ClerkRunSettings
 {
 	char		api_url[CLERK_MAX_URL_LEN];
+	char		proxy[CLERK_MAX_URL_LEN];	/* "" for none */
 	char		secret_key[CLERK_MAX_KEY_LEN];	/* zeroed by the worker once read */
 	int			page_size;
 	int			request_timeout;

@@ -2,17 +2,20 @@
  * seal.c
  *		Sealing values under the newest root key, and opening them again.
  *
- * Format 1 of a sealed value, stored as bytea:
+ * Format 2 of a sealed value, stored as bytea:
  *
- *		1 byte		format version (1)
+ *		1 byte		format version (2)
  *		4 bytes		key id, big-endian
  *		24 bytes	random nonce
  *		n + 16		XChaCha20-Poly1305-IETF ciphertext and tag
  *
  * The associated data binds the value to its row: format version, key id,
  * purpose, then the organization id and service name (or, for a stored
- * secret, its name).  A value altered by one byte, or copied onto another
- * organization's or service's row, fails to open with an error.
+ * secret, its name), then the row's id (format 2; 0 for a stored secret).
+ * A value altered by one byte, or copied onto another row (another
+ * organization's or service's, or an older or newer row of the same ones),
+ * fails to open with an error.  Format 1 (1.0's, without the row id) still
+ * opens; clerk_rotate_encryption_key() re-seals it in format 2.
  *
  * Every opened plaintext lives in a memory context of its own and is zeroed
  * when that context is reset or deleted.
@@ -22,6 +25,7 @@
 #include <sodium.h>
 
 #include "lib/stringinfo.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "clerk_sync.h"
@@ -29,7 +33,9 @@
 #include "seal.h"
 #include "stored_secrets.h"
 
-#define SEAL_FORMAT_VERSION		1
+#define SEAL_FORMAT_VERSION		2
+/* the format 1.0 wrote: no row id in the associated data */
+#define SEAL_FORMAT_NO_ROW_ID	1
 #define SEAL_NONCE_BYTES		crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define SEAL_TAG_BYTES			crypto_aead_xchacha20poly1305_ietf_ABYTES
 /* version byte and key id: the part of the header bound as associated data */
@@ -46,6 +52,12 @@ StaticAssertDecl(CLERK_KEY_BYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
  * context's callback zeroes it.
  */
 #define SEAL_MAX_PLAINTEXT		4096
+
+/*
+ * clerk_sync.seal_format: the format new values are sealed in.  Only the
+ * upgrade test sets it (to 1, to make values as 1.0 stored them).
+ */
+static int	clerk_sync_seal_format = SEAL_FORMAT_VERSION;
 
 /* Zeroes an opened plaintext when its memory context goes away. */
 typedef struct SealWipe
@@ -67,7 +79,7 @@ seal_append_uint32(StringInfo buf, uint32 v)
 /*
  * The associated data: a domain tag, the header's version and key id, the
  * purpose, and the row (scope and name, each length-prefixed so that no
- * two rows share an encoding).
+ * two rows share an encoding, and from format 2 on the row's id).
  */
 static void
 seal_associated_data(StringInfo ad, const unsigned char *prefix,
@@ -81,6 +93,24 @@ seal_associated_data(StringInfo ad, const unsigned char *prefix,
 	appendStringInfoString(ad, row->scope);
 	seal_append_uint32(ad, strlen(row->name));
 	appendStringInfoString(ad, row->name);
+	if (prefix[0] != SEAL_FORMAT_NO_ROW_ID)
+	{
+		seal_append_uint32(ad, (uint32) ((uint64) row->id >> 32));
+		seal_append_uint32(ad, (uint32) row->id);
+	}
+}
+
+void
+clerk_seal_init(void)
+{
+	DefineCustomIntVariable("clerk_sync.seal_format",
+							"Format in which new values are encrypted (1 is 1.0's, without the row id).",
+							"For the upgrade test only: values of format 1 can be moved between rows of one organization and service.",
+							&clerk_sync_seal_format,
+							SEAL_FORMAT_VERSION, SEAL_FORMAT_NO_ROW_ID, SEAL_FORMAT_VERSION,
+							PGC_SUSET,
+							GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							NULL, NULL, NULL);
 }
 
 bytea *
@@ -107,7 +137,7 @@ clerk_seal(const ClerkSealedRow *row, const unsigned char *plain, size_t plen,
 	result = (bytea *) palloc(VARHDRSZ + SEAL_HEADER_BYTES + plen + SEAL_TAG_BYTES);
 	SET_VARSIZE(result, VARHDRSZ + SEAL_HEADER_BYTES + plen + SEAL_TAG_BYTES);
 	out = (unsigned char *) VARDATA(result);
-	out[0] = SEAL_FORMAT_VERSION;
+	out[0] = (unsigned char) clerk_sync_seal_format;
 	out[1] = (uint32) id >> 24;
 	out[2] = (uint32) id >> 16;
 	out[3] = (uint32) id >> 8;
@@ -193,7 +223,7 @@ clerk_open_sealed(const ClerkSealedRow *row, bytea *sealed, int32 row_key_id,
 
 	if (inlen < SEAL_HEADER_BYTES + SEAL_TAG_BYTES ||
 		inlen > SEAL_HEADER_BYTES + SEAL_TAG_BYTES + SEAL_MAX_PLAINTEXT ||
-		in[0] != SEAL_FORMAT_VERSION)
+		(in[0] != SEAL_FORMAT_VERSION && in[0] != SEAL_FORMAT_NO_ROW_ID))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg_cannot_open(row),

@@ -19,15 +19,21 @@ typedef enum ClerkSealPurpose
 /*
  * The row a sealed value belongs to.  It is bound as associated data, so
  * the value opens only for the same row: for credentials, scope is the
- * organization id and name the service; for a stored secret, scope is
- * empty and name is the secret's.  Messages name the row, never the value.
+ * organization id, name the service and id the row's id (each store makes
+ * a new row, so an older value cannot be put back in place of a newer
+ * one); for a stored secret, scope is empty, name is the secret's and id
+ * is 0.  Messages name the row, never the value.
  */
 typedef struct ClerkSealedRow
 {
 	ClerkSealPurpose purpose;
 	const char *scope;
 	const char *name;
+	int64		id;
 } ClerkSealedRow;
+
+/* Define the vault's test setting (clerk_sync.seal_format); from _PG_init. */
+extern void clerk_seal_init(void);
 
 /*
  * Seal plen bytes of plain for row under the newest key.  Returns the

@@ -112,14 +112,14 @@ extern int64 clerk_store_soft_delete(ClerkEntity entity, ArrayType *ids, int64 r
 /*
  * Prune run records and audit rows older than clerk_sync.log_retention,
  * and credential audit rows older than clerk_sync.credential_audit_retention
- * (minutes; 0 keeps them).  SPI connected, as the owner.
+ * (minutes; 0 keeps them).  SPI connected, as the writer.
  */
 extern void clerk_store_prune(int log_retention_min, int credential_audit_retention_min);
 
 /*
  * Delete up to CLERK_PRUNE_BATCH sessions that ended (or were last seen)
  * more than retention_min minutes ago (clerk_sync.session_retention; 0
- * keeps them).  SPI connected, as the owner.
+ * keeps them).  SPI connected, as the writer.
  */
 #define CLERK_PRUNE_BATCH 1000
 extern void clerk_store_prune_sessions(int retention_min);

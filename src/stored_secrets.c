@@ -79,7 +79,7 @@ clerk_store_secret(ClerkSecret which, const char *value, size_t len)
 	}
 	else
 	{
-		ClerkSealedRow row = {CLERK_SEAL_SECRET, "", s->name};
+		ClerkSealedRow row = {CLERK_SEAL_SECRET, "", s->name, 0};
 		int32		key_id;
 
 		values[1] = PointerGetDatum(clerk_seal(&row, (const unsigned char *) value,
@@ -124,7 +124,7 @@ clerk_stored_secret(ClerkSecret which)
 		bool		isnull;
 		int32		key_id = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 1, &isnull));
 		bytea	   *sealed = DatumGetByteaPP(SPI_getbinval(tuple, tupdesc, 2, &isnull));
-		ClerkSealedRow row = {CLERK_SEAL_SECRET, "", s->name};
+		ClerkSealedRow row = {CLERK_SEAL_SECRET, "", s->name, 0};
 		size_t		len;
 
 		if (clerk_keyring_size() == 0)

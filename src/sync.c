@@ -125,6 +125,28 @@ store_found(void *varg)
 }
 
 /*
+ * Whether a listing names id as the id of one of its objects (not merely
+ * somewhere in its text: a name or metadata may hold any string).  An
+ * answer that is not JSON names nothing for sure, so the object stays.
+ */
+static bool
+lists_id(const ClerkHttpResult *res, const char *id)
+{
+	ClerkParsed listing;
+
+	if (clerk_parse_scan(res->body, res->len, &listing) != NULL)
+		return true;
+	for (int i = 0; i < listing.nelems; i++)
+	{
+		char	   *element_id = clerk_parsed_element_id(&listing, i);
+
+		if (element_id != NULL && strcmp(element_id, id) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
  * Ask Clerk about each candidate; those it confirms gone are soft-deleted
  * (or, in a dry run, counted).  Candidates rows: id [, organization_id,
  * user_id].  Where Clerk has no request for one object (invitations,
@@ -175,12 +197,7 @@ confirm_and_delete(ClerkRun *run, ClerkEntity e, List *candidates)
 			{
 				clerk_http_check(&results[k], paths[k]);
 				if (e == CLERK_MEMBERSHIPS)
-				{
-					/* the organization lists this user's membership, or not */
-					char	   *needle = psprintf("\"%s\"", ids[k]);
-
-					is_gone = strstr(results[k].body, needle) == NULL;
-				}
+					is_gone = !lists_id(&results[k], ids[k]);
 			}
 			if (is_gone)
 				gone[ngone++] = CStringGetTextDatum(ids[k]);

@@ -24,9 +24,15 @@ clerk_in_transaction(void (*fn) (void *arg), void *arg)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	clerk_become_writer(&saved, CLERK_SQL_FOR_SYNC);
 	fn(arg);
-	clerk_restore_user(&saved);
 	PopActiveSnapshot();
+
+	/*
+	 * Commit as the writer: a deferred trigger that fires at commit runs
+	 * with the writer's rights, never with those of the role that started
+	 * the run.
+	 */
 	CommitTransactionCommand();
+	clerk_restore_user_after_commit(&saved);
 	/* the commit leaves CurrentMemoryContext at TopMemoryContext */
 	MemoryContextSwitchTo(caller);
 }

@@ -6,8 +6,9 @@
 #define CLERK_TRANSACTION_H
 
 /*
- * Run fn(arg) in its own transaction, with a snapshot, as the role that
- * owns the tables (after checking the installed SQL); commits, and returns
+ * Run fn(arg) in its own transaction, with a snapshot, as the writer of the
+ * clerk tables (after checking the installed SQL); commits as the writer
+ * (so that deferred triggers fire with its rights), and returns
  * in the memory context the caller was in (which must outlive the
  * transaction).  An error propagates: the transaction is rolled back by
  * the caller's error handling.

@@ -21,6 +21,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "access/detoast.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -49,6 +50,9 @@ PG_FUNCTION_INFO_V1(clerk_set_webhook_secret);
 
 /* Settings */
 static char *clerk_sync_webhook_now = NULL;
+
+/* clerk_sync.webhook_max_body: the largest body verified, in bytes */
+static int	clerk_sync_webhook_max_body = 1024 * 1024;
 
 /* What an event type does. */
 typedef enum WebhookAction
@@ -144,6 +148,14 @@ clerk_webhook_init(void)
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   check_webhook_now, NULL, NULL);
+	DefineCustomIntVariable("clerk_sync.webhook_max_body",
+							"Largest webhook body clerk_handle_webhook() verifies.",
+							"A larger body is refused before its signature is computed. Clerk's events are far smaller than the default of 1MB.",
+							&clerk_sync_webhook_max_body,
+							1024 * 1024, 1024, 1024 * 1024 * 1024 - 1,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
 }
 
 
@@ -195,14 +207,34 @@ webhook_key(const char *secret, size_t *keylen)
 	return key;
 }
 
+/*
+ * Refuse a delivery (sqlerrcode: the tolerance, or a signature that fails
+ * for any reason).  The caller of clerk_handle_webhook() is not
+ * authenticated yet, so its error says only what failed ("signature
+ * verification failed", "stale timestamp"), never the server's clock or
+ * whether a secret is configured; the reason goes to the server log.
+ */
 static void
-report_unusable_secret(void)
+reject(int sqlerrcode, const char *msg_id,
+	   const char *reason, const char *hint)
 {
+	StringInfoData id;
+
+	initStringInfo(&id);
+	escape_json(&id, msg_id);
+	ereport(LOG_SERVER_ONLY,
+			(errmsg("clerk_sync: webhook %s refused: %s", id.data, reason),
+			 hint ? errhint("%s", hint) : 0,
+			 errhidestmt(true)));
+	if (sqlerrcode == CLERK_ERRCODE_WEBHOOK_TOLERANCE)
+		ereport(ERROR,
+				(errcode(sqlerrcode),
+				 errmsg("stale timestamp"),
+				 errdetail("The svix-timestamp is too far from the server's clock; the server log says more.")));
 	ereport(ERROR,
-			(errcode(CLERK_ERRCODE_WEBHOOK_NO_SECRET),
-			 errmsg("the webhook secret is not a Svix signing secret"),
-			 errdetail("A signing secret is \"whsec_\" followed by the standard base64 of at least 24 bytes, as the Clerk Dashboard shows it for the endpoint."),
-			 errhint("Store the endpoint's signing secret with clerk_set_webhook_secret(), or put it in a file named by clerk_sync.webhook_secret_file.")));
+			(errcode(sqlerrcode),
+			 errmsg("signature verification failed"),
+			 errdetail("The server log says why.")));
 }
 
 /*
@@ -245,32 +277,29 @@ webhook_verify(const char *body, size_t bodylen, const char *msg_id,
 				 errdetail("The svix-timestamp header must be a Unix time in whole seconds.")));
 	now = webhook_clock();
 	if (ts < now - CLERK_WEBHOOK_TOLERANCE_SECONDS || ts > now + CLERK_WEBHOOK_TOLERANCE_SECONDS)
-		ereport(ERROR,
-				(errcode(CLERK_ERRCODE_WEBHOOK_TOLERANCE),
-				 errmsg("webhook timestamp is too far in the %s", ts < now ? "past" : "future"),
-				 errdetail("The svix-timestamp is " INT64_FORMAT " and the database server's clock is at " INT64_FORMAT "; they may be at most %d seconds apart.",
-						   ts, now, CLERK_WEBHOOK_TOLERANCE_SECONDS),
-				 errhint("A replayed old delivery is rejected by design; otherwise check the clocks.")));
+		reject(CLERK_ERRCODE_WEBHOOK_TOLERANCE, msg_id,
+			   psprintf("the svix-timestamp is " INT64_FORMAT " and the database server's clock is at " INT64_FORMAT "; they may be at most %d seconds apart",
+						ts, now, CLERK_WEBHOOK_TOLERANCE_SECONDS),
+			   "A replayed old delivery is refused by design; otherwise check the clocks.");
 
+	/* no secret, or an unusable one, fails as a wrong signature does */
 	secret = clerk_resolve_secret(CLERK_SECRET_WEBHOOK);
 	if (secret == NULL && clerk_secret_removed_setting_set(CLERK_SECRET_WEBHOOK))
-		ereport(ERROR,
-				(errcode(CLERK_ERRCODE_WEBHOOK_NO_SECRET),
-				 errmsg("no webhook secret is configured"),
-				 errdetail("clerk_handle_webhook() verifies each delivery with the endpoint's signing secret, as the Clerk Dashboard shows it."),
-				 errhint("clerk_sync.webhook_secret is no longer read: name a file with clerk_sync.webhook_secret_file, call clerk_set_webhook_secret(), or set CLERK_WEBHOOK_SECRET in the server's environment.")));
+		reject(CLERK_ERRCODE_WEBHOOK_BAD_SIGNATURE, msg_id,
+			   "no webhook secret is configured",
+			   "clerk_sync.webhook_secret is no longer read: name a file with clerk_sync.webhook_secret_file, call clerk_set_webhook_secret(), or set CLERK_WEBHOOK_SECRET in the server's environment.");
 	if (secret == NULL)
-		ereport(ERROR,
-				(errcode(CLERK_ERRCODE_WEBHOOK_NO_SECRET),
-				 errmsg("no webhook secret is configured"),
-				 errdetail("clerk_handle_webhook() verifies each delivery with the endpoint's signing secret, as the Clerk Dashboard shows it."),
-				 errhint("Name a file with clerk_sync.webhook_secret_file, call clerk_set_webhook_secret(), or set CLERK_WEBHOOK_SECRET in the server's environment.")));
+		reject(CLERK_ERRCODE_WEBHOOK_BAD_SIGNATURE, msg_id,
+			   "no webhook secret is configured",
+			   "Name a file with clerk_sync.webhook_secret_file, call clerk_set_webhook_secret(), or set CLERK_WEBHOOK_SECRET in the server's environment.");
 
 	key = webhook_key(secret, &keylen);
 	sodium_memzero(secret, strlen(secret));
 	pfree(secret);
 	if (key == NULL)
-		report_unusable_secret();
+		reject(CLERK_ERRCODE_WEBHOOK_BAD_SIGNATURE, msg_id,
+			   "the webhook secret is not a Svix signing secret (\"whsec_\" followed by the standard base64 of at least 24 bytes, as the Clerk Dashboard shows it for the endpoint)",
+			   "Store the endpoint's signing secret with clerk_set_webhook_secret(), or put it in a file named by clerk_sync.webhook_secret_file.");
 
 	/* Svix signs the timestamp as a plain integer */
 	snprintf(ts_canonical, sizeof(ts_canonical), INT64_FORMAT, ts);
@@ -312,13 +341,11 @@ webhook_verify(const char *body, size_t bodylen, const char *msg_id,
 	sodium_memzero(expected, sizeof(expected));
 
 	if (!matched)
-		ereport(ERROR,
-				(errcode(CLERK_ERRCODE_WEBHOOK_BAD_SIGNATURE),
-				 errmsg("webhook signature does not match"),
-				 any_v1 ?
-				 errdetail("No v1 signature in the svix-signature header matches the body, svix-id and svix-timestamp signed with the webhook secret.") :
-				 errdetail("The svix-signature header has no v1 signature."),
-				 errhint("Check that the webhook secret is this endpoint's signing secret, and that the body is passed exactly as received.")));
+		reject(CLERK_ERRCODE_WEBHOOK_BAD_SIGNATURE, msg_id,
+			   any_v1 ?
+			   "no v1 signature in the svix-signature header matches the body, svix-id and svix-timestamp signed with the webhook secret" :
+			   "the svix-signature header has no v1 signature",
+			   "Check that the webhook secret is this endpoint's signing secret, and that the body is passed exactly as received.");
 }
 
 
@@ -636,12 +663,14 @@ header_arg(FunctionCallInfo fcinfo, int argno, const char *name)
  * Verify and apply one delivery.  Returns the event type applied,
  * "duplicate" for a delivery id applied before, or "ignored:<type>" for
  * an event type clerk_sync does not store (recorded, not an error).  The
- * writes run as the extension's owner, so a role needs only EXECUTE.
+ * writes run as clerk_sync_writer, so a role needs only EXECUTE.  A body
+ * over clerk_sync.webhook_max_body is refused before it is read.
  */
 Datum
 clerk_handle_webhook(PG_FUNCTION_ARGS)
 {
 	text	   *body;
+	Size		bodylen;
 	char	   *msg_id;
 	char	   *ts_text;
 	char	   *signatures;
@@ -654,6 +683,14 @@ clerk_handle_webhook(PG_FUNCTION_ARGS)
 				(errcode(CLERK_ERRCODE_WEBHOOK_MISSING),
 				 errmsg("webhook body is missing"),
 				 errdetail("clerk_handle_webhook() needs the request body exactly as received.")));
+	bodylen = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
+	if (bodylen > (Size) clerk_sync_webhook_max_body)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("webhook body is too large"),
+				 errdetail("The body has %zu bytes; clerk_sync.webhook_max_body allows %d.",
+						   bodylen, clerk_sync_webhook_max_body),
+				 errhint("Clerk's events are far smaller; a superuser may raise clerk_sync.webhook_max_body.")));
 	body = PG_GETARG_TEXT_PP(0);
 	msg_id = header_arg(fcinfo, 1, "svix-id");
 	ts_text = header_arg(fcinfo, 2, "svix-timestamp");

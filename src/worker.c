@@ -30,6 +30,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "role.h"
 #include "sync.h"
 #include "transaction.h"
 
@@ -229,6 +230,7 @@ clerk_sync_worker_main(Datum main_arg)
 	/* connect as the role that asked for the run */
 	BackgroundWorkerInitializeConnectionByOid(v.dboid, v.userid, 0);
 	pgstat_report_appname("clerk_sync worker");
+	clerk_writer_session();
 	clerk_http_interrupt_check = worker_check_interrupts;
 
 	run.run_cxt = AllocSetContextCreate(TopMemoryContext, "clerk_sync run", ALLOCSET_DEFAULT_SIZES);

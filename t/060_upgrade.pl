@@ -143,8 +143,25 @@ qdb('upgraded', q{
     INSERT INTO clerk.audit_logs (action, entity_type, entity_id, run_id, details)
     VALUES ('sync.started', NULL, NULL, 1, '{}'), ('sync.soft_deleted', 'user', 'user_up_2', 1, '{"reason": "gone"}');
 });
-qdb('upgraded', qq{SELECT clerk_store_credentials('org_up_1', 'cliniko', pg_read_file('$dir/cliniko.json')::jsonb)});
-qdb('upgraded', qq{SELECT clerk_set_secret_key(pg_read_file('$dir/mock_key'))});
+# A credential and the secret key as the 1.0 library stored them: this
+# library's vault refuses 1.0's SQL (it would write as the extension's
+# owner), so they are sealed in 1.0's format (no row id) in a 1.1 database
+# of the same server (one key ring) and their bytes copied over.
+$node->safe_psql('postgres', 'CREATE DATABASE legacy');
+qdb('legacy', 'CREATE EXTENSION clerk_sync');
+qdb('legacy', qq{SET clerk_sync.seal_format = 1;
+                 SELECT clerk_store_credentials('org_up_1', 'cliniko', pg_read_file('$dir/cliniko.json')::jsonb);
+                 SELECT clerk_set_secret_key(pg_read_file('$dir/mock_key'))});
+my ($cred_hex, $cred_key) = split /\|/, qdb('legacy',
+    q{SELECT encode(credentials_encrypted, 'hex') || '|' || key_id FROM clerk.api_credentials});
+my ($secret_hex, $secret_key_id) = split /\|/, qdb('legacy',
+    q{SELECT encode(value_encrypted, 'hex') || '|' || key_id FROM clerk.secrets WHERE name = 'clerk_secret_key'});
+is(substr($cred_hex, 0, 2) . substr($secret_hex, 0, 2), '0101', "the values are in 1.0's format");
+qdb('postgres', 'DROP DATABASE legacy');
+qdb('upgraded', qq{INSERT INTO clerk.api_credentials (organization_id, service_name, credentials_encrypted, key_id)
+                   VALUES ('org_up_1', 'cliniko', decode('$cred_hex', 'hex'), $cred_key);
+                   INSERT INTO clerk.secrets (name, value_encrypted, key_id)
+                   VALUES ('clerk_secret_key', decode('$secret_hex', 'hex'), $secret_key_id)});
 # a delivery as 1.0 recorded it (this library's webhooks need 1.1)
 my $pre_upgrade_delivery = "msg_upgrade_${tag}_before";
 qdb('upgraded', qq{INSERT INTO clerk.webhook_deliveries (svix_id, event_type, object_id, result, outcome)
@@ -189,6 +206,15 @@ is(qdb('upgraded', q{SELECT primary_email || ' ' || email_addresses::text FROM c
    'ada@example.com {ada@example.com}', 'identity columns now hold verified addresses only');
 is(qdb('upgraded', q{SELECT clerk_get_credentials('org_up_1', 'cliniko') ->> 'api_key'}),
    "cliniko_test_fake_upgrade_$tag", 'the credential stored on 1.0 still decrypts');
+# the rotation the CHANGELOG asks for binds 1.0's values to their rows
+is(qdb('upgraded', 'SELECT clerk_rotate_encryption_key()'), '2',
+   "clerk_rotate_encryption_key() re-seals both of 1.0's values, under the same key");
+is(qdb('upgraded', q{SELECT string_agg(get_byte(v, 0)::text, ',') FROM (
+                        SELECT credentials_encrypted FROM clerk.api_credentials
+                        UNION ALL SELECT value_encrypted FROM clerk.secrets) s(v)}),
+   '2,2', 'in the format that binds the row id');
+is(qdb('upgraded', q{SELECT clerk_get_credentials('org_up_1', 'cliniko') ->> 'api_key'}),
+   "cliniko_test_fake_upgrade_$tag", 'and the credential still decrypts');
 is(qdb('upgraded', q{SELECT clerk_status() -> 'version' ->> 'extension'}), '1.1',
    'clerk_status() shows the updated version');
 

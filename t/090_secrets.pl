@@ -178,6 +178,11 @@ q1(q{SET ROLE app;
      RESET ROLE});
 q1('TRUNCATE clerk.users');
 is(q1('SELECT status FROM clerk_sync_all()'), 'succeeded', 'a sync with an application trigger on clerk.users succeeds');
+is(q1('SELECT count(*) FROM app.profiles'), '0',
+   "a trigger the table's owner did not enable ALWAYS does not fire on the write path");
+# the table's owner (the superuser that installed the extension) enables it
+q1('ALTER TABLE clerk.users ENABLE ALWAYS TRIGGER profiles; TRUNCATE clerk.users');
+is(q1('SELECT status FROM clerk_sync_all()'), 'succeeded', 'a sync with the trigger enabled ALWAYS succeeds');
 is(q1('SELECT count(*) FROM app.profiles'), q1('SELECT count(*) FROM clerk.users'), 'and the trigger made a profile for every user');
 webhook_ok($secret{wh_vault}, 'the vault, with the trigger');
 is(q1('SELECT count(*) FROM app.profiles'), q1('SELECT count(*) FROM clerk.users'), 'a webhook write fires it too');
@@ -187,6 +192,13 @@ q1(q{SET ROLE app;
      CREATE TRIGGER escalate BEFORE UPDATE ON clerk.users FOR EACH ROW EXECUTE FUNCTION app.escalate();
      RESET ROLE});
 my $u = q1('SELECT id FROM clerk.users ORDER BY id LIMIT 1');
+my $other = q1('SELECT id FROM clerk.users ORDER BY id OFFSET 1 LIMIT 1');
+is(q1(webhook_sql($secret{wh_vault}, 'user.updated',
+                  { id => $other, object => 'user', first_name => 'Y', created_at => 1, updated_at => 4102444800000 })),
+   'user.updated', 'a webhook write with the role\'s own escalating trigger succeeds: the trigger does not fire');
+is(q1(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'app'}), 'f', 'and the role is not a superuser');
+# enabled ALWAYS by the owner, it runs, as the writer: which may not do it
+q1('ALTER TABLE clerk.users ENABLE ALWAYS TRIGGER escalate');
 ($state) = sql_error($node, webhook_sql($secret{wh_vault}, 'user.updated',
                                         { id => $u, object => 'user', first_name => 'X', created_at => 1, updated_at => 4102444800000 }));
 is($state, '42501', 'a trigger trying ALTER ROLE ... SUPERUSER on a webhook write fails (permission denied)');
