@@ -149,7 +149,8 @@ qdb('upgraded', q{
 # of the same server (one key ring) and their bytes copied over.
 $node->safe_psql('postgres', 'CREATE DATABASE legacy');
 qdb('legacy', 'CREATE EXTENSION clerk_sync');
-qdb('legacy', qq{SET clerk_sync.seal_format = 1;
+qdb('legacy', qq{INSERT INTO clerk.organizations (id, raw) VALUES ('org_up_1', '{}');
+                 SET clerk_sync.seal_format = 1;
                  SELECT clerk_store_credentials('org_up_1', 'cliniko', pg_read_file('$dir/cliniko.json')::jsonb);
                  SELECT clerk_set_secret_key(pg_read_file('$dir/mock_key'))});
 my ($cred_hex, $cred_key) = split /\|/, qdb('legacy',

@@ -265,8 +265,13 @@ sub shadows_ran {
 # Every SQL entry point, as a superuser with the default search_path.
 sub exercise {
     my ($db) = @_;
+    if (sq(q{SELECT count(*) FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'clerk_sync'}, $db) eq '0') {
+        fail("$db: the extension is not installed; nothing to exercise");
+        return;
+    }
     for my $sql ('SELECT status FROM clerk_sync_all()', 'SELECT status FROM clerk_sync_changes()') {
-        is(sq($sql, $db), 'succeeded', "$db: $sql");
+        my ($r, $out, $e) = $node->psql($db, $sql);
+        is($out, 'succeeded', "$db: $sql") or diag $e;
     }
     my $user = sq(q{SET search_path = pg_catalog; SELECT id FROM clerk.users WHERE deleted_at IS NULL ORDER BY id LIMIT 1}, $db);
     my $o = sq(q{SET search_path = pg_catalog; SELECT id FROM clerk.organizations WHERE deleted_at IS NULL ORDER BY id LIMIT 1}, $db);
@@ -310,7 +315,8 @@ sub exercise {
 # a fresh install of 1.1 with the shadows in place
 shadow_database('shadowed_fresh');
 plant_shadows('shadowed_fresh');
-sq('CREATE EXTENSION clerk_sync', 'shadowed_fresh');
+($ret, $out, $err) = $node->psql('shadowed_fresh', 'CREATE EXTENSION clerk_sync');
+is($ret, 0, 'CREATE EXTENSION clerk_sync with the shadows in place') or diag $err;
 is(shadows_ran('shadowed_fresh'), '0', 'CREATE EXTENSION clerk_sync (1.1) ran no shadow');
 exercise('shadowed_fresh');
 is(shadows_ran('shadowed_fresh'), '0', 'no entry point of 1.1 ran a shadow');
@@ -335,7 +341,8 @@ sq(qq{INSERT INTO clerk.users (id, first_name, email_addresses, raw, created_at,
      INSERT INTO clerk.webhook_deliveries (svix_id, event_type, result) VALUES ('msg_shadow_1', 'user.created', 'user.created')},
    'shadowed_update');
 plant_shadows('shadowed_update');
-sq('ALTER EXTENSION clerk_sync UPDATE', 'shadowed_update');
+($ret, $out, $err) = $node->psql('shadowed_update', 'ALTER EXTENSION clerk_sync UPDATE');
+is($ret, 0, 'ALTER EXTENSION clerk_sync UPDATE with the shadows in place') or diag $err;
 # (the made-up sealed values above would not open)
 sq('DELETE FROM clerk.api_credentials; DELETE FROM clerk.secrets', 'shadowed_update');
 is(shadows_ran('shadowed_update'), '0', 'ALTER EXTENSION clerk_sync UPDATE from 1.0, with data, ran no shadow');
@@ -518,8 +525,8 @@ my $proxied = clerk_node('proxied', $mock, start => 0,
     $proxied->start;
 }
 $proxied->safe_psql('postgres', 'CREATE EXTENSION clerk_sync');
-is($proxied->safe_psql('postgres', 'SELECT status FROM clerk_sync_all()'), 'succeeded',
-   'a server started with proxy variables in its environment syncs');
+($ret, $out, $err) = $proxied->psql('postgres', 'SELECT status FROM clerk_sync_all()');
+is($out, 'succeeded', 'a server started with proxy variables in its environment syncs') or diag $err;
 is(slurp_file($proxy_log), '', '... without a request to that proxy');
 is($proxied->safe_psql('postgres', "SET clerk_sync.proxy = 'http://127.0.0.1:$proxy_port';
                                     SELECT clerk_test_connection() ->> 'status'"), '502',
