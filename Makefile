@@ -8,7 +8,7 @@
 #   make dist          the PGXN archive of the last commit, clerk_sync-<version>.zip (git archive)
 
 MODULE_big = clerk_sync
-OBJS = clerk_sync.o $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+OBJS = clerk_sync.o $(patsubst %.c,%.o,$(sort $(wildcard src/*/*.c)))
 EXTENSION = clerk_sync
 PGFILEDESC = "clerk_sync - sync Clerk users and organizations into PostgreSQL"
 
@@ -31,7 +31,7 @@ DATA_built = clerk_sync--1.1.sql
 # libraries through pkg-config (libcurl4-openssl-dev and libsodium-dev ship
 # their .pc files); the plain names where pkg-config is not installed yet
 SHLIB_LINK += $(or $(shell pkg-config --libs libcurl libsodium 2>/dev/null),-lcurl -lsodium)
-PG_CPPFLAGS += -I$(srcdir)/src $(shell pkg-config --cflags libcurl libsodium 2>/dev/null)
+PG_CPPFLAGS += $(foreach d,base clerk store vault webhooks rls sync runs,-I$(srcdir)/src/$(d)) $(shell pkg-config --cflags libcurl libsodium 2>/dev/null)
 PG_CFLAGS += -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow=compatible-local -Wold-style-definition -Wstrict-prototypes
 
 # pg_regress: the SQL surface; settings in test/regress.conf (also the
@@ -48,7 +48,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard src/*/*.h)
 
 clerk_sync--1.1.sql: clerk_sync--1.0.sql clerk_sync--1.0--1.1.sql
 	{ echo '-- clerk_sync 1.1 install script: made by make from clerk_sync--1.0.sql and clerk_sync--1.0--1.1.sql.'; \
