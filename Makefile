@@ -31,7 +31,7 @@ DATA_built = clerk_sync--1.1.sql
 # libraries through pkg-config (libcurl4-openssl-dev and libsodium-dev ship
 # their .pc files); the plain names where pkg-config is not installed yet
 SHLIB_LINK += $(or $(shell pkg-config --libs libcurl libsodium 2>/dev/null),-lcurl -lsodium)
-PG_CPPFLAGS += $(foreach d,base clerk store vault webhooks rls sync runs,-I$(srcdir)/src/$(d)) $(shell pkg-config --cflags libcurl libsodium 2>/dev/null)
+PG_CPPFLAGS += -I$(srcdir)/src $(shell pkg-config --cflags libcurl libsodium 2>/dev/null)
 PG_CFLAGS += -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow=compatible-local -Wold-style-definition -Wstrict-prototypes
 
 # pg_regress: the SQL surface; settings in test/regress.conf (also the

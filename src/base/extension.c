@@ -25,7 +25,7 @@
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 
-#include "extension.h"
+#include "base/extension.h"
 
 PG_FUNCTION_INFO_V1(clerk_library_version);
 

@@ -8,8 +8,7 @@
 
 #include "postgres.h"
 
-/* The version of this library, and of the newest SQL it ships. */
-#define CLERK_LIBRARY_VERSION "1.1"
+#include "base/base.h"
 
 /*
  * SQL versions as numbers that compare: major * 100 + minor.

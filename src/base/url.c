@@ -4,7 +4,7 @@
  */
 #include "postgres.h"
 
-#include "url.h"
+#include "base/url.h"
 
 ClerkUrlCheck
 clerk_url_check(const char *s, size_t len)

@@ -14,9 +14,10 @@
 #include "utils/numeric.h"
 #include "utils/resowner.h"
 
-#include "clerk_api.h"
-#include "parse.h"
-#include "http.h"
+#include "base/base.h"
+#include "clerk/clerk_api.h"
+#include "clerk/http.h"
+#include "clerk/parse.h"
 
 const char *
 clerk_list_path(ClerkEntity entity)

@@ -7,9 +7,9 @@
 
 #include "utils/jsonb.h"
 
-#include "http.h"
-#include "parse.h"
-#include "store.h"
+#include "base/entity.h"
+#include "clerk/http.h"
+#include "clerk/parse.h"
 
 /* ---- the endpoints ---- */
 

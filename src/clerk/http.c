@@ -17,16 +17,17 @@
 #include <curl/curl.h>
 
 #include "common/pg_prng.h"
-#include "mb/pg_wchar.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
-#include "utils/timestamp.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "http.h"
+#include "base/base.h"
+#include "clerk/http.h"
 
 /* the largest answer body accepted, a guard against a runaway server */
 #define CLERK_HTTP_MAX_BODY (256 * 1024 * 1024)

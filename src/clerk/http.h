@@ -6,7 +6,6 @@
 #ifndef CLERK_HTTP_H
 #define CLERK_HTTP_H
 
-#include "clerk_sync.h"
 #include "datatype/timestamp.h"
 
 typedef struct ClerkHttpClient ClerkHttpClient;

@@ -8,7 +8,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/numeric.h"
 
-#include "json_members.h"
+#include "clerk/json_members.h"
 
 /* The member `key` of obj, when obj is an object that has it. */
 static bool

@@ -17,7 +17,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 
-#include "json_repair.h"
+#include "clerk/json_repair.h"
 
 /* numeric's limits (src/backend/utils/adt/numeric.c) in decimal digits */
 #define NUMERIC_MAX_INT_EXPONENT	131071	/* of the most significant digit */

@@ -22,9 +22,8 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
-#include "clerk_sync.h"
-#include "transaction.h"
-#include "parse.h"
+#include "base/subtransaction.h"
+#include "clerk/parse.h"
 
 PG_FUNCTION_INFO_V1(clerk_repair_json);
 

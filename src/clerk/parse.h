@@ -8,7 +8,7 @@
 
 #include "utils/jsonb.h"
 
-#include "json_repair.h"
+#include "clerk/json_repair.h"
 
 /* An element of the answer that could not become an object. */
 typedef struct ClerkReject

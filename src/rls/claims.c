@@ -24,10 +24,10 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "clerk_sync.h"
-#include "json_members.h"
-#include "json_repair.h"
-#include "role.h"
+#include "base/extension.h"
+#include "clerk/json_members.h"
+#include "clerk/json_repair.h"
+#include "store/role.h"
 
 PG_FUNCTION_INFO_V1(clerk_rls_user_id);
 PG_FUNCTION_INFO_V1(clerk_rls_org_id);

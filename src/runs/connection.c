@@ -9,10 +9,11 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 
-#include "http.h"
-#include "parse.h"
-#include "run_settings.h"
-#include "secrets.h"
+#include "base/settings.h"
+#include "clerk/http.h"
+#include "clerk/parse.h"
+#include "sync/run_settings.h"
+#include "vault/secrets.h"
 
 PG_FUNCTION_INFO_V1(clerk_test_connection);
 

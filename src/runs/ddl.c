@@ -24,8 +24,8 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 
-#include "ddl.h"
-#include "run_control.h"
+#include "runs/ddl.h"
+#include "runs/run_control.h"
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 

@@ -14,12 +14,4 @@
  */
 extern int	clerk_stop_runs_for_ddl(Oid dboid);
 
-/*
- * The Clerk secret key for work against the API (a run, a sessions
- * backfill), read without keeping the locks that reading it takes, after
- * checking that the installed SQL serves a sync; an error if there is
- * none, or it is too long.  The caller wipes it.
- */
-extern char *clerk_run_key(void);
-
 #endif							/* CLERK_RUN_CONTROL_H */

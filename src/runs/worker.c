@@ -30,9 +30,9 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "role.h"
-#include "sync.h"
-#include "transaction.h"
+#include "store/role.h"
+#include "store/transaction.h"
+#include "sync/sync.h"
 
 PGDLLEXPORT void clerk_sync_worker_main(Datum main_arg);
 

@@ -11,10 +11,10 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "clerk_sync.h"
-#include "role.h"
-#include "parse.h"
-#include "store.h"
+#include "base/extension.h"
+#include "clerk/parse.h"
+#include "store/role.h"
+#include "store/store.h"
 
 PG_FUNCTION_INFO_V1(clerk_apply_page);
 PG_FUNCTION_INFO_V1(clerk_apply_page_text);

@@ -10,8 +10,8 @@
 #include "utils/guc.h"
 #include "utils/syscache.h"
 
-#include "extension.h"
-#include "role.h"
+#include "base/extension.h"
+#include "store/role.h"
 
 /*
  * The role a run's worker connects as: the current role, or the session's

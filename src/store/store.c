@@ -28,34 +28,10 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
-#include "clerk_sync.h"
-#include "transaction.h"
-#include "json_members.h"
-#include "parse.h"
-#include "store.h"
-
-typedef struct EntityInfo
-{
-	const char *name;
-	const char *table;
-	const char *map;			/* returns SETOF the table's row type */
-} EntityInfo;
-
-/*
- * The tables' columns are not listed here: the plans read them from the
- * catalog (columns_sql), so the schema is the only place that orders them.
- */
-static const EntityInfo entities[CLERK_NENTITIES] = {
-	{"users", "clerk.users", "clerk.map_users"},
-	{"organizations", "clerk.organizations", "clerk.map_organizations"},
-	{"memberships", "clerk.organization_members", "clerk.map_memberships"},
-	{"organization_invitations", "clerk.organization_invitations", "clerk.map_organization_invitations"},
-	{"invitations", "clerk.invitations", "clerk.map_invitations"},
-	{"organization_domains", "clerk.organization_domains", "clerk.map_organization_domains"},
-	{"roles", "clerk.roles", "clerk.map_roles"},
-	{"permissions", "clerk.permissions", "clerk.map_permissions"},
-	{"sessions", "clerk.sessions", "clerk.map_sessions"},
-};
+#include "base/subtransaction.h"
+#include "clerk/json_members.h"
+#include "clerk/parse.h"
+#include "store/store.h"
 
 /* What goes when an object is deleted: clerk_store_cascade(). */
 typedef struct Cascade
@@ -79,32 +55,6 @@ static SPIPlanPtr audit_plan;
 static SPIPlanPtr failure_plan;
 static SPIPlanPtr forget_plan;
 
-const char *
-clerk_entity_name(ClerkEntity entity)
-{
-	return entities[entity].name;
-}
-
-bool
-clerk_entity_by_name(const char *name, ClerkEntity *entity)
-{
-	int			e;
-
-	for (e = 0; e < CLERK_NENTITIES; e++)
-		if (strcmp(entities[e].name, name) == 0)
-		{
-			*entity = (ClerkEntity) e;
-			return true;
-		}
-	return false;
-}
-
-const char *
-clerk_entity_table(ClerkEntity entity)
-{
-	return entities[entity].table;
-}
-
 SPIPlanPtr
 clerk_prepare_saved(const char *sql, int nargs, Oid *types)
 {
@@ -123,7 +73,7 @@ clerk_prepare_saved(const char *sql, int nargs, Oid *types)
  * that stands for the deleted_at column.  SPI connected.
  */
 static char *
-columns_sql(const EntityInfo *ei, const char *prefix, const char *deleted_at)
+columns_sql(const ClerkEntityInfo *ei, const char *prefix, const char *deleted_at)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(ei->table)};
@@ -169,7 +119,7 @@ page_plan(ClerkEntity e, bool dry_run, bool track_seen)
 
 	if (*plan == NULL)
 	{
-		const EntityInfo *ei = &entities[e];
+		const ClerkEntityInfo *ei = &clerk_entities[e];
 		Oid			types[3] = {JSONBOID, TIMESTAMPTZOID, BOOLOID};
 		StringInfoData sql;
 
@@ -271,7 +221,7 @@ record_seen(ClerkEntity e, Jsonb *page)
 								  "WHERE o ->> 'id' IS NOT NULL",
 								  2, types);
 	}
-	values[0] = CStringGetTextDatum(entities[e].name);
+	values[0] = CStringGetTextDatum(clerk_entities[e].name);
 	values[1] = JsonbPGetDatum(page);
 	if (SPI_execute_plan(seen_plan, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the ids seen");
@@ -395,7 +345,7 @@ record_failure(ClerkEntity e, const char *id, const char *reason, int sqlerrcode
 										   "last_run_id = EXCLUDED.last_run_id",
 										   5, types);
 	}
-	values[0] = CStringGetTextDatum(entities[e].name);
+	values[0] = CStringGetTextDatum(clerk_entities[e].name);
 	values[1] = CStringGetTextDatum(id);
 	values[2] = CStringGetTextDatum(reason);
 	values[3] = CStringGetTextDatum(unpack_sql_state(sqlerrcode));
@@ -418,7 +368,7 @@ object_failed(ClerkEntity e, const char *id, const char *reason, int sqlerrcode,
 	appendStringInfoString(&details, ", \"sqlstate\": ");
 	escape_json(&details, unpack_sql_state(sqlerrcode));
 	appendStringInfo(&details, ", \"dry_run\": %s}", dry_run ? "true" : "false");
-	clerk_audit(NULL, "sync.record_failed", entities[e].name, id, NULL, run_id, details.data);
+	clerk_audit(NULL, "sync.record_failed", clerk_entities[e].name, id, NULL, run_id, details.data);
 	if (!dry_run && run_id > 0 && id != NULL)
 		record_failure(e, id, reason, sqlerrcode, run_id);
 }
@@ -437,7 +387,7 @@ clerk_store_forget_failure(ClerkEntity entity, const char *id)
 		forget_plan = clerk_prepare_saved("DELETE FROM clerk.sync_failures WHERE entity = $1 AND id = $2",
 										  2, types);
 	}
-	values[0] = CStringGetTextDatum(entities[entity].name);
+	values[0] = CStringGetTextDatum(clerk_entities[entity].name);
 	values[1] = CStringGetTextDatum(id);
 	if (SPI_execute_plan(forget_plan, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not forget a failed record");
@@ -497,12 +447,12 @@ clerk_store_soft_delete(ClerkEntity entity, ArrayType *ids, int64 run_id)
 		elog(ERROR, "SPI_connect failed");
 	values[0] = PointerGetDatum(ids);
 	if (SPI_execute_with_args(psprintf("UPDATE %s SET deleted_at = now() WHERE id = ANY ($1) "
-									   "AND deleted_at IS NULL RETURNING id", entities[entity].table),
+									   "AND deleted_at IS NULL RETURNING id", clerk_entities[entity].table),
 							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not soft-delete");
 	n = (int64) SPI_processed;
 	for (uint64 i = 0; i < SPI_processed; i++)
-		clerk_audit(NULL, "sync.soft_delete", entities[entity].name,
+		clerk_audit(NULL, "sync.soft_delete", clerk_entities[entity].name,
 					SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
 					NULL, run_id, "{\"reason\": \"absent from a complete listing and confirmed gone by Clerk\"}");
 	/* what went with them, as a webhook's deletion takes it */
@@ -512,9 +462,9 @@ clerk_store_soft_delete(ClerkEntity entity, ArrayType *ids, int64 run_id)
 		clerk_store_cascade(entity, ids, GetCurrentTransactionStartTimestamp(), cascaded);
 		for (int e = 0; e < CLERK_NENTITIES; e++)
 			if (cascaded[e] > 0)
-				clerk_audit(NULL, "sync.soft_delete", entities[e].name, NULL, NULL, run_id,
+				clerk_audit(NULL, "sync.soft_delete", clerk_entities[e].name, NULL, NULL, run_id,
 							psprintf("{\"reason\": \"the %s they belong to were deleted\", \"rows\": " INT64_FORMAT "}",
-									 entities[entity].name, cascaded[e]));
+									 clerk_entities[entity].name, cascaded[e]));
 	}
 	SPI_finish();
 	return n;
@@ -573,7 +523,7 @@ clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run, bool track
 		char	   *details = psprintf("{\"dry_run\": %s, %s", dry_run ? "true" : "false", r->details + 1);
 
 		counts->repaired++;
-		clerk_audit(NULL, "sync.record_repaired", entities[entity].name, r->id, NULL, run_id, details);
+		clerk_audit(NULL, "sync.record_repaired", clerk_entities[entity].name, r->id, NULL, run_id, details);
 	}
 	if (n == 0)
 	{
@@ -643,7 +593,7 @@ clerk_event_outcome_name(ClerkEventOutcome outcome)
  */
 typedef struct EntityStatement
 {
-	char	   *(*sql) (const EntityInfo *ei);
+	char	   *(*sql) (const ClerkEntityInfo *ei);
 	int			nargs;
 	Oid			types[2];
 	SPIPlanPtr	plans[CLERK_NENTITIES];
@@ -653,7 +603,7 @@ static SPIPlanPtr
 entity_plan(EntityStatement *st, ClerkEntity e)
 {
 	if (st->plans[e] == NULL)
-		st->plans[e] = clerk_prepare_saved(st->sql(&entities[e]), st->nargs, st->types);
+		st->plans[e] = clerk_prepare_saved(st->sql(&clerk_entities[e]), st->nargs, st->types);
 	return st->plans[e];
 }
 
@@ -663,7 +613,7 @@ entity_plan(EntityStatement *st, ClerkEntity e)
  * row to be live and not newer.  Returns zero rows or one (inserted).
  */
 static char *
-event_sql(const EntityInfo *ei)
+event_sql(const ClerkEntityInfo *ei)
 {
 	return psprintf("WITH m AS (SELECT * FROM %s(pg_catalog.jsonb_build_array($1))) "
 					"INSERT INTO %s AS t "
@@ -681,7 +631,7 @@ event_sql(const EntityInfo *ei)
 
 /* Why an event wrote nothing: "gone", "unchanged" or "stale". */
 static char *
-event_classify_sql(const EntityInfo *ei)
+event_classify_sql(const ClerkEntityInfo *ei)
 {
 	return psprintf("SELECT CASE WHEN s.deleted_at IS NOT NULL THEN 'gone' "
 					"  WHEN s.raw = m.raw THEN 'unchanged' ELSE 'stale' END "
@@ -696,7 +646,7 @@ event_classify_sql(const EntityInfo *ei)
  * was deleted already) or one (inserted).
  */
 static char *
-delete_sql(const EntityInfo *ei)
+delete_sql(const ClerkEntityInfo *ei)
 {
 	return psprintf("INSERT INTO %s AS t (id, %s) "
 					"SELECT m.id, %s FROM %s(pg_catalog.jsonb_build_array($1)) m "
@@ -730,12 +680,12 @@ clerk_store_cascade(ClerkEntity entity, ArrayType *ids, TimestampTz deleted_at,
 
 			cascade_plans[i] = clerk_prepare_saved(psprintf("UPDATE %s SET deleted_at = $2 "
 															"WHERE %s = ANY ($1) AND deleted_at IS NULL",
-															entities[c->child].table, c->column),
+															clerk_entities[c->child].table, c->column),
 												   2, types);
 		}
 		if (SPI_execute_plan(cascade_plans[i], values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not soft-delete the %s of deleted %s",
-				 entities[c->child].name, entities[entity].name);
+				 clerk_entities[c->child].name, clerk_entities[entity].name);
 		cascaded[c->child] += (int64) SPI_processed;
 	}
 }

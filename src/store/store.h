@@ -11,32 +11,8 @@
 #include "utils/array.h"
 #include "utils/jsonb.h"
 
-#include "parse.h"
-
-/*
- * What clerk_sync stores: one table and one mapping function each (the
- * last six are SQL 1.1's, which the sync and the webhooks need anyway).
- */
-typedef enum ClerkEntity
-{
-	CLERK_USERS,
-	CLERK_ORGANIZATIONS,
-	CLERK_MEMBERSHIPS,
-	CLERK_ORG_INVITATIONS,
-	CLERK_INVITATIONS,
-	CLERK_ORG_DOMAINS,
-	CLERK_ROLES,
-	CLERK_PERMISSIONS,
-	CLERK_SESSIONS,
-	CLERK_NENTITIES
-} ClerkEntity;
-
-#define CLERK_ENTITY_BIT(e) (1 << (e))
-/* what clerk_sync.entities chooses from; the first three are always listed, sessions never */
-#define CLERK_OPTIONAL_ENTITIES \
-	(CLERK_ENTITY_BIT(CLERK_ORG_INVITATIONS) | CLERK_ENTITY_BIT(CLERK_INVITATIONS) | \
-	 CLERK_ENTITY_BIT(CLERK_ORG_DOMAINS) | CLERK_ENTITY_BIT(CLERK_ROLES) | \
-	 CLERK_ENTITY_BIT(CLERK_PERMISSIONS))
+#include "base/entity.h"
+#include "clerk/parse.h"
 
 /* What one page did to its table. */
 typedef struct ClerkPageCounts
@@ -63,13 +39,6 @@ typedef struct ClerkPageFacts
 	int64		max_created_ms;
 	List	   *ids;			/* with want_ids: of char *, in the caller's memory context */
 } ClerkPageFacts;
-
-/* "users", "organizations", "memberships", "organization_invitations", ... */
-extern const char *clerk_entity_name(ClerkEntity entity);
-/* The entity called `name` ("users", ...); false if there is none. */
-extern bool clerk_entity_by_name(const char *name, ClerkEntity *entity);
-/* "clerk.users", ... */
-extern const char *clerk_entity_table(ClerkEntity entity);
 
 /*
  * Write one parsed page (or one object) of `entity`: a set-based upsert

@@ -7,9 +7,9 @@
 
 #include "nodes/pg_list.h"
 
-#include "http.h"
-#include "run.h"
-#include "store.h"
+#include "clerk/http.h"
+#include "store/store.h"
+#include "sync/run.h"
 
 /* One listing: what clerk_list_pages() walks. */
 typedef struct ClerkListSpec
@@ -78,7 +78,59 @@ extern void clerk_list_side_by_side(ClerkRun *run, const ClerkListSpec *specs, i
 /* Wait for request `req` (the wait counted in the run's wait_ms) and fill *res. */
 extern void clerk_wait_answer(ClerkRun *run, int req, ClerkHttpResult *res);
 
-/* ---- users by cursor ---- */
+/* ---- for the listings built on these (users_by_cursor.c, memberships.c) ---- */
+
+/* One page to write: what write_answer() is told, and what it learns. */
+typedef struct ClerkPageArgs ClerkPageArgs;
+
+struct ClerkPageArgs
+{
+	ClerkRun   *run;
+	const ClerkListSpec *spec;
+	const ClerkHttpResult *res;
+	const char *what;			/* the request, for messages */
+	bool		track_seen;
+	bool		want_ids;
+	/* called once the answer is scanned, before it is converted and written */
+	void		(*scanned) (ClerkPageArgs *a, const ClerkParsed *page);
+	void	   *hook_arg;
+	/* out */
+	int			count;			/* elements in the page */
+	int64		total;			/* the page's total_count, or -1 */
+	int64		min_ms;			/* oldest value of the stop field in the page */
+	int64		max_updated_ms;
+	int64		min_created_ms;
+	int64		max_created_ms;
+	List	   *ids;			/* with want_ids: the page's ids, in the run's context */
+};
+
+/* Wait until one of the n requests is done, the wait counted in wait_ms; returns its index. */
+extern int	clerk_wait_first(ClerkRun *run, const int *reqs, int n);
+
+/* After each page: the progress shown, and every few pages a message. */
+extern void clerk_page_done(ClerkRun *run, ClerkEntity entity, int64 fetched_before);
+
+/*
+ * Write the answer to request `req` of a listing in its own transaction,
+ * timed, and let the request go; *a says what the page held (its scanned
+ * hook and hook_arg stay as the caller set them).
+ */
+extern void clerk_write_answer(ClerkRun *run, const ClerkListSpec *spec, const ClerkHttpResult *res,
+							   const char *what, int req, bool track_seen, bool want_ids,
+							   ClerkPageArgs *a);
+
+/* A listing in progress: made, started, stepped whenever its head is in, finished. */
+extern ClerkLister *clerk_lister_new(void);
+extern void clerk_lister_start(ClerkRun *run, ClerkLister *l, const ClerkListSpec *spec);
+/* The request the listing needs next. */
+extern int	clerk_lister_head(const ClerkLister *l);
+/* Write the head's answer and ask for what may be asked for now. */
+extern void clerk_lister_step(ClerkRun *run, ClerkLister *l);
+extern bool clerk_lister_done(const ClerkLister *l);
+/* The listing is over: pages asked for beyond the end are let go. */
+extern ClerkListOutcome clerk_lister_finish(ClerkRun *run, ClerkLister *l);
+
+/* ---- users by cursor (users_by_cursor.c) ---- */
 
 /* Ask for the oldest and the newest user, which the listing by cursor starts from. */
 extern ClerkUserEdges *clerk_user_edges_submit(ClerkRun *run);
@@ -90,7 +142,7 @@ extern ClerkUserEdges *clerk_user_edges_submit(ClerkRun *run);
  */
 extern bool clerk_list_users_by_cursor(ClerkRun *run, ClerkUserEdges *edges, ClerkLister *side);
 
-/* ---- memberships ---- */
+/* ---- memberships (memberships.c) ---- */
 
 /*
  * Start listing memberships instance-wide: newest first in an incremental

@@ -8,7 +8,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/json.h"
 
-#include "run.h"
+#include "sync/run.h"
 
 void
 clerk_run_message(ClerkRun *run, const char *fmt,...)

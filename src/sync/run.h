@@ -5,10 +5,10 @@
 #ifndef CLERK_RUN_H
 #define CLERK_RUN_H
 
-#include "http.h"
-#include "run_settings.h"
-#include "run_slot.h"
-#include "store.h"
+#include "clerk/http.h"
+#include "store/store.h"
+#include "sync/run_settings.h"
+#include "sync/run_slot.h"
 
 typedef struct ClerkRun
 {

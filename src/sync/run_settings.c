@@ -1,10 +1,14 @@
 /*
  * run_settings.c
- *		The settings a run takes from its session, and the HTTP client they make.
+ *		The settings a run takes from its session, its key, and the HTTP client they make.
  */
 #include "postgres.h"
 
-#include "run_settings.h"
+#include "base/extension.h"
+#include "base/settings.h"
+#include "base/subtransaction.h"
+#include "sync/run_settings.h"
+#include "vault/secrets.h"
 
 void
 clerk_run_settings_capture(ClerkRunSettings *s)
@@ -50,4 +54,52 @@ clerk_run_http_client(MemoryContext mcxt, const ClerkRunSettings *s, char *key)
 	}
 	PG_END_TRY();
 	return client;
+}
+
+/*
+ * The key for a run, and the check that the SQL serves a run, in a
+ * subtransaction that is rolled back: the locks they take (on the vault's
+ * table, on pg_extension) go with it, so the caller waits for its run
+ * holding nothing that the worker, or DDL on the extension, could need.
+ */
+static void
+read_key(void *arg)
+{
+	char	  **key = (char **) arg;
+	char	   *k;
+
+	clerk_require_sql_version(CLERK_SQL_FOR_SYNC);
+	k = clerk_resolve_secret(CLERK_SECRET_API_KEY);
+	if (k != NULL)
+	{
+		*key = pstrdup(k);
+		explicit_bzero(k, strlen(k));
+	}
+}
+
+char *
+clerk_run_key(void)
+{
+	char	   *key = NULL;
+
+	clerk_without_locks(read_key, &key);
+	if (key == NULL && clerk_secret_removed_setting_set(CLERK_SECRET_API_KEY))
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_NO_KEY),
+				 errmsg("no Clerk secret key is configured"),
+				 errhint("clerk_sync.secret_key is no longer read: name a file with clerk_sync.secret_key_file, call clerk_set_secret_key(), or set CLERK_SECRET_KEY in the server's environment.")));
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(CLERK_ERRCODE_NO_KEY),
+				 errmsg("no Clerk secret key is configured"),
+				 errhint("Name a file with clerk_sync.secret_key_file, call clerk_set_secret_key(), or set CLERK_SECRET_KEY in the server's environment.")));
+	if (strlen(key) >= CLERK_MAX_KEY_LEN)
+	{
+		explicit_bzero(key, strlen(key));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the Clerk secret key is too long"),
+				 errdetail("A Clerk secret key must be shorter than %d bytes.", CLERK_MAX_KEY_LEN)));
+	}
+	return key;
 }

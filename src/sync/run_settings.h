@@ -1,12 +1,12 @@
 /*
  * run_settings.h
- *		The settings a run takes from its session, and the HTTP client they make.
+ *		The settings a run takes from its session, its key, and the HTTP client they make.
  */
 #ifndef CLERK_RUN_SETTINGS_H
 #define CLERK_RUN_SETTINGS_H
 
-#include "clerk_sync.h"
-#include "http.h"
+#include "base/base.h"
+#include "clerk/http.h"
 
 /* Settings a run takes from the session that started it. */
 typedef struct ClerkRunSettings
@@ -37,5 +37,13 @@ extern void clerk_run_settings_capture(ClerkRunSettings *s);
  */
 extern ClerkHttpClient *clerk_run_http_client(MemoryContext mcxt, const ClerkRunSettings *s,
 											  char *key);
+
+/*
+ * The Clerk secret key for work against the API (a run, a sessions
+ * backfill), read without keeping the locks that reading it takes, after
+ * checking that the installed SQL serves a sync; an error if there is
+ * none, or it is too long.  The caller wipes it.
+ */
+extern char *clerk_run_key(void);
 
 #endif							/* CLERK_RUN_SETTINGS_H */

@@ -15,7 +15,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 
-#include "run_slot.h"
+#include "sync/run_slot.h"
 
 struct ClerkRunSlot
 {

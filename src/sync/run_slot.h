@@ -21,8 +21,8 @@
 
 #include "utils/timestamp.h"
 
-#include "http.h"
-#include "run_settings.h"
+#include "clerk/http.h"
+#include "sync/run_settings.h"
 
 #define CLERK_MAX_RUNS 8
 #define CLERK_MSG_RING 32

@@ -20,12 +20,12 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "clerk_api.h"
-#include "clerk_sync.h"
-#include "role.h"
-#include "run_control.h"
-#include "run_settings.h"
-#include "store.h"
+#include "base/extension.h"
+#include "base/settings.h"
+#include "clerk/clerk_api.h"
+#include "store/role.h"
+#include "store/store.h"
+#include "sync/run_settings.h"
 
 PG_FUNCTION_INFO_V1(clerk_sync_sessions);
 

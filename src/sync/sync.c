@@ -18,10 +18,10 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "clerk_api.h"
-#include "listing.h"
-#include "sync.h"
-#include "transaction.h"
+#include "clerk/clerk_api.h"
+#include "store/transaction.h"
+#include "sync/listing.h"
+#include "sync/sync.h"
 
 /* deletion candidates confirmed per batch of requests */
 #define CONFIRM_BATCH 32

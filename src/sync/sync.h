@@ -5,7 +5,7 @@
 #ifndef CLERK_SYNC_RUN_H
 #define CLERK_SYNC_RUN_H
 
-#include "run.h"
+#include "sync/run.h"
 
 /* Do the run's work; throws on failure (the worker records the outcome). */
 extern void clerk_sync_execute(ClerkRun *run);

@@ -23,13 +23,13 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
-#include "clerk_sync.h"
-#include "keyring.h"
-#include "seal.h"
-#include "secrets.h"
-#include "store.h"
-#include "vault_spi.h"
-#include "url.h"
+#include "base/url.h"
+#include "store/store.h"
+#include "vault/keyring.h"
+#include "vault/seal.h"
+#include "vault/secret_text.h"
+#include "vault/secrets.h"
+#include "vault/vault_spi.h"
 
 PG_FUNCTION_INFO_V1(clerk_store_credentials);
 PG_FUNCTION_INFO_V1(clerk_get_credentials);

@@ -27,9 +27,9 @@
 #include "storage/fd.h"
 #include "utils/guc.h"
 
-#include "clerk_sync.h"
-#include "keyring.h"
-#include "secrets.h"
+#include "base/settings.h"
+#include "vault/environment.h"
+#include "vault/keyring.h"
 
 StaticAssertDecl(CLERK_KEY_BYTES == crypto_kdf_KEYBYTES,
 				 "root keys must have the size crypto_kdf takes");

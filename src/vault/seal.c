@@ -28,10 +28,9 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
-#include "clerk_sync.h"
-#include "keyring.h"
-#include "seal.h"
-#include "stored_secrets.h"
+#include "base/settings.h"
+#include "vault/keyring.h"
+#include "vault/seal.h"
 
 #define SEAL_FORMAT_VERSION		2
 /* the format 1.0 wrote: no row id in the associated data */

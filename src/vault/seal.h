@@ -16,6 +16,9 @@ typedef enum ClerkSealPurpose
 	CLERK_SEAL_SECRET = 2		/* a row of clerk.secrets */
 } ClerkSealPurpose;
 
+/* The name of the stored Clerk secret key's row in clerk.secrets. */
+#define CLERK_SECRET_KEY_ROW "clerk_secret_key"
+
 /*
  * The row a sealed value belongs to.  It is bound as associated data, so
  * the value opens only for the same row: for credentials, scope is the

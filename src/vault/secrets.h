@@ -6,12 +6,7 @@
 #ifndef CLERK_SECRETS_H
 #define CLERK_SECRETS_H
 
-typedef enum ClerkSecret
-{
-	CLERK_SECRET_API_KEY,		/* the Clerk secret key (sk_...) */
-	CLERK_SECRET_WEBHOOK,		/* the endpoint's signing secret (whsec_...) */
-	CLERK_NSECRETS
-} ClerkSecret;
+#include "vault/stored_secrets.h"
 
 /*
  * Define clerk_sync.secret_key_file and clerk_sync.webhook_secret_file (and
@@ -29,17 +24,8 @@ extern void clerk_secrets_init(void);
  */
 extern char *clerk_resolve_secret(ClerkSecret which);
 
-/*
- * true if s (len bytes, not NUL-terminated) has a space, a control
- * character or DEL, which no key or token sent in an HTTP header may hold.
- */
-extern bool clerk_has_blank_or_control(const char *s, size_t len);
-
 /* The hint for "no secret configured": how to configure one. */
 extern const char *clerk_secret_hint(ClerkSecret which);
-
-/* Overwrite an environment variable's value in place and remove it; its value, copied to locked memory, or NULL. */
-extern char *clerk_take_env(const char *name);
 
 /* Whether the configuration set the secret's removed 1.0 setting (which then told it what replaces it). */
 extern bool clerk_secret_removed_setting_set(ClerkSecret which);

@@ -18,12 +18,13 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
-#include "clerk_sync.h"
-#include "keyring.h"
-#include "seal.h"
-#include "store.h"
-#include "stored_secrets.h"
-#include "vault_spi.h"
+#include "base/base.h"
+#include "store/store.h"
+#include "vault/keyring.h"
+#include "vault/seal.h"
+#include "vault/secret_text.h"
+#include "vault/stored_secrets.h"
+#include "vault/vault_spi.h"
 
 PG_FUNCTION_INFO_V1(clerk_set_secret_key);
 

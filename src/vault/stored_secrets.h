@@ -6,10 +6,14 @@
 #ifndef CLERK_STORED_SECRETS_H
 #define CLERK_STORED_SECRETS_H
 
-#include "secrets.h"
+typedef enum ClerkSecret
+{
+	CLERK_SECRET_API_KEY,		/* the Clerk secret key (sk_...) */
+	CLERK_SECRET_WEBHOOK,		/* the endpoint's signing secret (whsec_...) */
+	CLERK_NSECRETS
+} ClerkSecret;
 
-/* The name of the Clerk secret key's row in clerk.secrets */
-#define CLERK_SECRET_KEY_ROW "clerk_secret_key"
+
 
 /*
  * The stored secret, as a palloc'd string, or NULL when none is stored (or

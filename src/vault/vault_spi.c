@@ -11,8 +11,8 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 
-#include "clerk_sync.h"
-#include "vault_spi.h"
+#include "base/extension.h"
+#include "vault/vault_spi.h"
 
 char *
 clerk_vault_actor(void)

@@ -6,8 +6,7 @@
 #ifndef CLERK_VAULT_SPI_H
 #define CLERK_VAULT_SPI_H
 
-#include "clerk_sync.h"
-#include "role.h"
+#include "store/role.h"
 
 /* State kept while the queries run. */
 typedef struct ClerkVaultSpi

@@ -16,27 +16,28 @@
 #include <ctype.h>
 #include <sodium.h>
 
+#include "access/detoast.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
-#include "access/detoast.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#include "clerk_sync.h"
-#include "transaction.h"
-#include "role.h"
-#include "json_members.h"
-#include "parse.h"
-#include "secrets.h"
-#include "store.h"
-#include "stored_secrets.h"
-#include "webhook.h"
+#include "base/extension.h"
+#include "base/settings.h"
+#include "base/subtransaction.h"
+#include "clerk/json_members.h"
+#include "clerk/parse.h"
+#include "store/role.h"
+#include "store/store.h"
+#include "vault/secrets.h"
+#include "vault/stored_secrets.h"
+#include "webhooks/webhook.h"
 
 PG_FUNCTION_INFO_V1(clerk_handle_webhook);
 PG_FUNCTION_INFO_V1(clerk_set_webhook_secret);

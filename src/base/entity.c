@@ -1,0 +1,49 @@
+/*
+ * entity.c
+ *		What clerk_sync stores: the entities, their names, tables and mapping functions.
+ */
+#include "postgres.h"
+
+#include "base/entity.h"
+
+/*
+ * The tables' columns are not listed here: the plans read them from the
+ * catalog (columns_sql), so the schema is the only place that orders them.
+ */
+const ClerkEntityInfo clerk_entities[CLERK_NENTITIES] = {
+	{"users", "clerk.users", "clerk.map_users"},
+	{"organizations", "clerk.organizations", "clerk.map_organizations"},
+	{"memberships", "clerk.organization_members", "clerk.map_memberships"},
+	{"organization_invitations", "clerk.organization_invitations", "clerk.map_organization_invitations"},
+	{"invitations", "clerk.invitations", "clerk.map_invitations"},
+	{"organization_domains", "clerk.organization_domains", "clerk.map_organization_domains"},
+	{"roles", "clerk.roles", "clerk.map_roles"},
+	{"permissions", "clerk.permissions", "clerk.map_permissions"},
+	{"sessions", "clerk.sessions", "clerk.map_sessions"},
+};
+
+const char *
+clerk_entity_name(ClerkEntity entity)
+{
+	return clerk_entities[entity].name;
+}
+
+bool
+clerk_entity_by_name(const char *name, ClerkEntity *entity)
+{
+	int			e;
+
+	for (e = 0; e < CLERK_NENTITIES; e++)
+		if (strcmp(clerk_entities[e].name, name) == 0)
+		{
+			*entity = (ClerkEntity) e;
+			return true;
+		}
+	return false;
+}
+
+const char *
+clerk_entity_table(ClerkEntity entity)
+{
+	return clerk_entities[entity].table;
+}
