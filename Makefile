@@ -6,6 +6,10 @@
 #   make installcheck  the regression (REGRESS) and TAP (t/*.pl) suites, PGXS style, on a
 #                      machine that already has the packages; see test/README.md
 #   make dist          the PGXN archive of the last commit, clerk_sync-<version>.zip (git archive)
+#   make deb           the Debian package (debian/, pg_buildext), built, installed on a fresh
+#                      cluster and synced against the mock from its installed files only
+#
+#   PG=17 (or 18) with test, demo or bench: against that PostgreSQL instead of 15
 
 MODULE_big = clerk_sync
 OBJS = clerk_sync.o $(patsubst %.c,%.o,$(sort $(wildcard src/*/*.c)))
@@ -44,6 +48,10 @@ PROVE_FLAGS += -I $(srcdir)/test/perl
 
 EXTRA_CLEAN = results regression.diffs regression.out tmp_check log clerk_sync-*.zip
 
+# no JIT bitcode: nothing of clerk_sync runs inside JIT-compiled expressions
+# (and a build needs no clang)
+override with_llvm = no
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -59,7 +67,7 @@ clerk_sync--1.1.sql: clerk_sync--1.0.sql clerk_sync--1.0--1.1.sql
 # the release version, as META.json states it for PGXN (1.1.0 for 1.1)
 DIST_VERSION = $(shell sed -n 's/^   "version": "\(.*\)",$$/\1/p' META.json)
 
-.PHONY: test demo bench dist
+.PHONY: test demo bench dist deb
 test:
 	bash test/run.sh test
 
@@ -68,6 +76,9 @@ demo:
 
 bench:
 	bash test/run.sh bench
+
+deb:
+	bash test/package.sh
 
 dist:
 	git archive --format zip --prefix=clerk_sync-$(DIST_VERSION)/ -o clerk_sync-$(DIST_VERSION).zip HEAD

@@ -715,9 +715,12 @@ BEGIN
             SELECT pg_catalog.format('SCHEMA %I', n.nspname), n.nspacl, n.nspowner, 0, 'n'
               INTO target, acl, owner, schema, kind FROM pg_catalog.pg_namespace n WHERE n.oid = o.objid;
         ELSIF o.classid = 'pg_catalog.pg_type'::regclass THEN
+            -- since PostgreSQL 17 a table's row type and array types are members
+            -- too; their privileges are the table's and the element type's
             SELECT pg_catalog.format('TYPE %s', t.oid::regtype), t.typacl, t.typowner, t.typnamespace, 'T'
-              INTO target, acl, owner, schema, kind FROM pg_catalog.pg_type t WHERE t.oid = o.objid;
-            IF acl IS NULL THEN
+              INTO target, acl, owner, schema, kind FROM pg_catalog.pg_type t
+             WHERE t.oid = o.objid AND t.typrelid = 0 AND t.typcategory <> 'A';
+            IF target IS NOT NULL AND acl IS NULL THEN
                 EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM PUBLIC', target);
             END IF;
         END IF;

@@ -386,7 +386,9 @@ ROLLBACK;
 BEGIN;
 SET LOCAL ROLE invoice_app;
 SET LOCAL request.jwt.claims = '{"sub": "user_ada", "v": 2, "o": {"id": "org_acme", "rol": "admin"}}';
-SET LOCAL force_parallel_mode = on;
+-- (force_parallel_mode before PostgreSQL 16, debug_parallel_query since)
+SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000
+                       THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END, 'on', true) AS parallel;
 EXPLAIN (COSTS OFF) SELECT clerk.is_member('org_globex'), clerk.org_role(), count(*) FROM invoices;
 SELECT clerk.is_member('org_globex'), clerk.org_role(), count(*) FROM invoices;
 ROLLBACK;

@@ -41,7 +41,7 @@ for my $path (@files) {
 
     for my $line (@lines) {
         my ($inc) = $line =~ /^#include "([^"]+)"/ or next;
-        next if $inc =~ m{^(postgres|fmgr|funcapi|miscadmin|pgstat)\.h$} || $inc =~ m{^(access|catalog|commands|executor|lib|nodes|postmaster|storage|tcop|utils|common|datatype|parser|port|portability|mb|replication)/};
+        next if $inc =~ m{^(postgres|fmgr|funcapi|miscadmin|pgstat|varatt)\.h$} || $inc =~ m{^(access|catalog|commands|executor|lib|nodes|postmaster|storage|tcop|utils|common|datatype|parser|port|portability|mb|replication)/};
         if ($inc !~ m{^([a-z_]+)/([a-z_]+)\.h$} || !exists $rank{$1}) {
             fail("$folder/$name includes \"$inc\" without its folder");
             next;

@@ -463,11 +463,16 @@ my $everything = join("\n",
 	slurp_file($node->logfile),
 	$node->safe_psql('postgres', 'SELECT string_agg(name || \'=\' || setting, \' \') FROM pg_settings'),
 	$node->safe_psql('postgres', 'SELECT string_agg(query, \' \') FROM pg_stat_statements'));
-my ($dump, $dump_err) = run_command([ 'pg_dump', '--data-only', '-d', $node->connstr('postgres') ]);
-like($dump, qr/COPY clerk\.api_credentials/, 'pg_dump includes the credentials table');
-like($dump, qr/COPY clerk\.secrets/, 'pg_dump includes the secrets table');
-like($dump, qr/credentials\.store/, 'pg_dump includes the audit log');
-$everything .= "\n" . $dump;
+SKIP:
+{
+	my $pg_dump = client_program('pg_dump')
+	  or skip 'no pg_dump for this PostgreSQL here (Debian 13\'s needs glibc 2.38; the npm package has none)', 3;
+	my ($dump, $dump_err) = run_command([ $pg_dump, '--data-only', '-d', $node->connstr('postgres') ]);
+	like($dump, qr/COPY clerk\.api_credentials/, 'pg_dump includes the credentials table');
+	like($dump, qr/COPY clerk\.secrets/, 'pg_dump includes the secrets table');
+	like($dump, qr/credentials\.store/, 'pg_dump includes the audit log');
+	$everything .= "\n" . $dump;
+}
 for my $name (sort keys %secret)
 {
 	unlike($everything, qr/\Q$secret{$name}\E/,

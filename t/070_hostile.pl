@@ -76,9 +76,11 @@ is(q1("SELECT attempts FROM clerk.sync_failures WHERE entity = 'users' AND id = 
 is(last_run(q{stats ->> 'deletion'}), 'done', 'the deletion sweep ran');
 
 # pg_dump and a restore work on what was stored
-{
+SKIP: {
+    my $pg_dump = client_program('pg_dump')
+      or skip 'no pg_dump for this PostgreSQL here (Debian 13\'s needs glibc 2.38; the npm package has none)', 3;
     my $dump = $node->basedir . '/hostile.sql';
-    $node->command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $dump ], 'pg_dump works');
+    $node->command_ok([ $pg_dump, '-d', $node->connstr('postgres'), '-f', $dump ], 'pg_dump works');
     $node->safe_psql('postgres', 'CREATE DATABASE restored');
     $node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('restored'), '-f', $dump ],
                       'and the dump restores');

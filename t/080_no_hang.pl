@@ -150,7 +150,11 @@ is(q1('SELECT status FROM clerk_sync_all(dry_run => true)'), 'succeeded', 'after
 
 # ==== a hot standby ====
 {
-    $node->backup('base');
+    # a copy of the stopped primary (pg_basebackup is not there for every
+    # version test/run.sh tests)
+    $node->stop;
+    $node->backup_fs_cold('base');
+    $node->start;
     my $standby = PostgreSQL::Test::Cluster->new('standby');
     $standby->init_from_backup($node, 'base', has_streaming => 1);
     $standby->start;

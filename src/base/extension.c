@@ -75,8 +75,8 @@ extension_row(int needs, int *version)
 	SysScanDesc scan;
 	HeapTuple	tup;
 	Oid			owner;
-	Datum		d;
-	bool		isnull;
+	Datum		values[Natts_pg_extension];
+	bool		nulls[Natts_pg_extension];
 	char	   *installed;
 
 	rel = table_open(ExtensionRelationId, AccessShareLock);
@@ -87,8 +87,9 @@ extension_row(int needs, int *version)
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "could not find extension clerk_sync");
 	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-	d = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
-	installed = isnull ? pstrdup("") : TextDatumGetCString(d);
+	heap_deform_tuple(tup, RelationGetDescr(rel), values, nulls);
+	installed = nulls[Anum_pg_extension_extversion - 1] ? pstrdup("") :
+		TextDatumGetCString(values[Anum_pg_extension_extversion - 1]);
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 

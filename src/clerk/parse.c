@@ -22,6 +22,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
+#include "base/compat.h"
 #include "base/subtransaction.h"
 #include "clerk/parse.h"
 

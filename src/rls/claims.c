@@ -24,6 +24,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "base/compat.h"
 #include "base/extension.h"
 #include "clerk/json_members.h"
 #include "clerk/json_repair.h"
@@ -423,7 +424,7 @@ remember_snapshot(SnapshotKey *k)
 	if (!ActiveSnapshotSet())
 		return;
 	s = GetActiveSnapshot();
-	k->lxid = MyProc->lxid;
+	k->lxid = CLERK_MY_LXID;
 	k->curcid = s->curcid;
 	k->xmin = s->xmin;
 	k->xmax = s->xmax;
@@ -445,7 +446,7 @@ same_snapshot(const SnapshotKey *k)
 	if (k->lxid == InvalidLocalTransactionId || !ActiveSnapshotSet())
 		return false;
 	s = GetActiveSnapshot();
-	return k->lxid == MyProc->lxid && k->curcid == s->curcid &&
+	return k->lxid == CLERK_MY_LXID && k->curcid == s->curcid &&
 		k->xmin == s->xmin && k->xmax == s->xmax &&
 		k->xcnt == s->xcnt && k->subxcnt == s->subxcnt &&
 		k->suboverflowed == s->suboverflowed &&

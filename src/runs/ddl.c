@@ -24,6 +24,7 @@
 #include "tcop/utility.h"
 #include "utils/acl.h"
 
+#include "base/compat.h"
 #include "runs/ddl.h"
 #include "runs/run_control.h"
 
@@ -48,21 +49,7 @@ names(List *objects, const char *name)
 static bool
 owns(Oid classid, Oid objid)
 {
-	if (!OidIsValid(objid))
-		return false;
-#if PG_VERSION_NUM >= 160000
-	return object_ownercheck(classid, objid, GetUserId());
-#else
-	switch (classid)
-	{
-		case DatabaseRelationId:
-			return pg_database_ownercheck(objid, GetUserId());
-		case ExtensionRelationId:
-			return pg_extension_ownercheck(objid, GetUserId());
-		default:
-			return pg_namespace_ownercheck(objid, GetUserId());
-	}
-#endif
+	return OidIsValid(objid) && clerk_ownercheck(classid, objid, GetUserId());
 }
 
 /* The database of this session, if the current role owns the extension. */

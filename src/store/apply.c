@@ -11,6 +11,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "base/compat.h"
 #include "base/extension.h"
 #include "clerk/parse.h"
 #include "store/role.h"

@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
+#include "base/compat.h"
 #include "base/url.h"
 #include "store/store.h"
 #include "vault/keyring.h"

@@ -15,6 +15,8 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "base/compat.h"
+
 PG_FUNCTION_INFO_V1(clerk_digest);
 PG_FUNCTION_INFO_V1(clerk_hmac);
 

@@ -28,6 +28,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
+#include "base/compat.h"
 #include "base/settings.h"
 #include "vault/keyring.h"
 #include "vault/seal.h"

@@ -19,6 +19,7 @@
 #include "utils/builtins.h"
 
 #include "base/base.h"
+#include "base/compat.h"
 #include "store/store.h"
 #include "vault/keyring.h"
 #include "vault/seal.h"

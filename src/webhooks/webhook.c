@@ -28,6 +28,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "base/compat.h"
 #include "base/extension.h"
 #include "base/settings.h"
 #include "base/subtransaction.h"

@@ -21,7 +21,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(clerk_node clerk_server_conf q1 sql_error row_versions wait_for_run last_run
-                 svix_sign sql_literal webhook_sql secret_file);
+                 svix_sign sql_literal webhook_sql secret_file have_pg_cron client_program);
 
 # Under plain prove, pg_regress (which PostgreSQL::Test::Cluster needs) is
 # the one PGXS installed; make installcheck sets PG_REGRESS itself.
@@ -41,6 +41,25 @@ sub clerk_server_conf {
     return slurp_file($REGRESS_CONF);
 }
 
+# Whether pg_cron is installed for the PostgreSQL under test (test/run.sh
+# has it for 15 only: Debian 12 packages it for 15, and Debian 13's build
+# for 17 and 18 needs glibc 2.38).
+sub have_pg_cron {
+    my $sharedir = `pg_config --sharedir`;
+    chomp $sharedir;
+    return -e "$sharedir/extension/pg_cron.control";
+}
+
+# The path of a client program (pg_dump, ...) of the PostgreSQL under test,
+# or undef: test/run.sh has none for 17 and 18 (Debian 13's and unstable's
+# need glibc 2.38, and the npm package ships the server programs only).
+sub client_program {
+    my ($name) = @_;
+    my $bindir = `pg_config --bindir`;
+    chomp $bindir;
+    return -x "$bindir/$name" ? "$bindir/$name" : undef;
+}
+
 # clerk_node($name, $mock, %opt): a started node with the extension created.
 # Options: preload (default: test/regress.conf's), conf (extra lines),
 # webhook_secret (put in a file named by clerk_sync.webhook_secret_file),
@@ -53,7 +72,8 @@ sub clerk_node {
     $n->init(%{ $opt{init} // {} });
     my $conf = clerk_server_conf();
     if (defined $opt{preload}) {
-        $conf =~ s/^shared_preload_libraries\s*=.*$/shared_preload_libraries = '$opt{preload}'/m;
+        my $preload = join(', ', grep { $_ ne 'pg_cron' || have_pg_cron() } split /\s*,\s*/, $opt{preload});
+        $conf =~ s/^shared_preload_libraries\s*=.*$/shared_preload_libraries = '$preload'/m;
     }
     $n->append_conf('postgresql.conf', $conf);
     # secrets go in files only the server reads, named by settings
