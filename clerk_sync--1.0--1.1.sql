@@ -14,6 +14,11 @@
 -- the rest of this script resolves names in pg_catalog only (the setting
 -- ends with the script); its own objects are named with their schema.
 SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+-- And no trigger fires on what the update writes (the rows of clerk.users it
+-- recomputes below, the vault's values it re-seals at the end): in 1.0 a
+-- role granted TRIGGER on a clerk table could have put one there, which
+-- would run with the rights of the superuser updating the extension.
+SELECT pg_catalog.set_config('session_replication_role', 'replica', true);
 
 -- 1.0's helpers of the mapping, which the update below runs, with every
 -- operator, function and type qualified: they stay inlinable into the
@@ -229,11 +234,12 @@ BEGIN
         CREATE ROLE clerk_sync_writer NOLOGIN;
     ELSIF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'clerk_sync_writer'
                    AND (rolsuper OR rolcanlogin OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls
-                        OR EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.roleid = pg_roles.oid))) THEN
+                        OR EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.roleid = pg_roles.oid)
+                        OR EXISTS (SELECT FROM pg_catalog.pg_auth_members m WHERE m.member = pg_roles.oid))) THEN
         RAISE EXCEPTION 'role clerk_sync_writer has more rights than clerk_sync gives it'
             USING ERRCODE = '42501',
-                  DETAIL = 'clerk_sync writes as clerk_sync_writer and relies on it being a NOLOGIN role without attributes that no other role is a member of.',
-                  HINT = 'ALTER ROLE clerk_sync_writer NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS, revoke it from its members, or drop it.';
+                  DETAIL = 'clerk_sync writes as clerk_sync_writer and relies on it being a NOLOGIN role without attributes that is a member of no role and that no other role is a member of.',
+                  HINT = 'ALTER ROLE clerk_sync_writer NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS, revoke it from its members and its roles from it, or drop it.';
     END IF;
 END
 $$;
@@ -759,5 +765,19 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA clerk TO clerk_sync_writer;
 DO $$
 BEGIN
     EXECUTE pg_catalog.format('GRANT TEMPORARY ON DATABASE %I TO clerk_sync_writer', pg_catalog.current_database());
+END
+$$;
+
+-- ---- the vault: 1.0's values bound to their rows ---------------------------
+-- 1.0 sealed credentials and secrets without their row id and state, so that
+-- a copy of one opened on any row of the same organization and service; this
+-- library opens such values only to re-seal them, which happens here (under
+-- the newest key of the ring the server loaded, as the writer, audited).
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM clerk.api_credentials WHERE pg_catalog.get_byte(credentials_encrypted, 0) = 1)
+       OR EXISTS (SELECT FROM clerk.secrets WHERE pg_catalog.get_byte(value_encrypted, 0) = 1) THEN
+        PERFORM @extschema@.clerk_rotate_encryption_key();
+    END IF;
 END
 $$;

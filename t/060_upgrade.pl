@@ -180,11 +180,13 @@ my %columns = map {
                qdb('upgraded', qq{SELECT quote_ident(attname) FROM pg_attribute
                                   WHERE attrelid = '$t'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum}))
 } @tables;
+# (the update adds the audit row of its re-sealing of 1.0's vault values)
 sub rows_fingerprint {
     return join "\n", map {
         my $cols = $columns{$_};
+        my $where = $_ eq 'clerk.audit_logs' ? "WHERE action <> 'encryption_key.rotate'" : '';
         "$_ " . qdb('upgraded', "SELECT count(*) || ' ' || coalesce(md5(string_agg(r::text, ',' ORDER BY r::text)), '-')
-                                  FROM (SELECT $cols FROM $_) r")
+                                  FROM (SELECT $cols FROM $_ $where) r")
     } @tables;
 }
 my $before = rows_fingerprint();
@@ -202,20 +204,22 @@ is(qdb('upgraded', q{SELECT has_function_privilege('upgrade_webhook', 'clerk_han
 qdb('upgraded', q{REVOKE EXECUTE ON FUNCTION clerk_handle_webhook(text, text, text, text) FROM upgrade_webhook});
 is(qdb('upgraded', "SELECT extversion FROM pg_extension WHERE extname = 'clerk_sync'"), '1.1',
    'ALTER EXTENSION clerk_sync UPDATE goes to 1.1');
-is(rows_fingerprint(), $before, 'every row of every table is still there, unchanged');
+# (the update re-seals 1.0's vault values, compared below)
+my $resealed = qr/^clerk\.(api_credentials|secrets) /m;
+is(join("\n", grep { !/$resealed/ } split /\n/, rows_fingerprint()), join("\n", grep { !/$resealed/ } split /\n/, $before),
+   'every row of every table is still there, unchanged');
 is(qdb('upgraded', q{SELECT primary_email || ' ' || email_addresses::text FROM clerk.users WHERE id = 'user_up_1'}),
    'ada@example.com {ada@example.com}', 'identity columns now hold verified addresses only');
 is(qdb('upgraded', q{SELECT clerk_get_credentials('org_up_1', 'cliniko') ->> 'api_key'}),
    "cliniko_test_fake_upgrade_$tag", 'the credential stored on 1.0 still decrypts');
-# the rotation the CHANGELOG asks for binds 1.0's values to their rows
-is(qdb('upgraded', 'SELECT clerk_rotate_encryption_key()'), '2',
-   "clerk_rotate_encryption_key() re-seals both of 1.0's values, under the same key");
+# the update re-sealed 1.0's values in the format that binds row and state
 is(qdb('upgraded', q{SELECT string_agg(get_byte(v, 0)::text, ',') FROM (
                         SELECT credentials_encrypted FROM clerk.api_credentials
                         UNION ALL SELECT value_encrypted FROM clerk.secrets) s(v)}),
-   '2,2', 'in the format that binds the row id');
-is(qdb('upgraded', q{SELECT clerk_get_credentials('org_up_1', 'cliniko') ->> 'api_key'}),
-   "cliniko_test_fake_upgrade_$tag", 'and the credential still decrypts');
+   '2,2', "the update re-sealed both of 1.0's values in the format that binds their row");
+is(qdb('upgraded', q{SELECT details ->> 'credentials' || '/' || (details ->> 'secrets') FROM clerk.audit_logs
+                      WHERE action = 'encryption_key.rotate'}), '1/1', 'and audited it');
+is(qdb('upgraded', 'SELECT clerk_rotate_encryption_key()'), '0', 'nothing is left for a rotation');
 is(qdb('upgraded', q{SELECT clerk_status() -> 'version' ->> 'extension'}), '1.1',
    'clerk_status() shows the updated version');
 

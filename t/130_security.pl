@@ -340,12 +340,35 @@ sq(qq{INSERT INTO clerk.users (id, first_name, email_addresses, raw, created_at,
      INSERT INTO clerk.secrets (name, value_encrypted, key_id) VALUES ('webhook_secret', '\\x00', 1);
      INSERT INTO clerk.webhook_deliveries (svix_id, event_type, result) VALUES ('msg_shadow_1', 'user.created', 'user.created')},
    'shadowed_update');
+# and, on 1.0 (whose README recommended the grant), a role holding TRIGGER on
+# clerk.users, whose statement trigger would fire on the update's rewrite
+sq(q{CREATE SCHEMA mallory AUTHORIZATION mallory;
+     GRANT USAGE ON SCHEMA clerk TO mallory;
+     GRANT TRIGGER ON clerk.users TO mallory}, 'shadowed_update');
+($ret, $out, $err) = as_role('mallory', q{
+    CREATE TABLE mallory.ran (who text, what text);
+    GRANT USAGE ON SCHEMA mallory TO PUBLIC;
+    GRANT INSERT ON mallory.ran TO PUBLIC;
+    CREATE FUNCTION mallory.escalate() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO mallory.ran VALUES (current_user, TG_NAME);
+        IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+            EXECUTE 'ALTER ROLE mallory SUPERUSER';
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER escalate AFTER UPDATE ON clerk.users FOR EACH STATEMENT EXECUTE FUNCTION mallory.escalate();
+    CREATE CONSTRAINT TRIGGER escalate_late AFTER UPDATE ON clerk.users
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mallory.escalate()}, 'shadowed_update');
+is($ret, 0, 'on 1.0, a role holding TRIGGER on clerk.users adds its triggers') or diag $err;
 plant_shadows('shadowed_update');
 ($ret, $out, $err) = $node->psql('shadowed_update', 'ALTER EXTENSION clerk_sync UPDATE');
 is($ret, 0, 'ALTER EXTENSION clerk_sync UPDATE with the shadows in place') or diag $err;
 # (the made-up sealed values above would not open)
 sq('DELETE FROM clerk.api_credentials; DELETE FROM clerk.secrets', 'shadowed_update');
 is(shadows_ran('shadowed_update'), '0', 'ALTER EXTENSION clerk_sync UPDATE from 1.0, with data, ran no shadow');
+is(sq('SELECT count(*) FROM mallory.ran', 'shadowed_update'), '0', 'and no trigger of the TRIGGER grantee');
+is(sq(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}), 'f', 'mallory is still not a superuser');
 is(sq(q{SET search_path = pg_catalog; SELECT primary_email FROM clerk.users WHERE id = 'user_shadow_1'}, 'shadowed_update'),
    'ada@example.com', 'and the update recomputed the identity columns with the built-ins');
 exercise('shadowed_update');
@@ -429,6 +452,25 @@ sq(qq{UPDATE clerk.api_credentials n SET credentials_encrypted = o.credentials_e
 my ($state, $msg) = sql_error($node, qq{SELECT clerk_get_credentials('$org', 'cliniko')});
 is($state, 'XX001', 'an older ciphertext put in place of the active one does not open');
 like($msg, qr/could not decrypt the cliniko credentials/, '... and says which credentials');
+# the same role makes the older, deactivated row active again instead
+my $cred3 = sq(qq{SELECT clerk_store_credentials('$org', 'cliniko', pg_read_file('$dir/cliniko_2.json')::jsonb)});
+sq(qq{UPDATE clerk.api_credentials SET is_active = (id = $cred1)
+       WHERE organization_id = '$org' AND service_name = 'cliniko' AND id IN ($cred1, $cred3)});
+($state, $msg) = sql_error($node, qq{SELECT clerk_get_credentials('$org', 'cliniko')});
+is($state, 'XX001', 'a deactivated row made active again does not open (deactivation re-sealed it)');
+sq(qq{UPDATE clerk.api_credentials SET is_active = (id = $cred3)
+       WHERE organization_id = '$org' AND service_name = 'cliniko' AND id IN ($cred1, $cred3)});
+is(sq(qq{SELECT clerk_get_credentials('$org', 'cliniko') ->> 'api_key'}), "cliniko_test_fake_second_$tag",
+   'the row deactivation left active still opens');
+# a value in 1.0's format (which bound no row) is refused, but for re-sealing
+sq(qq{SET clerk_sync.seal_format = 1;
+      SELECT clerk_store_credentials('$org', 'cliniko', pg_read_file('$dir/cliniko_1.json')::jsonb)});
+($state, $msg) = sql_error($node, qq{SELECT clerk_get_credentials('$org', 'cliniko')});
+is($state, '55000', "a value in 1.0's format is not opened for a read");
+# (the store deactivated the row before it, re-sealing it in format 1 too)
+is(sq('SELECT clerk_rotate_encryption_key()'), '2', 'clerk_rotate_encryption_key() re-seals them');
+is(sq(qq{SELECT clerk_get_credentials('$org', 'cliniko') ->> 'api_key'}), "cliniko_test_fake_first_$tag",
+   'and then it opens');
 
 # ---- 6. a membership id in a field a user edits -------------------------------
 # the removed membership's id sits in the metadata of the user's new
@@ -450,6 +492,8 @@ sq(q{CREATE ROLE webhook_endpoint LOGIN;
 ($ret, $out, $err) = as_role('webhook_endpoint', qq{SELECT clerk_handle_webhook(pg_catalog.repeat('x', 2 * 1024 * 1024), 'msg_big', '1', 'v1,AAAA')});
 is(sqlstate_of($err), '54000', 'a body over clerk_sync.webhook_max_body (1MB) is refused first, with 54000');
 like($err, qr/webhook body is too large/, '... saying so');
+($ret, $out, $err) = as_role('webhook_endpoint', qq{SELECT clerk_handle_webhook('{}', pg_catalog.repeat('m', 1024 * 1024), '1', 'v1,AAAA')});
+is(sqlstate_of($err), '54000', 'so is an svix-id of a megabyte, before it is signed or logged');
 ($ret, $out, $err) = as_role('webhook_endpoint', q{SET clerk_sync.webhook_max_body = '10MB'});
 is(sqlstate_of($err), '42501', 'only a superuser may raise the limit');
 

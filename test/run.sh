@@ -94,6 +94,21 @@ prepare_newer() {
 	local native=$ROOT/npm/package/native
 	for p in initdb pg_ctl postgres; do ln -s "$native/bin/$p" "$tmp/bin/$p"; done
 	ln -s /usr/lib/postgresql/15/bin/psql "$tmp/bin/psql"
+	# options of the newer compiler these headers were made with, which
+	# Debian 12's gcc does not know, leave the build's flags
+	"$PYTHON" - "$tmp/debian/usr/lib/postgresql/$PG/lib/pgxs/src/Makefile.global" <<-'EOF'
+		import re, subprocess, sys
+		path = sys.argv[1]
+		text = open(path).read()
+		def known(opt):
+		    return subprocess.run(["gcc", "-Werror", opt, "-x", "c", "-c", "/dev/null", "-o", "/dev/null"],
+		                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+		def keep_known(m):
+		    opts = [o for o in m.group(2).split() if not o.startswith(("-W", "-f")) or known(o)]
+		    return m.group(1) + " ".join(opts)
+		text = re.sub(r"^((?:CFLAGS|CFLAGS_SL|CXXFLAGS|BITCODE_CFLAGS) = )(.*)$", keep_known, text, flags=re.M)
+		open(path, "w").write(text)
+	EOF
 	# pg_regress runs here, Debian's needs glibc 2.38
 	cp "$tmp/npm/package/native/lib/postgresql/pgxs/src/test/regress/pg_regress" \
 		"$tmp/debian/usr/lib/postgresql/$PG/lib/pgxs/src/test/regress/pg_regress"
@@ -276,6 +291,10 @@ if [ "${1:-}" = --inner ]; then
 		;;
 	*) echo "unknown mode $MODE" >&2; exit 2 ;;
 	esac
+elif [ "$MODE" = prepare ]; then
+	# only what a version needs (bash test/run.sh prepare, with PG=17 or 18)
+	install_packages
+	[ "$PG" = 15 ] || prepare_newer
 else
 	outer
 fi

@@ -100,7 +100,7 @@ typedef struct SealedTable
 
 static const SealedTable sealed_credentials = {
 	CLERK_SEAL_CREDENTIALS,
-	"SELECT id, organization_id, service_name, key_id, credentials_encrypted"
+	"SELECT id, organization_id, service_name, key_id, credentials_encrypted, NOT is_active"
 	" FROM clerk.api_credentials"
 	" WHERE key_id <> $1 OR get_byte(credentials_encrypted, 0) <> 2 ORDER BY id FOR UPDATE",
 	"UPDATE clerk.api_credentials"
@@ -110,7 +110,7 @@ static const SealedTable sealed_credentials = {
 
 static const SealedTable sealed_secrets = {
 	CLERK_SEAL_SECRET,
-	"SELECT name, ''::text AS scope, name, key_id, value_encrypted"
+	"SELECT name, ''::text AS scope, name, key_id, value_encrypted, false"
 	" FROM clerk.secrets"
 	" WHERE key_id <> $1 OR get_byte(value_encrypted, 0) <> 2 ORDER BY name FOR UPDATE",
 	"UPDATE clerk.secrets"
@@ -372,21 +372,50 @@ check_organization(const char *organization_id)
 static int64
 deactivate_active(const char *organization_id, const char *service_name)
 {
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
+	Oid			types[4] = {TEXTOID, TEXTOID, BYTEAOID, INT4OID};
+	Datum		values[4];
 	bool		isnull;
+	int64		id;
+	int32		key_id;
+	int32		new_key_id;
+	bytea	   *sealed;
+	MemoryContext cxt;
+	unsigned char *plain;
+	size_t		len;
+	ClerkSealedRow row = {CLERK_SEAL_CREDENTIALS, organization_id, service_name, 0, false, false};
 
 	values[0] = CStringGetTextDatum(organization_id);
 	values[1] = CStringGetTextDatum(service_name);
-	clerk_vault_exec("UPDATE clerk.api_credentials"
-					 " SET is_active = false, updated_at = pg_catalog.now()"
-					 " WHERE organization_id = $1 AND service_name = $2 AND is_active"
-					 " RETURNING id",
-					 2, types, values, SPI_OK_UPDATE_RETURNING);
+	clerk_vault_exec("SELECT id, key_id, credentials_encrypted FROM clerk.api_credentials"
+					 " WHERE organization_id = $1 AND service_name = $2 AND is_active FOR UPDATE",
+					 2, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return 0;
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	key_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	sealed = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+
+	/*
+	 * The value is sealed again as deactivated, so that setting is_active
+	 * back on the row does not make it readable again.
+	 */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "clerk_sync deactivation",
+								ALLOCSET_DEFAULT_SIZES);
+	row.id = id;
+	plain = clerk_open_sealed(&row, sealed, key_id, 0, cxt, &len);
+	row.inactive = true;
+	values[0] = Int64GetDatum(id);
+	values[1] = PointerGetDatum(clerk_seal(&row, plain, len, &new_key_id));
+	values[2] = Int32GetDatum(new_key_id);
+	MemoryContextDelete(cxt);	/* zeroes the plaintext */
+	types[0] = INT8OID;
+	types[1] = BYTEAOID;
+	types[2] = INT4OID;
+	clerk_vault_exec("UPDATE clerk.api_credentials"
+					 " SET is_active = false, credentials_encrypted = $2, key_id = $3, updated_at = pg_catalog.now()"
+					 " WHERE id = $1",
+					 3, types, values, SPI_OK_UPDATE);
+	return id;
 }
 
 /*
@@ -460,7 +489,7 @@ clerk_store_credentials(PG_FUNCTION_ARGS)
 	const Service *service = find_service(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	Jsonb	   *input = PG_GETARG_JSONB_P(2);
 	char	   *actor = clerk_vault_actor();
-	ClerkSealedRow row = {CLERK_SEAL_CREDENTIALS, organization_id, service->name, 0};
+	ClerkSealedRow row = {CLERK_SEAL_CREDENTIALS, organization_id, service->name, 0, false, false};
 	Jsonb	   *credentials;
 	bytea	   *sealed;
 	int32		key_id;
@@ -541,7 +570,7 @@ clerk_get_credentials(PG_FUNCTION_ARGS)
 		int64		id = DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull));
 		int32		key_id = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 2, &isnull));
 		bytea	   *sealed = DatumGetByteaPP(SPI_getbinval(tuple, tupdesc, 3, &isnull));
-		ClerkSealedRow row = {CLERK_SEAL_CREDENTIALS, organization_id, service->name, id};
+		ClerkSealedRow row = {CLERK_SEAL_CREDENTIALS, organization_id, service->name, id, false, false};
 		unsigned char *buf;
 		size_t		len;
 
@@ -627,6 +656,8 @@ reseal_table(const SealedTable *table, int32 newest_id, bool *from)
 		row.name = SPI_getvalue(tuple, tupdesc, 3);
 		row.id = table->purpose == CLERK_SEAL_CREDENTIALS ?
 			DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull)) : 0;
+		row.inactive = DatumGetBool(SPI_getbinval(tuple, tupdesc, 6, &isnull));
+		row.legacy = true;		/* 1.0's values are re-sealed here */
 		plain = clerk_open_sealed(&row, sealed, key_id, 0, rowcxt, &len);
 		from[clerk_keyring_index(key_id)] = true;
 

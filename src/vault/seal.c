@@ -11,11 +11,13 @@
  *
  * The associated data binds the value to its row: format version, key id,
  * purpose, then the organization id and service name (or, for a stored
- * secret, its name), then the row's id (format 2; 0 for a stored secret).
- * A value altered by one byte, or copied onto another row (another
- * organization's or service's, or an older or newer row of the same ones),
- * fails to open with an error.  Format 1 (1.0's, without the row id) still
- * opens; clerk_rotate_encryption_key() re-seals it in format 2.
+ * secret, its name), then the row's id (format 2; 0 for a stored secret)
+ * and its state (active, or deactivated).  A value altered by one byte,
+ * copied onto another row (another organization's or service's, or an
+ * older or newer row of the same ones), or of a deactivated row made active
+ * again, fails to open with an error.  Format 1 (1.0's, without the row id
+ * or state) opens only to be re-sealed in format 2
+ * (clerk_rotate_encryption_key(), which the update from 1.0 runs).
  *
  * Every opened plaintext lives in a memory context of its own and is zeroed
  * when that context is reset or deleted.
@@ -79,7 +81,8 @@ seal_append_uint32(StringInfo buf, uint32 v)
 /*
  * The associated data: a domain tag, the header's version and key id, the
  * purpose, and the row (scope and name, each length-prefixed so that no
- * two rows share an encoding, and from format 2 on the row's id).
+ * two rows share an encoding, and from format 2 on the row's id and
+ * whether it is active).
  */
 static void
 seal_associated_data(StringInfo ad, const unsigned char *prefix,
@@ -97,6 +100,7 @@ seal_associated_data(StringInfo ad, const unsigned char *prefix,
 	{
 		seal_append_uint32(ad, (uint32) ((uint64) row->id >> 32));
 		seal_append_uint32(ad, (uint32) row->id);
+		appendStringInfoChar(ad, row->inactive ? 'i' : 'a');
 	}
 }
 
@@ -228,6 +232,13 @@ clerk_open_sealed(const ClerkSealedRow *row, bytea *sealed, int32 row_key_id,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg_cannot_open(row),
 				 errdetail("The stored value is not in a format this version of clerk_sync reads.")));
+
+	if (in[0] == SEAL_FORMAT_NO_ROW_ID && !row->legacy)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg_cannot_open(row),
+				 errdetail("The value is in clerk_sync 1.0's format, which does not bind it to its row: a copy of it from anywhere would open here."),
+				 errhint("Run SELECT clerk_rotate_encryption_key(); once: it re-encrypts such values in the current format.")));
 
 	key_id = (int32) (((uint32) in[1] << 24) | ((uint32) in[2] << 16) |
 					  ((uint32) in[3] << 8) | (uint32) in[4]);

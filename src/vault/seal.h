@@ -20,12 +20,18 @@ typedef enum ClerkSealPurpose
 #define CLERK_SECRET_KEY_ROW "clerk_secret_key"
 
 /*
- * The row a sealed value belongs to.  It is bound as associated data, so
- * the value opens only for the same row: for credentials, scope is the
- * organization id, name the service and id the row's id (each store makes
- * a new row, so an older value cannot be put back in place of a newer
- * one); for a stored secret, scope is empty, name is the secret's and id
- * is 0.  Messages name the row, never the value.
+ * The row a sealed value belongs to, and its state.  They are bound as
+ * associated data, so the value opens only for the same row in the same
+ * state: for credentials, scope is the organization id, name the service,
+ * id the row's id (each store makes a new row) and inactive whether the row
+ * was deactivated (deactivation re-seals the value), so that neither a
+ * value copied from another row nor a deactivated row made active again
+ * opens; for a stored secret, scope is empty, name is the secret's, id is
+ * 0 and inactive false.  Messages name the row, never the value.
+ *
+ * legacy: the value may be in 1.0's format, which binds neither the row id
+ * nor the state; only clerk_rotate_encryption_key() (and the update from
+ * 1.0, which calls it) opens such values, to re-seal them.
  */
 typedef struct ClerkSealedRow
 {
@@ -33,6 +39,8 @@ typedef struct ClerkSealedRow
 	const char *scope;
 	const char *name;
 	int64		id;
+	bool		inactive;
+	bool		legacy;
 } ClerkSealedRow;
 
 /* Define the vault's test setting (clerk_sync.seal_format); from _PG_init. */

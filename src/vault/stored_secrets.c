@@ -81,7 +81,7 @@ clerk_store_secret(ClerkSecret which, const char *value, size_t len)
 	}
 	else
 	{
-		ClerkSealedRow row = {CLERK_SEAL_SECRET, "", s->name, 0};
+		ClerkSealedRow row = {CLERK_SEAL_SECRET, "", s->name, 0, false, false};
 		int32		key_id;
 
 		values[1] = PointerGetDatum(clerk_seal(&row, (const unsigned char *) value,
@@ -126,7 +126,7 @@ clerk_stored_secret(ClerkSecret which)
 		bool		isnull;
 		int32		key_id = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 1, &isnull));
 		bytea	   *sealed = DatumGetByteaPP(SPI_getbinval(tuple, tupdesc, 2, &isnull));
-		ClerkSealedRow row = {CLERK_SEAL_SECRET, "", s->name, 0};
+		ClerkSealedRow row = {CLERK_SEAL_SECRET, "", s->name, 0, false, false};
 		size_t		len;
 
 		if (clerk_keyring_size() == 0)

@@ -643,11 +643,26 @@ apply_event(const char *msg_id, const WebhookEvent *ev)
 	return outcome;
 }
 
-/* The value of a header argument; a missing or empty one is an error. */
+/*
+ * The longest header value read: Svix's ids and timestamps are a few dozen
+ * bytes, a signature header a few signatures of 50; anything longer is
+ * refused before it is read, signed or logged.
+ */
+#define WEBHOOK_MAX_HEADER 4096
+
+/* The value of a header argument; a missing, empty or oversized one is an error. */
 static char *
 header_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 {
-	char	   *value = PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	char	   *value;
+
+	if (!PG_ARGISNULL(argno) &&
+		toast_raw_datum_size(PG_GETARG_DATUM(argno)) - VARHDRSZ > WEBHOOK_MAX_HEADER)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("webhook header %s is too long", name),
+				 errdetail("A header value may have at most %d bytes.", WEBHOOK_MAX_HEADER)));
+	value = PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
 
 	if (value == NULL || value[0] == '\0')
 		ereport(ERROR,
