@@ -60,11 +60,9 @@ ok($credential_audit > 0, 'the vault has audit rows');
 # admin membership and deletes the vault's audit rows, BEFORE triggers that
 # change what is stored or keep a removed member.  Each records that it ran.
 
-sq(q{CREATE ROLE mallory LOGIN;
-    CREATE SCHEMA mallory AUTHORIZATION mallory;
-    GRANT USAGE ON SCHEMA clerk TO mallory;
-    GRANT TRIGGER ON ALL TABLES IN SCHEMA clerk TO mallory});
-my ($ret, $out, $err) = as_role('mallory', q{
+# mallory's record of what ran, and her function that makes her a superuser
+# when a superuser runs it
+my $MALLORY_ESCALATES = q{
     CREATE TABLE mallory.ran (who text, what text);
     GRANT USAGE ON SCHEMA mallory TO PUBLIC;
     GRANT INSERT ON mallory.ran TO PUBLIC;
@@ -75,7 +73,13 @@ my ($ret, $out, $err) = as_role('mallory', q{
             EXECUTE 'ALTER ROLE mallory SUPERUSER';
         END IF;
         RETURN NULL;
-    END $$;
+    END $$;};
+
+sq(q{CREATE ROLE mallory LOGIN;
+    CREATE SCHEMA mallory AUTHORIZATION mallory;
+    GRANT USAGE ON SCHEMA clerk TO mallory;
+    GRANT TRIGGER ON ALL TABLES IN SCHEMA clerk TO mallory});
+my ($ret, $out, $err) = as_role('mallory', $MALLORY_ESCALATES . q{
     CREATE FUNCTION mallory.forge() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         INSERT INTO mallory.ran VALUES (current_user, TG_NAME);
@@ -345,18 +349,7 @@ sq(qq{INSERT INTO clerk.users (id, first_name, email_addresses, raw, created_at,
 sq(q{CREATE SCHEMA mallory AUTHORIZATION mallory;
      GRANT USAGE ON SCHEMA clerk TO mallory;
      GRANT TRIGGER ON clerk.users TO mallory}, 'shadowed_update');
-($ret, $out, $err) = as_role('mallory', q{
-    CREATE TABLE mallory.ran (who text, what text);
-    GRANT USAGE ON SCHEMA mallory TO PUBLIC;
-    GRANT INSERT ON mallory.ran TO PUBLIC;
-    CREATE FUNCTION mallory.escalate() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        INSERT INTO mallory.ran VALUES (current_user, TG_NAME);
-        IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-            EXECUTE 'ALTER ROLE mallory SUPERUSER';
-        END IF;
-        RETURN NULL;
-    END $$;
+($ret, $out, $err) = as_role('mallory', $MALLORY_ESCALATES . q{
     CREATE TRIGGER escalate AFTER UPDATE ON clerk.users FOR EACH STATEMENT EXECUTE FUNCTION mallory.escalate();
     CREATE CONSTRAINT TRIGGER escalate_late AFTER UPDATE ON clerk.users
         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION mallory.escalate()}, 'shadowed_update');
@@ -454,12 +447,12 @@ is($state, 'XX001', 'an older ciphertext put in place of the active one does not
 like($msg, qr/could not decrypt the cliniko credentials/, '... and says which credentials');
 # the same role makes the older, deactivated row active again instead
 my $cred3 = sq(qq{SELECT clerk_store_credentials('$org', 'cliniko', pg_read_file('$dir/cliniko_2.json')::jsonb)});
-sq(qq{UPDATE clerk.api_credentials SET is_active = (id = $cred1)
-       WHERE organization_id = '$org' AND service_name = 'cliniko' AND id IN ($cred1, $cred3)});
+sq(qq{UPDATE clerk.api_credentials SET is_active = false WHERE id = $cred3;
+      UPDATE clerk.api_credentials SET is_active = true WHERE id = $cred1});
 ($state, $msg) = sql_error($node, qq{SELECT clerk_get_credentials('$org', 'cliniko')});
 is($state, 'XX001', 'a deactivated row made active again does not open (deactivation re-sealed it)');
-sq(qq{UPDATE clerk.api_credentials SET is_active = (id = $cred3)
-       WHERE organization_id = '$org' AND service_name = 'cliniko' AND id IN ($cred1, $cred3)});
+sq(qq{UPDATE clerk.api_credentials SET is_active = false WHERE id = $cred1;
+      UPDATE clerk.api_credentials SET is_active = true WHERE id = $cred3});
 is(sq(qq{SELECT clerk_get_credentials('$org', 'cliniko') ->> 'api_key'}), "cliniko_test_fake_second_$tag",
    'the row deactivation left active still opens');
 # a value in 1.0's format (which bound no row) is refused, but for re-sealing

@@ -14,22 +14,15 @@ PGXS_DIR=/usr/lib/postgresql/$PG/lib/pgxs
 PACKAGES="debhelper dpkg-dev fakeroot postgresql-server-dev-all postgresql-$PG postgresql-server-dev-$PG postgresql-$PG-cron libcurl4-openssl-dev libsodium-dev pkg-config libipc-run-perl python3 make gcc"
 PKG=postgresql-$PG-clerk-sync
 
-say() { printf '== %s\n' "$*"; }
+# shellcheck source=test/packages.sh
+. "$HERE/test/packages.sh"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "run as root: it installs and removes a package" >&2
 	exit 2
 fi
-missing=()
-for p in $PACKAGES; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	say "installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck disable=SC2086
+install_packages $PACKAGES
 
 BUILD=$(mktemp -d /tmp/clerk_sync_deb.XXXXXX)
 WORK=$(mktemp -d /tmp/clerk_sync.XXXXXX)

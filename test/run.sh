@@ -19,7 +19,8 @@ PG=${PG:-15}
 CACHE=${CLERK_SYNC_CACHE:-/var/cache/clerk_sync}
 PACKAGES="postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev libsodium-dev pkg-config postgresql-15-cron libipc-run-perl python3 make gcc curl bc"
 
-say() { printf '== %s\n' "$*"; }
+# shellcheck source=test/packages.sh
+. "$HERE/test/packages.sh"
 
 # Where each version comes from.  15: Debian 12's packages.  17 and 18: the
 # headers and PGXS of Debian 13's (17) and unstable's (18) packages, unpacked
@@ -134,25 +135,13 @@ prepare_newer() {
 	mv "$tmp" "$ROOT"
 }
 
-install_packages() {
-	local missing=()
-	for p in $PACKAGES; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-	done
-	if [ ${#missing[@]} -gt 0 ]; then
-		say "installing ${missing[*]}"
-		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq
-		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-	fi
-}
-
 outer() {
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "run as root: the harness installs packages and runs the cluster as the postgres user" >&2
 		exit 2
 	fi
-	install_packages
+	# shellcheck disable=SC2086
+	install_packages $PACKAGES
 	[ "$PG" = 15 ] || prepare_newer
 	# the Debian package starts a cluster of its own; it is not used here
 	say "building and installing clerk_sync for PostgreSQL $PG"
@@ -293,7 +282,8 @@ if [ "${1:-}" = --inner ]; then
 	esac
 elif [ "$MODE" = prepare ]; then
 	# only what a version needs (bash test/run.sh prepare, with PG=17 or 18)
-	install_packages
+	# shellcheck disable=SC2086
+	install_packages $PACKAGES
 	[ "$PG" = 15 ] || prepare_newer
 else
 	outer

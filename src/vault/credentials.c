@@ -24,6 +24,7 @@
 #include "utils/numeric.h"
 
 #include "base/compat.h"
+#include "base/subtransaction.h"
 #include "base/url.h"
 #include "store/store.h"
 #include "vault/keyring.h"
@@ -369,20 +370,36 @@ check_organization(const char *organization_id)
  * Deactivate the organization's active credentials for the service.
  * Returns the id of the row deactivated, or 0 when none was active.
  */
-static int64
-deactivate_active(const char *organization_id, const char *service_name)
+/* A value opened for re-sealing: clerk_try() runs open_value(). */
+typedef struct OpenArgs
 {
-	Oid			types[4] = {TEXTOID, TEXTOID, BYTEAOID, INT4OID};
-	Datum		values[4];
-	bool		isnull;
-	int64		id;
-	int32		key_id;
-	int32		new_key_id;
+	const ClerkSealedRow *row;
 	bytea	   *sealed;
+	int32		key_id;
 	MemoryContext cxt;
 	unsigned char *plain;
 	size_t		len;
+} OpenArgs;
+
+static void
+open_value(void *varg)
+{
+	OpenArgs   *o = (OpenArgs *) varg;
+
+	o->plain = clerk_open_sealed(o->row, o->sealed, o->key_id, 0, o->cxt, &o->len);
+}
+
+static int64
+deactivate_active(const char *organization_id, const char *service_name)
+{
+	Oid			types[3] = {TEXTOID, TEXTOID, INT4OID};
+	Datum		values[3];
+	bool		isnull;
+	int64		id;
+	int32		new_key_id;
+	ErrorData  *edata;
 	ClerkSealedRow row = {CLERK_SEAL_CREDENTIALS, organization_id, service_name, 0, false, false};
+	OpenArgs	o = {.row = &row};
 
 	values[0] = CStringGetTextDatum(organization_id);
 	values[1] = CStringGetTextDatum(service_name);
@@ -392,22 +409,38 @@ deactivate_active(const char *organization_id, const char *service_name)
 	if (SPI_processed == 0)
 		return 0;
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	key_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	sealed = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	o.key_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	o.sealed = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	row.id = id;
 
 	/*
 	 * The value is sealed again as deactivated, so that setting is_active
-	 * back on the row does not make it readable again.
+	 * back on the row does not make it readable again.  A value that does
+	 * not open (altered, or under a key no longer in the ring) is left as
+	 * it is: it cannot be read as active either, and the new credentials
+	 * must not depend on it.
 	 */
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "clerk_sync deactivation",
-								ALLOCSET_DEFAULT_SIZES);
-	row.id = id;
-	plain = clerk_open_sealed(&row, sealed, key_id, 0, cxt, &len);
+	o.cxt = AllocSetContextCreate(CurrentMemoryContext, "clerk_sync deactivation",
+								  ALLOCSET_DEFAULT_SIZES);
+	edata = clerk_try(open_value, &o);
+	if (edata != NULL)
+	{
+		ereport(LOG,
+				(errmsg("clerk_sync: credentials row " INT64_FORMAT " deactivated without re-sealing: %s",
+						id, edata->message)));
+		FreeErrorData(edata);
+		values[0] = Int64GetDatum(id);
+		types[0] = INT8OID;
+		clerk_vault_exec("UPDATE clerk.api_credentials SET is_active = false, updated_at = pg_catalog.now()"
+						 " WHERE id = $1", 1, types, values, SPI_OK_UPDATE);
+		MemoryContextDelete(o.cxt);
+		return id;
+	}
 	row.inactive = true;
 	values[0] = Int64GetDatum(id);
-	values[1] = PointerGetDatum(clerk_seal(&row, plain, len, &new_key_id));
+	values[1] = PointerGetDatum(clerk_seal(&row, o.plain, o.len, &new_key_id));
 	values[2] = Int32GetDatum(new_key_id);
-	MemoryContextDelete(cxt);	/* zeroes the plaintext */
+	MemoryContextDelete(o.cxt);	/* zeroes the plaintext */
 	types[0] = INT8OID;
 	types[1] = BYTEAOID;
 	types[2] = INT4OID;
