@@ -58,6 +58,7 @@ esac
 prepare_newer() {
 	[ -x "$PGBIN/pg_config" ] && return
 	say "preparing PostgreSQL $PG in $ROOT (once)"
+	command -v npm >/dev/null || install_packages npm
 	local apt=$CACHE/apt opts tmp=$ROOT.tmp
 	mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$apt/etc"
 	cat >"$apt/etc/newer.sources" <<-EOF
