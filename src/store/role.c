@@ -31,6 +31,14 @@ clerk_worker_role(void)
 	return canlogin ? GetUserId() : GetSessionUserId();
 }
 
+/* session_replication_role = replica, until the nesting level ends (SAVE) or for the session (SET) */
+static void
+as_replica(GucAction action)
+{
+	(void) set_config_option("session_replication_role", "replica",
+							 PGC_SUSET, PGC_S_SESSION, action, true, 0, false);
+}
+
 static void
 become(ClerkSavedUser *saved, int needs, bool writes)
 {
@@ -52,9 +60,7 @@ become(ClerkSavedUser *saved, int needs, bool writes)
 	 * every cached plan: a run's worker sets it once for its whole session.
 	 */
 	if (writes)
-		(void) set_config_option("session_replication_role", "replica",
-								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-								 true, 0, false);
+		as_replica(GUC_ACTION_SAVE);
 	SetUserIdAndSecContext(writer, saved->sec_context | SECURITY_LOCAL_USERID_CHANGE);
 }
 
@@ -87,8 +93,6 @@ clerk_restore_user_after_commit(ClerkSavedUser *saved)
 void
 clerk_writer_session(void)
 {
-	(void) set_config_option("session_replication_role", "replica",
-							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET,
-							 true, 0, false);
+	as_replica(GUC_ACTION_SET);
 }
 

@@ -367,39 +367,53 @@ check_organization(const char *organization_id)
 }
 
 /*
- * Deactivate the organization's active credentials for the service.
- * Returns the id of the row deactivated, or 0 when none was active.
+ * A value opened as the row `from` says and sealed again as `to` says,
+ * under the newest key; the plaintext is zeroed before it returns.  The
+ * argument of clerk_try(), for a caller that goes on when it fails.
  */
-/* A value opened for re-sealing: clerk_try() runs open_value(). */
-typedef struct OpenArgs
+typedef struct ResealArgs
 {
-	const ClerkSealedRow *row;
+	const ClerkSealedRow *from;
+	const ClerkSealedRow *to;
 	bytea	   *sealed;
 	int32		key_id;
-	MemoryContext cxt;
-	unsigned char *plain;
-	size_t		len;
-} OpenArgs;
+	bytea	   *result;			/* out: the value sealed as `to` */
+	int32		new_key_id;		/* out */
+} ResealArgs;
 
 static void
-open_value(void *varg)
+reseal_value(void *varg)
 {
-	OpenArgs   *o = (OpenArgs *) varg;
+	ResealArgs *r = (ResealArgs *) varg;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "clerk_sync re-seal",
+											  ALLOCSET_DEFAULT_SIZES);
+	size_t		len;
+	unsigned char *plain = clerk_open_sealed(r->from, r->sealed, r->key_id, 0, cxt, &len);
 
-	o->plain = clerk_open_sealed(o->row, o->sealed, o->key_id, 0, o->cxt, &o->len);
+	r->result = clerk_seal(r->to, plain, len, &r->new_key_id);
+	MemoryContextDelete(cxt);	/* zeroes the plaintext */
 }
 
+/*
+ * Deactivate the organization's active credentials for the service.
+ * Returns the id of the row deactivated, or 0 when none was active.
+ *
+ * The value is sealed again as deactivated, so that setting is_active back
+ * on the row does not make it readable again.  A value that does not open
+ * (altered, or under a key no longer in the ring) is left as it is: it
+ * cannot be read as active either, and new credentials must not depend on
+ * it.
+ */
 static int64
 deactivate_active(const char *organization_id, const char *service_name)
 {
 	Oid			types[3] = {TEXTOID, TEXTOID, INT4OID};
 	Datum		values[3];
 	bool		isnull;
-	int64		id;
-	int32		new_key_id;
 	ErrorData  *edata;
-	ClerkSealedRow row = {CLERK_SEAL_CREDENTIALS, organization_id, service_name, 0, false, false};
-	OpenArgs	o = {.row = &row};
+	ClerkSealedRow active = {CLERK_SEAL_CREDENTIALS, organization_id, service_name, 0, false, false};
+	ClerkSealedRow inactive;
+	ResealArgs	r = {.from = &active, .to = &inactive};
 
 	values[0] = CStringGetTextDatum(organization_id);
 	values[1] = CStringGetTextDatum(service_name);
@@ -408,47 +422,32 @@ deactivate_active(const char *organization_id, const char *service_name)
 					 2, types, values, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return 0;
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	o.key_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	o.sealed = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	row.id = id;
+	active.id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	r.key_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	r.sealed = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	inactive = active;
+	inactive.inactive = true;
 
-	/*
-	 * The value is sealed again as deactivated, so that setting is_active
-	 * back on the row does not make it readable again.  A value that does
-	 * not open (altered, or under a key no longer in the ring) is left as
-	 * it is: it cannot be read as active either, and the new credentials
-	 * must not depend on it.
-	 */
-	o.cxt = AllocSetContextCreate(CurrentMemoryContext, "clerk_sync deactivation",
-								  ALLOCSET_DEFAULT_SIZES);
-	edata = clerk_try(open_value, &o);
+	edata = clerk_try(reseal_value, &r);
 	if (edata != NULL)
 	{
 		ereport(LOG,
 				(errmsg("clerk_sync: credentials row " INT64_FORMAT " deactivated without re-sealing: %s",
-						id, edata->message)));
+						active.id, edata->message)));
 		FreeErrorData(edata);
-		values[0] = Int64GetDatum(id);
-		types[0] = INT8OID;
-		clerk_vault_exec("UPDATE clerk.api_credentials SET is_active = false, updated_at = pg_catalog.now()"
-						 " WHERE id = $1", 1, types, values, SPI_OK_UPDATE);
-		MemoryContextDelete(o.cxt);
-		return id;
+		r.result = r.sealed;
+		r.new_key_id = r.key_id;
 	}
-	row.inactive = true;
-	values[0] = Int64GetDatum(id);
-	values[1] = PointerGetDatum(clerk_seal(&row, o.plain, o.len, &new_key_id));
-	values[2] = Int32GetDatum(new_key_id);
-	MemoryContextDelete(o.cxt);	/* zeroes the plaintext */
+	values[0] = Int64GetDatum(active.id);
+	values[1] = PointerGetDatum(r.result);
+	values[2] = Int32GetDatum(r.new_key_id);
 	types[0] = INT8OID;
 	types[1] = BYTEAOID;
-	types[2] = INT4OID;
 	clerk_vault_exec("UPDATE clerk.api_credentials"
 					 " SET is_active = false, credentials_encrypted = $2, key_id = $3, updated_at = pg_catalog.now()"
 					 " WHERE id = $1",
 					 3, types, values, SPI_OK_UPDATE);
-	return id;
+	return active.id;
 }
 
 /*
@@ -678,12 +677,10 @@ reseal_table(const SealedTable *table, int32 newest_id, bool *from)
 		MemoryContext oldcxt = MemoryContextSwitchTo(rowcxt);
 		bool		isnull;
 		ClerkSealedRow row;
-		int32		key_id = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 4, &isnull));
-		bytea	   *sealed = DatumGetByteaPP(SPI_getbinval(tuple, tupdesc, 5, &isnull));
-		unsigned char *plain;
-		size_t		len;
-		int32		new_key_id;
+		ResealArgs	r = {.from = &row, .to = &row};
 
+		r.key_id = DatumGetInt32(SPI_getbinval(tuple, tupdesc, 4, &isnull));
+		r.sealed = DatumGetByteaPP(SPI_getbinval(tuple, tupdesc, 5, &isnull));
 		row.purpose = table->purpose;
 		row.scope = SPI_getvalue(tuple, tupdesc, 2);
 		row.name = SPI_getvalue(tuple, tupdesc, 3);
@@ -691,15 +688,15 @@ reseal_table(const SealedTable *table, int32 newest_id, bool *from)
 			DatumGetInt64(SPI_getbinval(tuple, tupdesc, 1, &isnull)) : 0;
 		row.inactive = DatumGetBool(SPI_getbinval(tuple, tupdesc, 6, &isnull));
 		row.legacy = true;		/* 1.0's values are re-sealed here */
-		plain = clerk_open_sealed(&row, sealed, key_id, 0, rowcxt, &len);
-		from[clerk_keyring_index(key_id)] = true;
+		reseal_value(&r);
+		from[clerk_keyring_index(r.key_id)] = true;
 
-		values[0] = PointerGetDatum(clerk_seal(&row, plain, len, &new_key_id));
-		values[1] = Int32GetDatum(new_key_id);
+		values[0] = PointerGetDatum(r.result);
+		values[1] = Int32GetDatum(r.new_key_id);
 		values[2] = SPI_getbinval(tuple, tupdesc, 1, &isnull);
 		clerk_vault_exec(table->update_sql, 3, types, values, SPI_OK_UPDATE);
 		MemoryContextSwitchTo(oldcxt);
-		MemoryContextReset(rowcxt); /* zeroes the plaintext */
+		MemoryContextReset(rowcxt);
 	}
 	MemoryContextDelete(rowcxt);
 
