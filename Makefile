@@ -40,7 +40,7 @@ PG_CFLAGS += -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow=compatible-loc
 
 # pg_regress: the SQL surface; settings in test/regress.conf (also the
 # --temp-config of a pg_regress temporary instance)
-REGRESS = connection digest mapping repair rls surface vault webhook
+REGRESS = billing connection digest mapping repair rls surface vault webhook
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf
 # TAP: each file starts its own servers and mock Clerk API
 TAP_TESTS = 1

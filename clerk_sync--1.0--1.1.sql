@@ -523,6 +523,374 @@ LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'clerk_sync_sessions';
 COMMENT ON FUNCTION @extschema@.clerk_sync_sessions(text[]) IS 'Fetch and store the sessions of the users named (NULL: those active since the last backfill), paced by the rate limit';
 
+-- ---- Clerk Billing and the waitlist --------------------------------------
+-- Plans, prices, subscription items, statements and their payment attempts,
+-- and the waitlist: the same columns and rules as the tables above.  Amounts
+-- are numeric in the currency's smallest unit (cents for USD), beside their
+-- currency: exact, whatever Clerk sends.  A payer is a user or an
+-- organization: user_id and organization_id say which (Clerk's "" is NULL
+-- here), payer_id is Clerk's commerce payer id.
+
+-- A JSON number as numeric (a money object's amount, or a bare amount); NULL
+-- for anything else.
+CREATE FUNCTION clerk.amount_or_null(v jsonb)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE pg_catalog.jsonb_typeof(v)
+             WHEN 'number'::pg_catalog.text THEN v::pg_catalog.numeric
+             WHEN 'object'::pg_catalog.text THEN
+               CASE WHEN pg_catalog.jsonb_typeof(v OPERATOR(pg_catalog.->) 'amount'::pg_catalog.text)
+                         OPERATOR(pg_catalog.=) 'number'::pg_catalog.text
+                    THEN (v OPERATOR(pg_catalog.->) 'amount'::pg_catalog.text)::pg_catalog.numeric END
+           END
+$$;
+COMMENT ON FUNCTION clerk.amount_or_null(jsonb) IS 'An amount as numeric: a JSON number, or the amount of a Clerk money object; NULL otherwise';
+
+CREATE TABLE clerk.billing_plans (
+    id                  text PRIMARY KEY,
+    name                text,
+    slug                text,
+    description         text,
+    for_payer_type      text,
+    is_default          boolean,
+    is_recurring        boolean,
+    publicly_visible    boolean,
+    has_base_fee        boolean,
+    currency            text,
+    fee                 numeric,
+    annual_monthly_fee  numeric,
+    annual_fee          numeric,
+    free_trial_enabled  boolean,
+    free_trial_days     integer,
+    features            text[] NOT NULL DEFAULT '{}',
+    created_at          timestamptz,
+    updated_at          timestamptz,
+    raw                 jsonb NOT NULL,
+    synced_at           timestamptz NOT NULL DEFAULT now(),
+    deleted_at          timestamptz
+);
+CREATE INDEX billing_plans_slug_idx ON clerk.billing_plans (slug);
+COMMENT ON TABLE clerk.billing_plans IS 'Clerk Billing plans (free and paid); fees in the currency''s smallest unit, features the slugs of the plan''s features';
+
+CREATE TABLE clerk.billing_prices (
+    id                          text PRIMARY KEY,
+    plan_id                     text,
+    currency                    text,
+    amount                      numeric,
+    annual_monthly_amount       numeric,
+    description                 text,
+    is_default                  boolean,
+    supported_billing_periods   text,
+    created_at                  timestamptz,
+    updated_at                  timestamptz,
+    raw                         jsonb NOT NULL,
+    synced_at                   timestamptz NOT NULL DEFAULT now(),
+    deleted_at                  timestamptz
+);
+CREATE INDEX billing_prices_plan_id_idx ON clerk.billing_prices (plan_id);
+COMMENT ON TABLE clerk.billing_prices IS 'Clerk Billing prices (a plan''s default price and custom ones); amounts in the currency''s smallest unit';
+
+CREATE TABLE clerk.billing_subscription_items (
+    id                  text PRIMARY KEY,
+    subscription_id     text,
+    payer_id            text,
+    user_id             text,
+    organization_id     text,
+    plan_id             text,
+    plan_slug           text,
+    price_id            text,
+    status              text,
+    plan_period         text,
+    is_free_trial       boolean,
+    amount              numeric,
+    currency            text,
+    lifetime_paid       numeric,
+    period_start        timestamptz,
+    period_end          timestamptz,
+    canceled_at         timestamptz,
+    past_due_at         timestamptz,
+    ended_at            timestamptz,
+    created_at          timestamptz,
+    updated_at          timestamptz,
+    raw                 jsonb NOT NULL,
+    synced_at           timestamptz NOT NULL DEFAULT now(),
+    deleted_at          timestamptz
+);
+-- what clerk.active_plan() and clerk.payer_has_feature() read by
+CREATE INDEX billing_subscription_items_payer_idx ON clerk.billing_subscription_items
+    ((coalesce(organization_id, user_id)));
+CREATE INDEX billing_subscription_items_payer_id_idx ON clerk.billing_subscription_items (payer_id);
+CREATE INDEX billing_subscription_items_plan_id_idx ON clerk.billing_subscription_items (plan_id);
+COMMENT ON TABLE clerk.billing_subscription_items IS 'Clerk Billing subscription items, every status, free plans included; the payer is organization_id or user_id';
+
+CREATE TABLE clerk.billing_statements (
+    id                  text PRIMARY KEY,
+    payer_id            text,
+    user_id             text,
+    organization_id     text,
+    status              text,
+    currency            text,
+    grand_total         numeric,
+    statement_at        timestamptz,
+    created_at          timestamptz,
+    updated_at          timestamptz,
+    raw                 jsonb NOT NULL,
+    synced_at           timestamptz NOT NULL DEFAULT now(),
+    deleted_at          timestamptz
+);
+CREATE INDEX billing_statements_payer_idx ON clerk.billing_statements ((coalesce(organization_id, user_id)));
+COMMENT ON TABLE clerk.billing_statements IS 'Clerk Billing statements; grand_total in the currency''s smallest unit';
+
+CREATE TABLE clerk.billing_payment_attempts (
+    id                      text PRIMARY KEY,
+    payment_id              text,
+    statement_id            text,
+    subscription_item_id    text,
+    payer_id                text,
+    user_id                 text,
+    organization_id         text,
+    status                  text,
+    charge_type             text,
+    amount                  numeric,
+    currency                text,
+    paid_at                 timestamptz,
+    failed_at               timestamptz,
+    created_at              timestamptz,
+    updated_at              timestamptz,
+    raw                     jsonb NOT NULL,
+    synced_at               timestamptz NOT NULL DEFAULT now(),
+    deleted_at              timestamptz
+);
+CREATE INDEX billing_payment_attempts_statement_id_idx ON clerk.billing_payment_attempts (statement_id);
+CREATE INDEX billing_payment_attempts_payer_idx ON clerk.billing_payment_attempts ((coalesce(organization_id, user_id)));
+COMMENT ON TABLE clerk.billing_payment_attempts IS 'Clerk Billing payment attempts, per statement; amount in the currency''s smallest unit';
+
+CREATE TABLE clerk.waitlist_entries (
+    id                  text PRIMARY KEY,
+    email_address       text,
+    status              text,
+    is_locked           boolean,
+    invitation_id       text,
+    created_at          timestamptz,
+    updated_at          timestamptz,
+    raw                 jsonb NOT NULL,
+    synced_at           timestamptz NOT NULL DEFAULT now(),
+    deleted_at          timestamptz
+);
+CREATE INDEX waitlist_entries_email_idx ON clerk.waitlist_entries (lower(email_address));
+COMMENT ON TABLE clerk.waitlist_entries IS 'Clerk waitlist entries (pending, invited, completed, rejected)';
+
+SELECT pg_catalog.pg_extension_config_dump('clerk.billing_plans', '');
+SELECT pg_catalog.pg_extension_config_dump('clerk.billing_prices', '');
+SELECT pg_catalog.pg_extension_config_dump('clerk.billing_subscription_items', '');
+SELECT pg_catalog.pg_extension_config_dump('clerk.billing_statements', '');
+SELECT pg_catalog.pg_extension_config_dump('clerk.billing_payment_attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('clerk.waitlist_entries', '');
+
+CREATE FUNCTION clerk.map_billing_plans(page jsonb)
+RETURNS SETOF clerk.billing_plans
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        o ->> 'name',
+        o ->> 'slug',
+        o ->> 'description',
+        o ->> 'for_payer_type',
+        (o ->> 'is_default')::boolean,
+        (o ->> 'is_recurring')::boolean,
+        (o ->> 'publicly_visible')::boolean,
+        (o ->> 'has_base_fee')::boolean,
+        coalesce(o -> 'fee' ->> 'currency', o -> 'annual_monthly_fee' ->> 'currency', o ->> 'currency'),
+        coalesce(clerk.amount_or_null(o -> 'fee'), clerk.amount_or_null(o -> 'amount')),
+        clerk.amount_or_null(o -> 'annual_monthly_fee'),
+        clerk.amount_or_null(o -> 'annual_fee'),
+        (o ->> 'free_trial_enabled')::boolean,
+        (o ->> 'free_trial_days')::integer,
+        ARRAY(SELECT f ->> 'slug' FROM pg_catalog.jsonb_array_elements(clerk.array_or_empty(o -> 'features'))
+                     WITH ORDINALITY AS a(f, n)
+               WHERE pg_catalog.jsonb_typeof(f) = 'object' AND f ->> 'slug' IS NOT NULL ORDER BY n),
+        clerk.ms_to_timestamptz(o -> 'created_at'),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS o
+$$;
+COMMENT ON FUNCTION clerk.map_billing_plans(jsonb) IS 'Rows of clerk.billing_plans from Clerk plan objects';
+
+CREATE FUNCTION clerk.map_billing_prices(page jsonb)
+RETURNS SETOF clerk.billing_prices
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        o ->> 'plan_id',
+        coalesce(o ->> 'currency', o -> 'fee' ->> 'currency'),
+        coalesce(clerk.amount_or_null(o -> 'amount'), clerk.amount_or_null(o -> 'fee')),
+        coalesce(clerk.amount_or_null(o -> 'annual_monthly_amount'), clerk.amount_or_null(o -> 'annual_monthly_fee')),
+        o ->> 'description',
+        (o ->> 'is_default')::boolean,
+        o ->> 'supported_billing_periods',
+        clerk.ms_to_timestamptz(o -> 'created_at'),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS o
+$$;
+COMMENT ON FUNCTION clerk.map_billing_prices(jsonb) IS 'Rows of clerk.billing_prices from Clerk price objects';
+
+-- A subscription item as listed (commerce_subscription_item), as sent on its
+-- own by a subscriptionItem.* event (object "subscription_item"), or nested
+-- in a subscription.* event's subscription: each item of a subscription
+-- (object "commerce_subscription") is a row, its payer and subscription_id
+-- taken from the subscription (a nested item has them null).  An amount is a
+-- money object in one shape and a bare number in another; both are read.
+CREATE FUNCTION clerk.map_billing_subscription_items(page jsonb)
+RETURNS SETOF clerk.billing_subscription_items
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        o ->> 'subscription_id',
+        coalesce(o ->> 'payer_id', o -> 'payer' ->> 'id'),
+        NULLIF(o -> 'payer' ->> 'user_id', ''),
+        NULLIF(o -> 'payer' ->> 'organization_id', ''),
+        coalesce(o ->> 'plan_id', o -> 'plan' ->> 'id'),
+        o -> 'plan' ->> 'slug',
+        o ->> 'price_id',
+        o ->> 'status',
+        coalesce(o ->> 'plan_period', o ->> 'interval'),
+        (o ->> 'is_free_trial')::boolean,
+        coalesce(clerk.amount_or_null(o -> 'amount'), clerk.amount_or_null(o -> 'plan' -> 'fee'),
+                 clerk.amount_or_null(o -> 'plan' -> 'amount')),
+        coalesce(o -> 'amount' ->> 'currency', o -> 'plan' -> 'fee' ->> 'currency', o -> 'plan' ->> 'currency'),
+        clerk.amount_or_null(o -> 'lifetime_paid'),
+        clerk.ms_to_timestamptz(o -> 'period_start'),
+        clerk.ms_to_timestamptz(o -> 'period_end'),
+        clerk.ms_to_timestamptz(o -> 'canceled_at'),
+        clerk.ms_to_timestamptz(o -> 'past_due_at'),
+        clerk.ms_to_timestamptz(o -> 'ended_at'),
+        clerk.ms_to_timestamptz(o -> 'created_at'),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS p,
+         LATERAL (SELECT p
+                   WHERE (p ->> 'object') IS DISTINCT FROM 'commerce_subscription'
+                  UNION ALL
+                  SELECT i || pg_catalog.jsonb_build_object(
+                                  'payer', CASE WHEN pg_catalog.jsonb_typeof(i -> 'payer') = 'object'
+                                                THEN i -> 'payer' ELSE p -> 'payer' END,
+                                  'payer_id', coalesce(i -> 'payer_id', p -> 'payer_id'),
+                                  'subscription_id', CASE WHEN pg_catalog.jsonb_typeof(i -> 'subscription_id') = 'string'
+                                                          THEN i -> 'subscription_id' ELSE p -> 'id' END)
+                    FROM pg_catalog.jsonb_array_elements(clerk.array_or_empty(p -> 'items')) AS e(i)
+                   WHERE (p ->> 'object') = 'commerce_subscription' AND pg_catalog.jsonb_typeof(i) = 'object') AS x(o)
+$$;
+COMMENT ON FUNCTION clerk.map_billing_subscription_items(jsonb) IS 'Rows of clerk.billing_subscription_items from Clerk subscription items, or from the items of a subscription';
+
+CREATE FUNCTION clerk.map_billing_statements(page jsonb)
+RETURNS SETOF clerk.billing_statements
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        coalesce(o ->> 'payer_id', o -> 'payer' ->> 'id'),
+        NULLIF(o -> 'payer' ->> 'user_id', ''),
+        NULLIF(o -> 'payer' ->> 'organization_id', ''),
+        o ->> 'status',
+        o -> 'totals' -> 'grand_total' ->> 'currency',
+        clerk.amount_or_null(o -> 'totals' -> 'grand_total'),
+        clerk.ms_to_timestamptz(o -> 'timestamp'),
+        coalesce(clerk.ms_to_timestamptz(o -> 'created_at'), clerk.ms_to_timestamptz(o -> 'timestamp')),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS o
+$$;
+COMMENT ON FUNCTION clerk.map_billing_statements(jsonb) IS 'Rows of clerk.billing_statements from Clerk statement objects';
+
+-- Listed, a payment attempt is a commerce_payment with its amount; in a
+-- paymentAttempt.* event its data has no "object", totals instead of an
+-- amount, and its subscription items in a list.
+CREATE FUNCTION clerk.map_billing_payment_attempts(page jsonb)
+RETURNS SETOF clerk.billing_payment_attempts
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        o ->> 'payment_id',
+        o ->> 'statement_id',
+        coalesce(o ->> 'subscription_item_id', o -> 'subscription_item' ->> 'id',
+                 clerk.array_or_empty(o -> 'subscription_items') -> 0 ->> 'id'),
+        coalesce(o ->> 'payer_id', o -> 'payer' ->> 'id'),
+        NULLIF(o -> 'payer' ->> 'user_id', ''),
+        NULLIF(o -> 'payer' ->> 'organization_id', ''),
+        o ->> 'status',
+        o ->> 'charge_type',
+        coalesce(clerk.amount_or_null(o -> 'amount'), clerk.amount_or_null(o -> 'totals' -> 'grand_total')),
+        coalesce(o -> 'amount' ->> 'currency', o -> 'totals' -> 'grand_total' ->> 'currency'),
+        clerk.ms_to_timestamptz(o -> 'paid_at'),
+        clerk.ms_to_timestamptz(o -> 'failed_at'),
+        clerk.ms_to_timestamptz(o -> 'created_at'),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS o
+$$;
+COMMENT ON FUNCTION clerk.map_billing_payment_attempts(jsonb) IS 'Rows of clerk.billing_payment_attempts from Clerk payment attempts, listed or sent by an event';
+
+CREATE FUNCTION clerk.map_waitlist_entries(page jsonb)
+RETURNS SETOF clerk.waitlist_entries
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT
+        o ->> 'id',
+        o ->> 'email_address',
+        o ->> 'status',
+        (o ->> 'is_locked')::boolean,
+        o -> 'invitation' ->> 'id',
+        clerk.ms_to_timestamptz(o -> 'created_at'),
+        clerk.ms_to_timestamptz(o -> 'updated_at'),
+        o,
+        pg_catalog.now(),
+        NULL::timestamptz
+    FROM clerk.objects(page) AS o
+$$;
+COMMENT ON FUNCTION clerk.map_waitlist_entries(jsonb) IS 'Rows of clerk.waitlist_entries from Clerk waitlist entries (object waitlist_entry, or waitlistEntry in an event)';
+
+-- From the session token (v2 pla and fea, scoped u: and o:), as Clerk's
+-- has({ plan }) and has({ feature }) read them; and from the synced data.
+CREATE FUNCTION clerk.has_plan(plan text)
+RETURNS boolean
+LANGUAGE C STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clerk_rls_has_plan';
+COMMENT ON FUNCTION clerk.has_plan(text) IS 'Whether the token''s pla claim names the plan (slug; org:<slug> or user:<slug> for one scope), as Clerk''s has({ plan }); false without a token or the claim';
+
+CREATE FUNCTION clerk.has_feature(feature text)
+RETURNS boolean
+LANGUAGE C STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clerk_rls_has_feature';
+COMMENT ON FUNCTION clerk.has_feature(text) IS 'Whether the token''s fea claim names the feature (slug; org:<slug> or user:<slug> for one scope), as Clerk''s has({ feature }); false without a token or the claim';
+
+CREATE FUNCTION clerk.active_plan(payer_id text)
+RETURNS text
+LANGUAGE C STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clerk_rls_active_plan';
+COMMENT ON FUNCTION clerk.active_plan(text) IS 'The slug of the plan of the payer''s (a user id or an organization id) live synced subscription item (active, past due, or canceled until its period ends; paid before free); NULL without one';
+
+CREATE FUNCTION clerk.payer_has_feature(payer_id text, feature text)
+RETURNS boolean
+LANGUAGE C STRICT STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'clerk_rls_payer_has_feature';
+COMMENT ON FUNCTION clerk.payer_has_feature(text, text) IS 'Whether a plan of the payer''s (a user id or an organization id) live synced subscription items has the feature (its slug), as clerk.billing_plans lists them';
+
 -- clerk_database_summary() reports the new entities too
 CREATE OR REPLACE FUNCTION @extschema@.clerk_database_summary(
     OUT entity text, OUT total bigint, OUT active bigint, OUT soft_deleted bigint,
@@ -612,8 +980,58 @@ AS $$
                  WHERE x.deleted_at IS NULL AND NOT EXISTS
                    (SELECT 1 FROM clerk.users u WHERE u.id = x.user_id AND u.deleted_at IS NULL)))
       FROM clerk.sessions
+    UNION ALL
+    SELECT 'billing_plans', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           '{}'::jsonb
+      FROM clerk.billing_plans
+    UNION ALL
+    SELECT 'billing_prices', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           '{}'::jsonb
+      FROM clerk.billing_prices
+    UNION ALL
+    -- live: active, past due, or canceled until its period ends (as clerk.active_plan() reads them)
+    SELECT 'billing_subscription_items', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           pg_catalog.jsonb_build_object(
+               'payer_missing_or_deleted',
+               (SELECT count(*) FROM clerk.billing_subscription_items i
+                 WHERE i.deleted_at IS NULL
+                   AND CASE WHEN i.organization_id IS NOT NULL
+                            THEN NOT EXISTS (SELECT 1 FROM clerk.organizations o
+                                              WHERE o.id = i.organization_id AND o.deleted_at IS NULL)
+                            ELSE NOT EXISTS (SELECT 1 FROM clerk.users u
+                                              WHERE u.id = i.user_id AND u.deleted_at IS NULL) END),
+               'payers_with_duplicate_active_items',
+               (SELECT count(*) FROM (SELECT 1 FROM clerk.billing_subscription_items i
+                                       WHERE i.deleted_at IS NULL AND i.status = 'active'
+                                       GROUP BY coalesce(i.organization_id, i.user_id, i.payer_id), i.plan_id
+                                      HAVING count(*) > 1) d),
+               'active_past_period_end',
+               count(*) FILTER (WHERE deleted_at IS NULL AND status = 'active'
+                                  AND period_end < pg_catalog.now()))
+      FROM clerk.billing_subscription_items
+    UNION ALL
+    SELECT 'billing_statements', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           pg_catalog.jsonb_build_object(
+               'open', count(*) FILTER (WHERE deleted_at IS NULL AND status = 'open'))
+      FROM clerk.billing_statements
+    UNION ALL
+    SELECT 'billing_payment_attempts', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           pg_catalog.jsonb_build_object(
+               'failed', count(*) FILTER (WHERE deleted_at IS NULL AND status = 'failed'))
+      FROM clerk.billing_payment_attempts
+    UNION ALL
+    SELECT 'waitlist_entries', count(*), count(*) FILTER (WHERE deleted_at IS NULL),
+           count(*) FILTER (WHERE deleted_at IS NOT NULL), max(synced_at),
+           pg_catalog.jsonb_build_object(
+               'pending', count(*) FILTER (WHERE deleted_at IS NULL AND status = 'pending'))
+      FROM clerk.waitlist_entries
 $$;
-COMMENT ON FUNCTION @extschema@.clerk_database_summary() IS 'Per entity (users, organizations, memberships, invitations, domains, roles, permissions, sessions): total, active, soft-deleted, last synced, and integrity findings';
+COMMENT ON FUNCTION @extschema@.clerk_database_summary() IS 'Per entity (users, organizations, memberships, invitations, domains, roles, permissions, sessions, billing, waitlist): total, active, soft-deleted, last synced, and integrity findings';
 
 -- ---- the mapping's helpers: every object says what it is -----------------
 COMMENT ON FUNCTION clerk.ms_to_timestamptz(jsonb) IS 'A Clerk timestamp (Unix milliseconds, as jsonb) as timestamptz';
@@ -759,6 +1177,12 @@ ALTER FUNCTION clerk.map_organization_domains(jsonb) ROWS 100 SET search_path = 
 ALTER FUNCTION clerk.map_roles(jsonb) ROWS 100 SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION clerk.map_permissions(jsonb) ROWS 100 SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION clerk.map_sessions(jsonb) ROWS 100 SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_billing_plans(jsonb) ROWS 100 SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_billing_prices(jsonb) ROWS 100 SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_billing_subscription_items(jsonb) ROWS 100 SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_billing_statements(jsonb) ROWS 100 SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_billing_payment_attempts(jsonb) ROWS 100 SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION clerk.map_waitlist_entries(jsonb) ROWS 100 SET search_path = pg_catalog, pg_temp;
 
 GRANT USAGE ON SCHEMA clerk TO clerk_sync_writer;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA clerk TO clerk_sync_writer;

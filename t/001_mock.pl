@@ -719,9 +719,11 @@ subtest 'more resources: sizes and state' => sub {
     is_deeply [ @$st{qw(organization_invitations organization_domains invitations sessions organization_roles
                         organization_permissions)} ], [ 60, 20, 40, 120, 3 + 3, 7 + 5 ],
         'reset takes every size (3 system roles and 7 built-in permissions besides the custom ones)';
-    is_deeply $st->{generated}, { users => 60, organizations => 6, organization_memberships => 120,
+    is_deeply without($st->{generated}, qw(billing_plans billing_prices billing_subscription_items billing_statements
+                                           billing_payment_attempts waitlist_entries)),
+        { users => 60, organizations => 6, organization_memberships => 120,
         organization_invitations => 60, organization_domains => 20, invitations => 40, sessions => 120,
-        organization_roles => 6, organization_permissions => 12 }, 'generated counts';
+        organization_roles => 6, organization_permissions => 12 }, 'generated counts (billing: see below)';
     @m_orgs = @{ ok_get('/organizations?limit=500&order_by=created_at')->{data} };
     %org_by_id = map { $_->{id} => $_ } @m_orgs;
     @m_users = walk('/users?order_by=created_at', 500);
@@ -1605,6 +1607,754 @@ subtest 'webhook event log: Svix signatures, filters, switches' => sub {
         'a secret that is not base64 -> 400';
     is $mock->control(DELETE => 'events')->{deleted}, scalar @$plain, 'DELETE /__mock/events clears';
     is_deeply $mock->control(GET => 'events'), [], 'the log is empty';
+};
+
+$mock->reset;
+}
+
+# --- mock fidelity: billing and the waitlist ------------------------------------
+# Billing plans, prices, subscription items, statements and their payment
+# attempts, and waitlist entries (test/mock_clerk.py, "Billing and the
+# waitlist"): the fields the BAPI spec requires of CommercePlan,
+# FeatureResponse, CommerceMoneyResponse, BillingPriceResponse,
+# CommerceSubscriptionItem, CommercePayerResponse, BillingStatement,
+# BillingPaymentAttempt and WaitlistEntry (written out here: nothing reads the
+# spec at test time), the listings' parameters and errors, endpoint_errors,
+# the control API, and the webhooks' shapes: BillingSubscriptionItemEventPayload
+# (object subscription_item), SubscriptionEventPayload (its items object
+# commerce_subscription_item), PaymentAttemptEventPayload (no object) and
+# WaitlistEntry (object waitlistEntry).
+@SCHEMA{qw(commerce_plan feature money commerce_price commerce_subscription_item commerce_payer next_payment
+           commerce_statement statement_totals statement_group commerce_payment payment_method payee waitlist_entry
+           item_event event_plan payer_event subscription_event payment_attempt_event billing_totals payment_source
+           billing_item)} = (
+    [ [qw(object id name fee annual_monthly_fee annual_fee description product_id is_default is_recurring
+          publicly_visible has_base_fee for_payer_type slug avatar_url free_trial_enabled free_trial_days)],
+      [qw(object id name fee annual_monthly_fee annual_fee description product_id is_default is_recurring
+          publicly_visible has_base_fee for_payer_type slug avatar_url features free_trial_enabled free_trial_days
+          unit_prices)] ],
+    [ [qw(object id name description slug avatar_url)], [qw(object id name description slug avatar_url)] ],
+    [ [qw(amount amount_formatted currency currency_symbol)], [qw(amount amount_formatted currency currency_symbol)] ],
+    [ [qw(object id plan_id instance_id currency currency_symbol amount annual_monthly_amount fee annual_monthly_fee
+          is_default created_at supported_billing_periods)],
+      [qw(object id plan_id instance_id currency currency_symbol amount annual_monthly_amount fee annual_monthly_fee
+          description is_default created_at supported_billing_periods)] ],
+    [ [qw(object id instance_id status plan_id plan_period payer_id is_free_trial period_start period_end canceled_at
+          past_due_at ended_at)],
+      [qw(object id instance_id status credit credits plan_id price_id plan plan_period payment_method lifetime_paid
+          next_payment payer_id payer is_free_trial period_start period_end proration_date canceled_at past_due_at
+          ended_at created_at updated_at seats totals)] ],
+    [ [qw(object id instance_id)],
+      [qw(object id instance_id user_id first_name last_name email organization_id organization_name image_url
+          credits_balance created_at updated_at)] ],
+    [ [], [qw(amount date per_unit_totals totals)] ],
+    [ [qw(object id instance_id timestamp payer status totals groups)],
+      [qw(object id instance_id timestamp payer status totals groups)] ],
+    [ [qw(grand_total subtotal base_fee tax_total)], [qw(grand_total subtotal base_fee tax_total)] ],
+    [ [qw(object timestamp items)], [qw(object timestamp items)] ],
+    [ [qw(object id payment_id instance_id charge_type payee_id payee payer_id payer amount payment_method_id
+          payment_method statement_id gateway_external_id gateway_external_url status paid_at failed_at created_at
+          updated_at)],
+      [qw(object id payment_id instance_id charge_type payee_id payee payer_id payer subscription_item_id
+          subscription_item amount totals payment_method_id payment_method statement_id gateway_external_id
+          gateway_external_url status paid_at failed_at created_at updated_at)] ],
+    [ [qw(object id payer_id payment_type gateway gateway_external_id gateway_external_account_id last4 status
+          card_type)],
+      [qw(object id payer_id payment_type is_default gateway gateway_external_id gateway_external_account_id last4
+          status wallet_type card_type expiry_year expiry_month created_at updated_at is_removable)] ],
+    [ [qw(id gateway_type gateway_external_id gateway_status)], [qw(id gateway_type gateway_external_id gateway_status)] ],
+    [ [qw(object id email_address status created_at updated_at)],
+      [qw(object id email_address status is_locked created_at updated_at invitation)] ],
+    # webhooks-openapi.yml
+    [ [qw(object id status is_free_trial created_at updated_at period_start period_end interval plan_id plan
+          subscription_id)],
+      [qw(object id status is_free_trial created_at updated_at period_start period_end interval plan_id plan payer
+          subscription_id seats)] ],
+    [ [qw(id slug name is_recurring amount currency)], [qw(id slug name is_recurring amount currency unit_prices)] ],
+    [ [qw(id image_url user_id first_name last_name email organization_id organization_name)],
+      [qw(object id user_id first_name last_name email organization_id organization_name image_url created_at
+          updated_at)] ],
+    [ [qw(object id status active_at canceled_at created_at ended_at past_due_at updated_at latest_payment_id payer_id
+          payer payment_source_id items)],
+      [qw(object id status active_at canceled_at created_at ended_at past_due_at updated_at latest_payment_id payer_id
+          payer payment_source_id items)] ],
+    [ [qw(id instance_id payment_id invoice_id statement_id gateway_external_id status created_at updated_at paid_at
+          failed_at failed_reason billing_date charge_type payee payer totals payment_source subscription_items)],
+      [qw(id instance_id payment_id invoice_id statement_id gateway_external_id status created_at updated_at paid_at
+          failed_at failed_reason billing_date charge_type payee payer totals payment_source subscription_items)] ],
+    [ [qw(subtotal tax_total grand_total)], [qw(subtotal tax_total grand_total per_unit_totals)] ],
+    [ [qw(id gateway gateway_external_id gateway_external_account_id payment_method status card_type last4)],
+      [qw(id gateway gateway_external_id gateway_external_account_id payment_method status card_type last4)] ],
+    [ [qw(id object status created_at updated_at period_start period_end interval plan_id plan)],
+      [qw(id object status created_at updated_at period_start period_end interval plan_id plan payer subscription_id
+          credit credits)] ],
+);
+my @ITEM_STATUS = qw(active canceled expired ended past_due upcoming incomplete abandoned);
+my @WAIT_STATUS = qw(pending invited completed rejected);
+my @BILLING_KINDS = qw(billing_plans billing_prices billing_subscription_items billing_statements
+                       billing_payment_attempts waitlist_entries);
+
+# money objects: an integer amount in cents, formatted, in dollars
+sub money_problems {
+    my ($name, @m) = @_;
+    return map {
+        my $m = $_;
+        ref $m ne 'HASH' ? ("$name: not an object")
+        : ((map { "$name: $_" } shape_problems($m, 'money')),
+           ($m->{amount} =~ /^-?\d+$/ ? () : "$name: amount $m->{amount}"),
+           ($m->{currency} eq 'USD' && $m->{currency_symbol} eq '$' ? () : "$name: currency"),
+           ($m->{amount_formatted} eq sprintf('$%d.%02d', int($m->{amount} / 100), $m->{amount} % 100)
+               ? () : "$name: amount_formatted $m->{amount_formatted}"))
+    } @m;
+}
+
+# Numbers must be JSON numbers: the raw body has no "amount":"…" or "…_at":"…"
+sub numbers_ok {
+    my ($raw, $name) = @_;
+    unlike $raw, qr/"(?:amount|annual_monthly_amount|timestamp|date|free_trial_days|[a-z_]+_at)":"/,
+        "$name: amounts and timestamps are JSON numbers";
+}
+
+my $now_ms = sub { int(time * 1000) };
+
+{
+local $mock->{http} = HTTP::Tiny->new(keep_alive => 0, timeout => 60, agent => 'clerk-mock-tests/1.0');
+my %BILL = (users => 30, organizations => 4, memberships => 40, seed => 7);
+my (@b_users, %b_user, @b_orgs, %b_org, @plans, %plan_by_id, %plan_by_slug, @prices, @items, %item_by_id, @stmts,
+    %atts_of, @waits);
+
+subtest 'billing: sizes, reset keys and CLI flags' => sub {
+    my $st = $mock->reset(\%BILL);
+    $ev_seen = 0;
+    is_deeply [ @$st{qw(billing_plans billing_prices billing_subscription_items billing_statements waitlist_entries)} ],
+        [ 4, 5, 12, 6, 6 ], 'defaults: 4 plans, a default price each and 1 custom one, 12 items, 6 statements, 6 entries';
+    ok $st->{billing_payment_attempts} >= 6 && $st->{billing_payment_attempts} <= 18, '1 to 3 attempts per statement';
+    is_deeply [ map { $st->{generated}{$_} } @BILLING_KINDS ], [ map { $st->{$_} } @BILLING_KINDS ], 'generated counts';
+    like $st->{billing_anchor}, qr/^\d{13}$/, 'billing_anchor (ms) in the state';
+    my $x = $mock->reset({ %BILL, billing_plans => 6, billing_custom_prices => 3, billing_subscription_items => 30,
+                           billing_statements => 2, waitlist_entries => 1, billing_anchor => 1_767_225_600_000 });
+    is_deeply [ @$x{qw(billing_plans billing_prices billing_subscription_items billing_statements waitlist_entries
+                       billing_anchor)} ], [ 6, 9, 30, 2, 1, 1_767_225_600_000 ], 'reset takes every billing size';
+    $x = $mock->reset({ users => 100_000, organizations => 5, memberships => 10, seed => 7 });
+    is_deeply [ @$x{qw(billing_plans billing_subscription_items billing_statements waitlist_entries)} ], [ 4, 12, 6, 6 ],
+        '100k users: the billing sizes stay small';
+    $x = $mock->reset({ users => 0, organizations => 0, memberships => 0, seed => 7 });
+    is_deeply [ @$x{qw(billing_plans billing_subscription_items billing_statements billing_payment_attempts)} ],
+        [ 4, 0, 0, 0 ], 'no users and no organizations: no payers, no items, no statements';
+    my $m = ClerkMock->new(%BILL, extra_args => [ '--billing-plans', 2, '--billing-custom-prices', 0,
+        '--billing-subscription-items', 5, '--billing-statements', 1, '--waitlist-entries', 0,
+        '--billing-anchor', 1_767_225_600_000 ]);
+    my $ms = $m->state;
+    is_deeply [ @$ms{qw(billing_plans billing_prices billing_subscription_items billing_statements waitlist_entries
+                        billing_anchor)} ], [ 2, 2, 5, 1, 0, 1_767_225_600_000 ], 'the CLI flags';
+    $m->stop;
+    $mock->reset(\%BILL);
+    @b_users = walk('/users?order_by=created_at', 500);
+    %b_user = map { $_->{id} => $_ } @b_users;
+    @b_orgs = @{ ok_get('/organizations?limit=500&order_by=created_at')->{data} };
+    %b_org = map { $_->{id} => $_ } @b_orgs;
+};
+
+subtest 'GET /billing/plans' => sub {
+    my $res = $mock->get('/billing/plans');
+    is ref $res->{json}, 'HASH', '{data,total_count} object';
+    is_deeply [ sort keys %{ $res->{json} } ], [qw(data total_count)], 'only data and total_count';
+    is $res->{json}{total_count}, 4, 'total_count';
+    numbers_ok $res->{content}, 'plans';
+    @plans = @{ $res->{json}{data} };
+    is_deeply [ map { $_->{slug} } @plans ], [qw(pro free_org pro_user free_user)],
+        'newest first: the order they were made in, reversed';
+    is_deeply [ ids(walk('/billing/plans', 1)) ], [ ids(@plans) ], 'limit/offset walk';
+    %plan_by_id = map { $_->{id} => $_ } @plans;
+    %plan_by_slug = map { $_->{slug} => $_ } @plans;
+    shapes_ok \@plans, 'commerce_plan', 'CommercePlan: every required field, no unlisted one (no created_at)';
+    ok((all { $_->{object} eq 'commerce_plan' && $_->{id} =~ /^cplan_[0-9A-Za-z]{27}$/ } @plans), 'object, id');
+    is_deeply [ money_problems('fee', map { @$_{qw(fee annual_monthly_fee annual_fee)} } @plans) ], [], 'money objects';
+    is_deeply [ map { [ @$_{qw(for_payer_type)}, bool01($_->{is_default}), $_->{fee}{amount} ] }
+                @plan_by_slug{qw(free_user pro_user free_org pro)} ],
+        [ [ 'user', 1, 0 ], [ 'user', 0, 2000 ], [ 'org', 1, 0 ], [ 'org', 0, 9900 ] ],
+        'free_user and free_org are the free defaults, pro_user and pro paid';
+    ok((all { my $p = $_; all { JSON::PP::is_bool($p->{$_}) } qw(is_default is_recurring publicly_visible has_base_fee
+        free_trial_enabled) } @plans), 'booleans');
+    ok((all { $_->{annual_fee}{amount} == 12 * $_->{annual_monthly_fee}{amount} } @plans), 'annual_fee = 12 x annual_monthly_fee');
+    my @feat = map { @{ $_->{features} } } @plans;
+    shapes_ok \@feat, 'feature', 'FeatureResponse fields';
+    ok((all { $_->{object} eq 'feature' && $_->{id} =~ /^feat_/ } @feat), 'features: object feature');
+    is_deeply { map { $_->{slug} => [ map { $_->{slug} } @{ $_->{features} } ] } @plans },
+        { free_user => ['basic'], free_org => ['basic'], pro_user => [qw(basic reports sso)], pro => [qw(basic reports sso)] },
+        'free plans have basic; paid ones basic, reports, sso';
+    is uniq_count(map { "$_->{slug}=$_->{id}" } @feat), 3, 'a feature has one id in every plan';
+    ok((any { ($_->{name} // '') =~ /[^\x00-\x7f]/ } @plans) && (any { ($_->{description} // '') =~ /\n/ } @plans),
+        'hostile content: non-ASCII names, newlines in descriptions');
+    is_deeply [ map { $_->{slug} } @{ ok_get('/billing/plans?payer_type=org')->{data} } ], [qw(pro free_org)],
+        'payer_type=org';
+    is_deeply [ map { $_->{slug} } @{ ok_get('/billing/plans?payer_type=user&paginated=true')->{data} } ],
+        [qw(pro_user free_user)], 'payer_type=user (paginated=true: the same answer)';
+    my $j = error_is $mock->get('/billing/plans?order_by=created_at'), 422, 'form_param_unknown', 'order_by -> 422';
+    is $j->{errors}[0]{meta}{param_name}, 'order_by', 'meta.param_name = order_by';
+    error_is $mock->get('/billing/plans?payer_type=team'), 422, 'form_param_value_invalid', 'payer_type=team';
+    error_is $mock->get('/billing/plans?paginated=maybe'), 422, 'form_param_value_invalid', 'paginated=maybe';
+    error_is $mock->get('/billing/plans?limit=501'), 422, 'form_param_value_invalid', 'limit=501';
+    error_is $mock->get('/billing/plans?limit=0'), 422, 'form_param_value_invalid', 'limit=0';
+    error_is $mock->get('/billing/plans?offset=-1'), 422, 'form_param_value_invalid', 'offset=-1';
+    error_is $mock->get('/billing/plans', auth => 'sk_test_wrong'), 401, 'authentication_invalid', 'authenticated';
+    error_is $mock->get('/billing'), 404, 'resource_not_found', '/billing: 404';
+    my $r = $mock->request(POST => '/billing/plans');
+    is $r->{status}, 405, 'POST -> 405';
+};
+
+subtest 'GET /billing/prices' => sub {
+    my $res = $mock->get('/billing/prices?limit=500');
+    is $res->{json}{total_count}, 5, 'total_count: 4 default prices and a custom one';
+    numbers_ok $res->{content}, 'prices';
+    @prices = @{ $res->{json}{data} };
+    shapes_ok \@prices, 'commerce_price', 'BillingPriceResponse: every required field, no unlisted one';
+    ok((all { $_->{object} eq 'commerce_price' && $_->{id} =~ /^cprice_[0-9A-Za-z]{27}$/ && $_->{instance_id} =~ /^ins_/
+              && is_ms($_->{created_at}) && !exists $_->{updated_at} } @prices), 'object, id, created_at only');
+    is_deeply [ money_problems('price', map { @$_{qw(fee annual_monthly_fee)} } @prices) ], [], 'money objects';
+    ok((all { $_->{fee}{amount} == $_->{amount} && $_->{annual_monthly_fee}{amount} == $_->{annual_monthly_amount} }
+        @prices), 'fee and annual_monthly_fee match amount and annual_monthly_amount');
+    my %def;
+    $def{ $_->{plan_id} }++ for grep { $_->{is_default} } @prices;
+    is_deeply \%def, { map { $_->{id} => 1 } @plans }, 'one default price per plan';
+    my ($custom) = grep { !$_->{is_default} } @prices;
+    is $plan_by_id{ $custom->{plan_id} }{slug}, 'pro', 'the custom price is for a paid plan (pro)';
+    ok $custom->{amount} < $plan_by_slug{pro}{fee}{amount}, '... below its default price';
+    ok((all { $plan_by_id{ $_->{plan_id} }{fee}{amount} == $_->{amount} } grep { $_->{is_default} } @prices),
+        "a default price is its plan's fee");
+    ok strictly(sub { $_[0]{amount} < $_[1]{amount} || ($_[0]{amount} == $_[1]{amount}
+                                                        && $_[0]{created_at} >= $_[1]{created_at}) }, @prices),
+        'sorted by amount ascending, then created_at descending';
+    is_deeply [ ids(walk('/billing/prices', 2)) ], [ ids(@prices) ], 'limit/offset walk';
+    my $pro = $plan_by_slug{pro}{id};
+    is_deeply [ ids(@{ ok_get("/billing/prices?plan_id=$pro")->{data} }) ],
+        [ ids(grep { $_->{plan_id} eq $pro } @prices) ], 'plan_id filter';
+    error_is $mock->get('/billing/prices?plan_id=cplan_2nothere'), 404, 'resource_not_found', 'unknown plan_id -> 404';
+    error_is $mock->get('/billing/prices?order_by=amount'), 422, 'form_param_unknown', 'order_by -> 422';
+    error_is $mock->get('/billing/prices?limit=501'), 422, 'form_param_value_invalid', 'limit=501';
+};
+
+subtest 'GET /billing/subscription_items' => sub {
+    my $res = $mock->get('/billing/subscription_items?include_free=true&limit=500');
+    is $res->{json}{total_count}, 12, 'include_free=true: all 12';
+    numbers_ok $res->{content}, 'items';
+    @items = @{ $res->{json}{data} };
+    %item_by_id = map { $_->{id} => $_ } @items;
+    shapes_ok \@items, 'commerce_subscription_item', 'CommerceSubscriptionItem: every required field, no unlisted one';
+    ok((all { $_->{object} eq 'commerce_subscription_item' && $_->{id} =~ /^csub_item_[0-9A-Za-z]{27}$/
+              && $_->{instance_id} =~ /^ins_/ && !exists $_->{subscription_id} } @items),
+        'object, id; no subscription_id (the BAPI item has none)');
+    ok strictly(sub { $_[0] > $_[1] }, map { $_->{created_at} } @items), 'newest created first';
+    ok((all { is_ms($_->{created_at}) && $_->{updated_at} >= $_->{created_at} && is_ms($_->{period_start}) } @items),
+        'timestamps in ms');
+    ok((all { my $s = $_->{status}; any { $s eq $_ } @ITEM_STATUS } @items), 'status in the enum');
+    is_deeply [ sort(uniq_list(map { $_->{status} } @items)) ], [ sort qw(active canceled upcoming past_due ended abandoned) ],
+        'every status is listed without a status filter: active, canceled, upcoming, past_due, ended, abandoned';
+    ok((all { $_->{plan_period} =~ /^(?:month|annual)$/ && JSON::PP::is_bool($_->{is_free_trial}) } @items),
+        'plan_period month|annual, is_free_trial boolean');
+    ok((any { $_->{plan_period} eq 'annual' } @items) && (any { $_->{is_free_trial} } @items), 'an annual one, a free trial');
+    is_deeply [ map { $_->{id} } grep { !$plan_by_id{ $_->{plan_id} }
+                                        || $JSON->encode($_->{plan}) ne $JSON->encode($plan_by_id{ $_->{plan_id} }) } @items ],
+        [], 'plan: the listed CommercePlan of plan_id';
+    my %price = map { $_->{id} => $_ } @prices;
+    ok((all { $price{ $_->{price_id} } && $price{ $_->{price_id} }{plan_id} eq $_->{plan_id} } @items),
+        "price_id: one of the plan's prices");
+    ok((any { !$price{ $_->{price_id} }{is_default} } @items), 'one of them on the custom price');
+    is_deeply [ money_problems('lifetime_paid', map { $_->{lifetime_paid} } @items) ], [], 'lifetime_paid money objects';
+    my @np = grep { defined } map { $_->{next_payment} } @items;
+    shapes_ok \@np, 'next_payment', 'next_payment fields';
+    is_deeply [ money_problems('next_payment', map { $_->{amount} } @np) ], [], 'next_payment: amount, a money object';
+    ok((all { is_ms($_->{date}) } @np), 'next_payment: date');
+    my @payers = map { $_->{payer} } @items;
+    shapes_ok \@payers, 'commerce_payer', 'CommercePayerResponse: every required field, no unlisted one';
+    ok((all { $_->{payer}{object} eq 'commerce_payer' && $_->{payer}{id} eq $_->{payer_id}
+              && $_->{payer_id} =~ /^cpayer_[0-9A-Za-z]{27}$/ } @items), 'payer_id = payer.id, cpayer_…');
+    my @u = grep { defined $_->{payer}{user_id} } @items;
+    my @o = grep { defined $_->{payer}{organization_id} } @items;
+    is @u + @o, 12, 'each payer is a user or an organization';
+    ok @u && @o, 'both kinds of payer';
+    is_deeply [ map { $_->{id} } grep { my $p = $_->{payer}; my $x = $b_user{ $p->{user_id} };
+                    !$x || defined $p->{organization_id} || defined $p->{organization_name}
+                    || ($p->{first_name} // '') ne ($x->{first_name} // '') } @u ],
+        [], "user payers: a generated user, its name, organization_id and organization_name null";
+    is_deeply [ map { $_->{id} } grep { my $p = $_->{payer}; my $x = $b_org{ $p->{organization_id} };
+                    !$x || defined $p->{user_id} || $p->{organization_name} ne $x->{name} } @o ],
+        [], 'organization payers: a generated organization, its name, user_id null';
+    is uniq_count(map { $_->{payer}{organization_id} } @o), 4, 'all 4 organizations hold items';
+    my $free = sub { $plan_by_id{ $_[0]{plan_id} }{fee}{amount} == 0 };
+    ok((all { !defined $_->{period_end} } grep { $free->($_) } @items), 'free plans: period_end null');
+    ok((all { $_->{status} eq 'active' || $_->{status} eq 'upcoming' } grep { $free->($_) } @items),
+        'free plans: active (or upcoming)');
+    my $now = $now_ms->();
+    my ($canceled) = grep { $_->{status} eq 'canceled' } @items;
+    ok defined $canceled->{canceled_at} && $canceled->{period_end} > $now, 'canceled: canceled_at set, ends in the future';
+    ok((all { defined $_->{past_due_at} } grep { $_->{status} eq 'past_due' } @items), 'past_due: past_due_at set');
+    ok((all { defined $_->{ended_at} && $_->{ended_at} < $now } grep { $_->{status} eq 'ended' } @items), 'ended: ended_at set');
+    ok((all { $_->{period_start} > $now } grep { $_->{status} eq 'upcoming' } @items), 'upcoming: starts in the future');
+    ok((all { $_->{period_start} <= $now && (!defined $_->{period_end} || $_->{period_end} > $now) }
+        grep { $_->{status} eq 'active' } @items), 'active: the current period holds now');
+
+    my $def = ok_get('/billing/subscription_items?limit=500');
+    is_deeply [ ids(@{ $def->{data} }) ], [ ids(grep { !$free->($_) } @items) ],
+        'include_free defaults to false: items of free plans are left out';
+    is $def->{total_count}, scalar(grep { !$free->($_) } @items), '... and not counted';
+    is_deeply [ ids(@{ ok_get('/billing/subscription_items?include_free=false&limit=500')->{data} }) ],
+        [ ids(@{ $def->{data} }) ], 'include_free=false';
+    is_deeply [ ids(walk('/billing/subscription_items?include_free=true', 5)) ], [ ids(@items) ], 'limit/offset walk';
+    for my $s (qw(active ended past_due upcoming)) {
+        is_deeply [ ids(@{ ok_get("/billing/subscription_items?include_free=true&status=$s&limit=500")->{data} }) ],
+            [ ids(grep { $_->{status} eq $s } @items) ], "status=$s";
+    }
+    is_deeply [ ids(@{ ok_get('/billing/subscription_items?status=free_trial&limit=500')->{data} }) ],
+        [ ids(grep { $_->{is_free_trial} } @items) ], 'status=free_trial: the free-trial items';
+    for my $t (qw(user org)) {
+        is_deeply [ ids(@{ ok_get("/billing/subscription_items?include_free=true&payer_type=$t&limit=500")->{data} }) ],
+            [ ids($t eq 'user' ? @u : @o) ], "payer_type=$t";
+    }
+    my $pro = $plan_by_slug{pro}{id};
+    is_deeply [ ids(@{ ok_get("/billing/subscription_items?plan_id=$pro&limit=500")->{data} }) ],
+        [ ids(grep { $_->{plan_id} eq $pro } @items) ], 'plan_id';
+    is_deeply [ ids(@{ ok_get("/billing/subscription_items?plan_id=$plan_by_slug{free_org}{id}")->{data} }) ], [],
+        "a free plan's items need include_free=true";
+    my $uid = $u[0]{payer}{user_id};
+    is_deeply [ ids(@{ ok_get("/billing/subscription_items?include_free=true&query=$uid&limit=500")->{data} }) ],
+        [ ids(grep { ($_->{payer}{user_id} // '') eq $uid } @items) ], 'query: a user id';
+    my ($withmail) = grep { defined $_->{payer}{email} } @u;
+    my $mail = $withmail->{payer}{email};
+    is_deeply [ ids(@{ ok_get('/billing/subscription_items?include_free=true&limit=500&query='
+                              . uri_escape(uc substr($mail, 0, 8)))->{data} }) ],
+        [ ids(grep { index(lc($_->{payer}{email} // ''), lc substr($mail, 0, 8)) >= 0 } @items) ],
+        'query: part of the email address, any case';
+    is_deeply ok_get('/billing/subscription_items?query=nobody-at-all')->{data}, [], 'query without a match';
+    error_is $mock->get('/billing/subscription_items?order_by=-created_at'), 422, 'form_param_unknown', 'order_by -> 422';
+    error_is $mock->get('/billing/subscription_items?status=canceled'), 422, 'form_param_value_invalid',
+        'status=canceled is not a filter value';
+    error_is $mock->get('/billing/subscription_items?include_free=sometimes'), 422, 'form_param_value_invalid',
+        'include_free=sometimes';
+    error_is $mock->get('/billing/subscription_items?payer_type=team'), 422, 'form_param_value_invalid', 'payer_type=team';
+    error_is $mock->get('/billing/subscription_items?limit=501'), 422, 'form_param_value_invalid', 'limit=501';
+};
+
+subtest 'GET /billing/statements, /billing/statements/{id} and its payment_attempts' => sub {
+    my $res = $mock->get('/billing/statements?limit=500');
+    is $res->{json}{total_count}, 6, 'total_count';
+    numbers_ok $res->{content}, 'statements';
+    @stmts = @{ $res->{json}{data} };
+    shapes_ok \@stmts, 'commerce_statement', 'BillingStatement: every required field, no unlisted one';
+    ok((all { $_->{object} eq 'commerce_statement' && $_->{id} =~ /^stmt_[0-9A-Za-z]{27}$/ && is_ms($_->{timestamp}) }
+        @stmts), 'object, id, timestamp');
+    ok strictly(sub { $_[0] > $_[1] }, map { $_->{timestamp} } @stmts), 'newest first';
+    is_deeply [ sort(uniq_list(map { $_->{status} } @stmts)) ], [qw(closed open)], 'open and closed ones';
+    shapes_ok [ map { $_->{totals} } @stmts ], 'statement_totals', 'totals fields';
+    is_deeply [ money_problems('totals', map { values %{ $_->{totals} } } @stmts) ], [], 'totals are money objects';
+    ok((all { $_->{totals}{grand_total}{amount} == $_->{totals}{subtotal}{amount} + $_->{totals}{tax_total}{amount} }
+        @stmts), 'grand_total = subtotal + tax_total');
+    shapes_ok [ map { $_->{payer} } @stmts ], 'commerce_payer', 'payer: CommercePayerResponse';
+    my %payers = map { $_->{payer_id} => 1 } @items;
+    ok((all { $payers{ $_->{payer}{id} } } @stmts), "each statement's payer holds subscription items");
+    is_deeply [ ids(walk('/billing/statements', 4)) ], [ ids(@stmts) ], 'limit/offset walk';
+    is_deeply ok_get("/billing/statements/$stmts[2]{id}"), $stmts[2], 'GET one = the listed object';
+    my $j = error_is $mock->get('/billing/statements/stmt_2nothere'), 404, 'resource_not_found', 'unknown statement';
+    like $j->{errors}[0]{long_message}, qr/^No statement found with id stmt_2nothere\.$/, 'long_message';
+    error_is $mock->get("/billing/statements/$stmts[0]{id}?limit=5"), 422, 'form_param_unknown', 'GET one takes no limit';
+    error_is $mock->get('/billing/statements?order_by=timestamp'), 422, 'form_param_unknown', 'order_by -> 422';
+
+    my (@all, @bad);
+    for my $s (@stmts) {
+        my $r = $mock->get("/billing/statements/$s->{id}/payment_attempts?limit=500");
+        push(@bad, "$s->{id}: $r->{status}"), next unless $r->{status} == 200;
+        numbers_ok $r->{content}, "attempts of $s->{id}" if $s eq $stmts[0];
+        my @a = @{ $r->{json}{data} };
+        push @bad, "$s->{id}: total_count" unless $r->{json}{total_count} == @a;
+        push @bad, "$s->{id}: " . scalar(@a) . ' attempts' unless @a >= 1 && @a <= 3;
+        push @bad, "$s->{id}: not newest first" unless strictly(sub { $_[0] > $_[1] }, map { $_->{created_at} } @a);
+        push @bad, map { "$_->{id}: of another statement" } grep { $_->{statement_id} ne $s->{id} } @a;
+        push @bad, "$s->{id}: groups" unless $JSON->encode([ map { @{ $_->{items} } } @{ $s->{groups} } ]) eq $JSON->encode(\@a);
+        push @bad, map { "$_->{id}: payer" } grep { $JSON->encode($_->{payer}) ne $JSON->encode($s->{payer}) } @a;
+        push @bad, map { "$_->{id}: amount" } grep { $_->{amount}{amount} != $s->{totals}{grand_total}{amount} } @a;
+        push @bad, "$s->{id}: closed but its last attempt is not paid" if $s->{status} eq 'closed' && $a[0]{status} ne 'paid';
+        $atts_of{ $s->{id} } = \@a;
+        push @all, @a;
+    }
+    is_deeply \@bad, [], "each statement's attempts: its own, 1 to 3, newest first, total_count, in groups, its payer";
+    is scalar @all, $mock->state->{billing_payment_attempts}, 'together: every payment attempt';
+    shapes_ok \@all, 'commerce_payment', 'BillingPaymentAttempt: every required field, no unlisted one';
+    shapes_ok [ map { $_->{payment_method} } @all ], 'payment_method', 'CommercePaymentMethodResponse fields';
+    shapes_ok [ map { $_->{payee} } @all ], 'payee', 'payee fields';
+    shapes_ok [ map { @{ $_->{groups} } } @stmts ], 'statement_group', 'statement groups';
+    ok((all { $_->{object} eq 'commerce_statement_group' } map { @{ $_->{groups} } } @stmts), 'object commerce_statement_group');
+    ok((all { $_->{object} eq 'commerce_payment' && $_->{id} =~ /^pa_[0-9A-Za-z]{27}$/ && $_->{payment_id} =~ /^cpa_/
+              && $_->{payer_id} eq $_->{payer}{id} && $_->{payment_method_id} eq $_->{payment_method}{id}
+              && $_->{payee_id} eq $_->{payee}{id} } @all), 'object, ids, payer_id/payment_method_id/payee_id');
+    is_deeply [ sort(uniq_list(map { $_->{status} } @all)) ], [qw(failed paid pending)], 'pending, paid and failed ones';
+    is_deeply [ sort(uniq_list(map { $_->{charge_type} } @all)) ], [qw(checkout recurring)], 'checkout and recurring';
+    ok((all { (defined $_->{paid_at}) == ($_->{status} eq 'paid') && (defined $_->{failed_at}) == ($_->{status} eq 'failed') }
+        @all), 'paid_at exactly when paid, failed_at exactly when failed');
+    ok((all { $item_by_id{ $_->{subscription_item_id} }
+              && $item_by_id{ $_->{subscription_item_id} }{payer_id} eq $_->{payer_id} } @all),
+        "subscription_item_id: an item of the attempt's payer");
+    is_deeply [ money_problems('amount', map { $_->{amount} } @all) ], [], 'amount: money object';
+    my $one = $stmts[0];
+    is_deeply [ ids(walk("/billing/statements/$one->{id}/payment_attempts", 1)) ], [ ids(@{ $atts_of{ $one->{id} } }) ],
+        'limit/offset walk';
+    error_is $mock->get('/billing/statements/stmt_2nothere/payment_attempts'), 404, 'resource_not_found',
+        'payment attempts of an unknown statement';
+    error_is $mock->get("/billing/statements/$one->{id}/payment_attempts?status=paid"), 422, 'form_param_unknown',
+        'no status filter';
+    error_is $mock->get("/billing/statements/$one->{id}/payment_attempts?limit=501"), 422, 'form_param_value_invalid',
+        'limit=501';
+};
+
+subtest 'GET /waitlist_entries' => sub {
+    my $res = $mock->get('/waitlist_entries');
+    is_deeply [ sort keys %{ $res->{json} } ], [qw(data total_count)], '{data,total_count} object';
+    is $res->{json}{total_count}, 6, 'total_count';
+    numbers_ok $res->{content}, 'waitlist';
+    ok strictly(sub { $_[0] > $_[1] }, map { $_->{created_at} } @{ $res->{json}{data} }), 'newest first by default';
+    @waits = walk('/waitlist_entries?order_by=created_at', 4);
+    is_deeply [ ids(@waits) ], [ reverse ids(@{ $res->{json}{data} }) ], 'order_by=created_at: oldest first';
+    shapes_ok \@waits, 'waitlist_entry', 'WaitlistEntry: every required field, no unlisted one';
+    ok((all { $_->{object} eq 'waitlist_entry' && $_->{id} =~ /^wle_[0-9A-Za-z]{27}$/ && $_->{email_address} =~ /\@/
+              && JSON::PP::is_bool($_->{is_locked}) && is_ms($_->{created_at}) && $_->{updated_at} >= $_->{created_at} }
+        @waits), 'object, id, email, is_locked, timestamps');
+    is_deeply [ sort(uniq_list(map { $_->{status} } @waits)) ], [ sort @WAIT_STATUS ], 'every status';
+    ok((all { defined($_->{invitation}) == ($_->{status} =~ /^(?:invited|completed)$/) } @waits),
+        'an invitation exactly for invited and completed entries');
+    shapes_ok [ grep { defined } map { $_->{invitation} } @waits ], 'invitation', 'invitation: an Invitation';
+    ok((any { $_->{is_locked} } @waits) && (any { $_->{email_address} =~ /[^\x00-\x7f]/ } @waits)
+       && (any { $_->{email_address} =~ /[A-Z+]/ } @waits), 'a locked one; non-ASCII, upper case, + in emails');
+    for my $s (@WAIT_STATUS) {
+        is_deeply sorted_ids(@{ ok_get("/waitlist_entries?status=$s&limit=500")->{data} }),
+            sorted_ids(grep { $_->{status} eq $s } @waits), "status=$s";
+    }
+    my $w = $waits[3];
+    is_deeply ok_get("/waitlist_entries?query=$w->{id}")->{data}, [ $w ], 'query: exact id';
+    is_deeply sorted_ids(@{ ok_get('/waitlist_entries?query=WAIT.LIST&limit=500')->{data} }),
+        sorted_ids(grep { index(lc $_->{email_address}, 'wait.list') >= 0 } @waits), 'query: part of the email, any case';
+    my @e = map { $_->{email_address} } @{ ok_get('/waitlist_entries?order_by=email_address&limit=500')->{data} };
+    is_deeply \@e, [ sort map { $_->{email_address} } @waits ], 'order_by=email_address';
+    @e = map { $_->{email_address} } @{ ok_get('/waitlist_entries?order_by=-email_address&limit=500')->{data} };
+    is_deeply \@e, [ reverse sort map { $_->{email_address} } @waits ], 'order_by=-email_address';
+    my @inv = map { $_->{invitation} ? $_->{invitation}{created_at} : undef }
+        @{ ok_get('/waitlist_entries?order_by=%2Binvited_at&limit=500')->{data} };
+    my @with = grep { defined } @inv;
+    ok strictly(sub { $_[0] <= $_[1] }, @with) && (all { defined } @inv[0 .. $#with]),
+        'order_by=+invited_at: by the invitation, the uninvited last';
+    error_is $mock->get('/waitlist_entries?order_by=status'), 422, 'form_param_value_invalid', 'order_by=status';
+    error_is $mock->get('/waitlist_entries?status=waiting'), 422, 'form_param_value_invalid', 'status=waiting';
+    error_is $mock->get('/waitlist_entries?paginated=true'), 422, 'form_param_unknown', 'paginated is not a parameter here';
+    error_is $mock->get('/waitlist_entries?limit=501'), 422, 'form_param_value_invalid', 'limit=501';
+};
+
+subtest 'endpoint_errors and the offset cost: billing and the waitlist' => sub {
+    my $s = $stmts[0]{id};
+    my @billing = ('/billing/plans', '/billing/prices', '/billing/subscription_items', '/billing/statements',
+                   "/billing/statements/$s", "/billing/statements/$s/payment_attempts");
+    $mock->configure(endpoint_errors => { billing => 403, waitlist_entries => 403 });
+    for my $path (@billing) {
+        my $j = error_is $mock->get($path), 403, 'billing_not_enabled', "billing 403: GET $path";
+        like $j->{errors}[0]{long_message}, qr/^The billing feature is not enabled for this instance/, 'long_message';
+    }
+    error_is $mock->get('/waitlist_entries'), 403, 'authorization_invalid', 'waitlist 403';
+    error_is $mock->get('/billing/plans?order_by=x'), 403, 'billing_not_enabled', 'checked before the parameters';
+    is $mock->get('/users/count')->{status}, 200, 'other families unaffected';
+    $mock->configure(endpoint_errors => { billing => 404, waitlist_entries => 404 });
+    for my $path (@billing, '/waitlist_entries') {
+        my $j = error_is $mock->get($path), 404, 'resource_not_found', "404: GET $path";
+        is $j->{errors}[0]{long_message}, 'The requested resource was not found.', 'long_message';
+    }
+    $mock->configure(endpoint_errors => { 'billing/statements/{id}' => 403 });
+    error_is $mock->get("/billing/statements/$s"), 403, 'billing_not_enabled', 'one route: that route';
+    is $mock->get('/billing/statements')->{status}, 200, 'one route: not the rest of its family';
+    $mock->configure(endpoint_errors => {});
+    is_deeply [ map { $mock->get($_)->{status} } @billing, '/waitlist_entries' ], [ (200) x 7 ], '{} clears them';
+
+    $mock->configure(offset_cost_us => 100_000);
+    for my $path ('/billing/subscription_items?include_free=true&limit=1&offset=5', '/waitlist_entries?limit=1&offset=5',
+                  "/billing/statements/$s/payment_attempts?offset=5") {
+        my $t0 = time;
+        $mock->get($path);
+        cmp_ok time - $t0, '>=', 0.45, "offset_cost_us: $path";
+    }
+    $mock->configure(offset_cost_us => 0);
+};
+
+subtest 'control API: plans, prices, statements and payment attempts' => sub {
+    $mock->configure(webhook_secret => $WHSEC);
+    new_events();
+    my $st0 = $mock->state;
+    my $p = $mock->control(POST => 'billing_plans', { slug => 'enterprise', name => 'Enterprise', for_payer_type => 'org',
+                                                      fee => 49_900, features => [qw(basic sso)] });
+    like $p->{id}, qr/^cplan_[0-9A-Za-z]{27}$/, 'plan created: a Clerk-like id';
+    is_deeply [ shape_problems($p, 'commerce_plan') ], [], 'CommercePlan shape';
+    is_deeply [ $p->{fee}{amount_formatted}, $p->{annual_fee}{amount}, [ map { $_->{slug} } @{ $p->{features} } ] ],
+        [ '$499.00', 12 * 49_900, [qw(basic sso)] ], 'fee in cents -> money; features by slug -> FeatureResponse';
+    is_deeply ok_get('/billing/plans?limit=1')->{data}, [ $p ], 'listed first';
+    is_deeply [ map { [ $_->{amount}, bool01($_->{is_default}) ] } @{ ok_get("/billing/prices?plan_id=$p->{id}")->{data} } ],
+        [ [ 49_900, 1 ] ], '... with a default price of its own';
+    is $mock->control_raw(POST => 'billing_plans', { slug => 'enterprise' })->{status}, 409, 'a second slug -> 409';
+    my $pp = $mock->control(PATCH => "billing_plans/$p->{id}", { name => 'Enterprise+', publicly_visible => JSON::PP::false });
+    ok !exists $pp->{updated_at} && !exists $pp->{created_at}, 'PATCH adds no timestamps to a plan';
+    is ok_get('/billing/plans?limit=1')->{data}[0]{name}, 'Enterprise+', 'the change is listed';
+    is_deeply $mock->control(GET => 'billing_plans/enterprise'), $pp, 'control GET by slug';
+    my $cp = $mock->control(POST => 'billing_prices', { plan_id => $p->{id}, amount => 39_900, description => 'VIP' });
+    is_deeply [ @$cp{qw(plan_id amount is_default description)}, $cp->{fee}{amount} ], [ $p->{id}, 39_900, JSON::PP::false,
+        'VIP', 39_900 ], 'custom price created';
+    is_deeply [ shape_problems($cp, 'commerce_price') ], [], 'BillingPriceResponse shape';
+    my $cpp = $mock->control(PATCH => "billing_prices/$cp->{id}", { amount => 100 });
+    is_deeply [ $cpp->{amount}, $cpp->{fee}{amount}, $cpp->{created_at}, exists $cpp->{updated_at} ? 1 : 0 ],
+        [ 100, 100, $cp->{created_at}, 0 ], 'PATCH amount: fee follows, no updated_at';
+    is((grep { $_->{amount} > 0 } @{ ok_get('/billing/prices?limit=500')->{data} })[0]{id}, $cp->{id},
+        'the cheapest price but the free ones: listed right after them');
+    is $mock->control_raw(POST => 'billing_prices', {})->{status}, 400, 'a price without plan_id -> 400';
+    is $mock->control_raw(POST => 'billing_prices', { plan_id => 'cplan_2nothere' })->{status}, 404, 'unknown plan -> 404';
+    events_ok([], 'plans and prices record no events');
+
+    my $org = $b_orgs[1];
+    my $s = $mock->control(POST => 'billing_statements', { payer_organization_id => $org->{id}, amount => 4200 });
+    like $s->{id}, qr/^stmt_[0-9A-Za-z]{27}$/, 'statement created';
+    is_deeply [ shape_problems($s, 'commerce_statement') ], [], 'BillingStatement shape';
+    is_deeply [ $s->{status}, $s->{totals}{grand_total}{amount}, $s->{payer}{organization_id}, $s->{groups} ],
+        [ 'open', 4200, $org->{id}, [] ], 'open, its totals, the organization as payer, no groups yet';
+    is_deeply ok_get('/billing/statements?limit=1')->{data}, [ $s ], 'listed first';
+    is $mock->control_raw(POST => 'billing_statements', {})->{status}, 400, 'a statement without a payer -> 400';
+    is $mock->control_raw(POST => 'billing_statements', { payer_user_id => 'user_2nothere' })->{status}, 404,
+        'unknown user -> 404';
+    my $a1 = $mock->control(POST => 'billing_payment_attempts', { statement_id => $s->{id} });
+    is_deeply [ shape_problems($a1, 'commerce_payment') ], [], 'BillingPaymentAttempt shape';
+    is_deeply [ @$a1{qw(statement_id status paid_at)}, $a1->{amount}{amount}, $a1->{payer}{id} ],
+        [ $s->{id}, 'pending', undef, 4200, $s->{payer}{id} ], "pending, the statement's amount and payer";
+    my ($ev) = events_ok([ 'paymentAttempt.created' ], 'POST records paymentAttempt.created');
+    my $d = $ev->{data};
+    is_deeply [ shape_problems($d, 'payment_attempt_event') ], [], 'PaymentAttemptEventPayload: every required field';
+    ok !exists $d->{object}, 'no object field';
+    ok !exists $d->{amount} && $d->{totals}{grand_total}{amount} == 4200, 'totals instead of amount';
+    is_deeply [ shape_problems($d->{totals}, 'billing_totals'), shape_problems($d->{payment_source}, 'payment_source'),
+                shape_problems($d->{payee}, 'payee'), shape_problems($d->{payer}, 'payer_event') ], [],
+        'totals, payment_source, payee, payer shapes';
+    is_deeply [ @{ $d->{payer} }{qw(organization_id user_id)} ], [ $org->{id}, '' ], 'payer: the organization, user_id ""';
+    is_deeply [ @$d{qw(id statement_id payment_id status)} ], [ @$a1{qw(id statement_id payment_id status)} ], 'ids and status';
+    is $d->{payment_source}{id}, $a1->{payment_method_id}, 'payment_source: the payment method';
+    is ref $d->{subscription_items}, 'ARRAY', 'subscription_items list';
+    is_deeply [ map { shape_problems($_, 'billing_item') } @{ $d->{subscription_items} } ], [], 'its items: BillingSubscriptionItem';
+    ok((all { $_->{object} eq 'commerce_subscription_item' } @{ $d->{subscription_items} }), '... object commerce_subscription_item');
+    my $a2 = $mock->control(PATCH => "billing_payment_attempts/$a1->{id}", { status => 'failed' });
+    ok is_ms($a2->{failed_at}) && $a2->{updated_at} > $a1->{updated_at}, 'PATCH status failed: failed_at set, updated_at bumped';
+    ($ev) = events_ok([ 'paymentAttempt.updated' ], 'PATCH records paymentAttempt.updated');
+    is_deeply [ $ev->{data}{status}, ref $ev->{data}{failed_reason} ], [ 'failed', 'HASH' ], 'failed, with failed_reason';
+    my $a3 = $mock->control(POST => 'billing_payment_attempts', { statement_id => $s->{id}, status => 'paid' });
+    ok is_ms($a3->{paid_at}), 'created paid: paid_at set';
+    events_ok([ 'paymentAttempt.created' ], 'the second attempt');
+    my $got = ok_get("/billing/statements/$s->{id}/payment_attempts");
+    is_deeply [ ids(@{ $got->{data} }) ], [ $a3->{id}, $a1->{id} ], 'listed under the statement, newest first';
+    is_deeply [ map { $_->{id} } @{ ok_get("/billing/statements/$s->{id}")->{groups}[0]{items} } ], [ $a3->{id}, $a1->{id} ],
+        "... and in the statement's groups";
+    is $mock->control_raw(POST => 'billing_payment_attempts', {})->{status}, 400, 'no statement_id -> 400';
+    is $mock->control_raw(POST => 'billing_payment_attempts', { statement_id => 'stmt_2nothere' })->{status}, 404,
+        'unknown statement -> 404';
+    my $st1 = $mock->state;
+    is_deeply [ map { $st1->{$_} - $st0->{$_} } @BILLING_KINDS ], [ 1, 2, 0, 1, 2, 0 ], 'state counts them';
+    is_deeply $mock->control(DELETE => "billing_statements/$s->{id}"),
+        { object => 'commerce_statement', id => $s->{id}, deleted => JSON::PP::true }, 'DELETE a statement';
+    error_is $mock->get("/billing/statements/$s->{id}"), 404, 'resource_not_found', 'deleted: 404';
+    error_is $mock->get("/billing/statements/$s->{id}/payment_attempts"), 404, 'resource_not_found', '... its attempts too';
+    is $mock->control_raw(GET => "billing_payment_attempts/$a1->{id}")->{status}, 404, 'its attempts are deleted with it';
+    my $st2 = $mock->state;
+    is_deeply [ $st1->{billing_statements} - $st2->{billing_statements},
+                $st1->{billing_payment_attempts} - $st2->{billing_payment_attempts} ], [ 1, 2 ], 'state follows';
+    $mock->control(DELETE => "billing_prices/$cp->{id}");
+    $mock->control(DELETE => "billing_plans/$p->{id}");
+    ok !(grep { $_ eq $p->{id} } ids(@{ ok_get('/billing/plans')->{data} })), 'a deleted plan is not listed';
+    error_is $mock->get("/billing/prices?plan_id=$p->{id}"), 404, 'resource_not_found', '... nor takes prices';
+    events_ok([], 'deletions record no events');
+};
+
+subtest 'control API and events: subscription items' => sub {
+    new_events();
+    my %payer = map { ($_->{payer}{user_id} // '') => 1 } @items;
+    my ($u) = grep { defined $_->{primary_email_address_id} && !$payer{ $_->{id} } } @b_users;
+    my $t0 = $now_ms->();
+    my $it = $mock->control(POST => 'billing_subscription_items', { payer_user_id => $u->{id}, plan_id => 'pro_user' });
+    like $it->{id}, qr/^csub_item_[0-9A-Za-z]{27}$/, 'created: a Clerk-like id';
+    is_deeply [ shape_problems($it, 'commerce_subscription_item') ], [], 'CommerceSubscriptionItem shape';
+    is_deeply [ @$it{qw(status plan_id plan_period)}, $it->{payer}{user_id}, $it->{payer}{organization_id} ],
+        [ 'active', $plan_by_slug{pro_user}{id}, 'month', $u->{id}, undef ], "active, the plan, the user's";
+    ok abs($it->{created_at} - $t0) < 60_000 && $it->{period_end} > $it->{period_start}, 'created now, a period of a month';
+    my %def_price = map { $_->{plan_id} => $_->{id} } grep { $_->{is_default} } @prices;
+    is $it->{price_id}, $def_price{ $it->{plan_id} }, "the plan's default price";
+    my ($ev) = events_ok([ 'subscriptionItem.active' ], 'POST records subscriptionItem.active (Clerk has no .created)');
+    my $d = $ev->{data};
+    is_deeply [ shape_problems($d, 'item_event') ], [], 'BillingSubscriptionItemEventPayload: every required field';
+    is $d->{object}, 'subscription_item', 'object subscription_item (as Clerk sends it)';
+    is_deeply [ @$d{qw(id status interval plan_id period_start period_end)}, exists $d->{plan_period} ? 1 : 0 ],
+        [ @$it{qw(id status plan_period plan_id period_start period_end)}, 0 ], 'interval instead of plan_period';
+    is_deeply $d->{plan}, { id => $it->{plan_id}, slug => 'pro_user', name => 'Pro', is_recurring => JSON::PP::true,
+                            amount => 2000, currency => 'USD' }, 'plan: BillingSubscriptionItemEventPlan';
+    is_deeply [ shape_problems($d->{payer}, 'payer_event') ], [], 'payer: BillingPayerEventPayload';
+    is_deeply [ @{ $d->{payer} }{qw(id user_id organization_id organization_name)} ], [ $it->{payer_id}, $u->{id}, '', '' ],
+        'a user payer: organization_id and organization_name ""';
+    like $d->{subscription_id}, qr/^csub_[0-9A-Za-z]{27}$/, 'subscription_id';
+    my $sub = $d->{subscription_id};
+    is ok_get('/billing/subscription_items?limit=1')->{data}[0]{id}, $it->{id}, 'listed first';
+    is_deeply ok_get("/billing/subscription_items?query=$it->{id}")->{data}, [ $it ], '... as created';
+
+    my $c = $mock->control(PATCH => "billing_subscription_items/$it->{id}", { status => 'canceled' });
+    ok is_ms($c->{canceled_at}) && $c->{updated_at} > $it->{updated_at}, 'canceled: canceled_at set, updated_at bumped';
+    ($ev) = events_ok([ 'subscriptionItem.canceled' ], 'status canceled: subscriptionItem.canceled');
+    is $ev->{data}{status}, 'canceled', '... its data';
+    $mock->control(PATCH => "billing_subscription_items/$it->{id}", { lifetime_paid => 2000 });
+    ($ev) = events_ok([ 'subscriptionItem.updated' ], 'another change: subscriptionItem.updated');
+    is_deeply ok_get("/billing/subscription_items?query=$it->{id}")->{data}[0]{lifetime_paid},
+        { amount => 2000, amount_formatted => '$20.00', currency => 'USD', currency_symbol => '$' },
+        'the change is listed (cents -> money)';
+    my %want = (past_due => 'pastDue', ended => 'ended', upcoming => 'upcoming', abandoned => 'abandoned',
+                incomplete => 'incomplete', active => 'active');
+    for my $s (sort keys %want) {
+        $mock->control(PATCH => "billing_subscription_items/$it->{id}", { status => $s });
+        events_ok([ "subscriptionItem.$want{$s}" ], "status $s: subscriptionItem.$want{$s}");
+    }
+    $mock->control(PATCH => "billing_subscription_items/$it->{id}?webhook=0", { status => 'past_due' });
+    events_ok([], '?webhook=0 records nothing');
+
+    my $org = $b_orgs[2];
+    my $oi = $mock->control(POST => 'billing_subscription_items', { payer_organization_id => $org->{id} });
+    is_deeply [ $oi->{plan}{slug}, $oi->{payer}{organization_id}, $oi->{payer}{user_id}, $oi->{period_end} ],
+        [ 'free_org', $org->{id}, undef, undef ], "no plan_id: the organizations' default free plan";
+    ($ev) = events_ok([ 'subscriptionItem.active' ], 'recorded');
+    is_deeply [ @{ $ev->{data}{payer} }{qw(organization_id organization_name user_id first_name last_name email)} ],
+        [ $org->{id}, $org->{name}, '', '', '', '' ], 'an organization payer in the webhook: "" for the user fields';
+    ok !(grep { $_ eq $oi->{id} } ids(@{ ok_get('/billing/subscription_items?limit=500')->{data} })),
+        'a free item is left out by default';
+    is ok_get('/billing/subscription_items?include_free=true&limit=1')->{data}[0]{id}, $oi->{id}, '... listed with include_free';
+    my $full = $mock->control(POST => 'billing_subscription_items',
+        { payer => { id => 'cpayer_external', user_id => 'user_external', first_name => 'Ext', last_name => undef,
+                     email => 'ext@example.com', organization_id => undef, organization_name => undef },
+          plan_id => $plan_by_slug{pro_user}{id}, status => 'upcoming' });
+    is_deeply [ $full->{payer_id}, $full->{payer}{first_name}, $full->{status} ], [ 'cpayer_external', 'Ext', 'upcoming' ],
+        'a whole payer, as given';
+    ($ev) = events_ok([ 'subscriptionItem.upcoming' ], 'POST of an upcoming item: subscriptionItem.upcoming');
+    is_deeply [ @{ $ev->{data}{payer} }{qw(id last_name organization_id)} ], [ 'cpayer_external', '', '' ], 'null -> ""';
+    is $mock->control_raw(POST => 'billing_subscription_items', { plan_id => 'pro' })->{status}, 400, 'no payer -> 400';
+    is $mock->control_raw(POST => 'billing_subscription_items', { payer_user_id => $u->{id}, plan_id => 'nope' })->{status},
+        404, 'unknown plan -> 404';
+    is $mock->control_raw(POST => 'billing_subscription_items', { payer_organization_id => 'org_2nothere' })->{status},
+        404, 'unknown organization -> 404';
+    events_ok([], 'rejected requests record nothing');
+
+    is_deeply $mock->control(DELETE => "billing_subscription_items/$full->{id}"),
+        { object => 'commerce_subscription_item', id => $full->{id}, deleted => JSON::PP::true }, 'DELETE';
+    ok !(grep { $_ eq $full->{id} } ids(@{ ok_get('/billing/subscription_items?include_free=true&limit=500')->{data} })),
+        'deleted: not listed';
+    events_ok([], 'DELETE records nothing');
+    is $mock->state->{billing_subscription_items}, 14, 'state: 12 + 3 - 1';
+};
+
+subtest 'subscription events: POST /__mock/billing_subscriptions/{id}/emit' => sub {
+    new_events();
+    my $subs = $mock->control(GET => 'billing_subscriptions');
+    ok @$subs >= 9, 'GET /__mock/billing_subscriptions lists the subscriptions';
+    ok((all { $_->{id} =~ /^csub_[0-9A-Za-z]{27}$/ && $_->{payer_id} =~ /^cpayer_/ && @{ $_->{items} } } @$subs),
+        '... with payer_id and item ids');
+    my ($canceled) = grep { $_->{status} eq 'canceled' } @items;
+    my ($two) = grep { my $s = $_; any { $_ eq $canceled->{id} } @{ $s->{items} } } @$subs;
+    is_deeply [ map { $item_by_id{$_}{status} } @{ $two->{items} } ], [qw(canceled upcoming)],
+        'a subscription with two items: canceled, then the free one upcoming';
+    is_deeply [ map { $item_by_id{$_}{payer_id} } @{ $two->{items} } ], [ ($two->{payer_id}) x 2 ], '... of one payer';
+    my %seen;
+    for my $type (qw(subscription.created subscription.updated subscription.active subscription.pastDue)) {
+        my $r = $mock->control(POST => "billing_subscriptions/$two->{id}/emit", { type => $type });
+        is $r->{type}, $type, "$type emitted";
+    }
+    my @ev = events_ok([qw(subscription.created subscription.updated subscription.active subscription.pastDue)],
+        'four events, signed like the others');
+    my $d = $ev[0]{data};
+    is_deeply [ shape_problems($d, 'subscription_event') ], [], 'SubscriptionEventPayload: every required field';
+    is_deeply [ @$d{qw(object id payer_id)} ], [ 'commerce_subscription', $two->{id}, $two->{payer_id} ], 'object, id, payer_id';
+    is_deeply [ shape_problems($d->{payer}, 'payer_event') ], [], 'payer: BillingPayerEventPayload';
+    is $d->{payer}{organization_id}, '', 'a user payer: organization_id ""';
+    is_deeply [ map { $_->{id} } @{ $d->{items} } ], $two->{items}, 'items: its items';
+    is_deeply [ map { shape_problems($_, 'item_event') } @{ $d->{items} } ], [], 'items: BillingSubscriptionItemEventPayload';
+    ok((all { $_->{object} eq 'commerce_subscription_item' && !defined $_->{payer} && exists $_->{payer}
+              && !defined $_->{subscription_id} && exists $_->{subscription_id} } @{ $d->{items} }),
+        'nested items: object commerce_subscription_item, payer and subscription_id null');
+    is $d->{status}, 'active', 'status active (canceled, ends later)';
+    ok is_ms($d->{active_at}) && $d->{payment_source_id} =~ /^cps_/, 'active_at, payment_source_id';
+    my ($pd) = grep { my $s = $_; any { ($item_by_id{$_}{status} // '') eq 'past_due' } @{ $s->{items} } } @$subs;
+    $mock->control(POST => "billing_subscriptions/$pd->{id}/emit", { type => 'subscription.pastDue' });
+    ($d) = map { $_->{data} } events_ok([ 'subscription.pastDue' ], 'a past-due subscription');
+    is_deeply [ $d->{status}, is_ms($d->{past_due_at}) ? 1 : 0 ], [ 'past_due', 1 ], 'status past_due, past_due_at';
+    is $d->{payer}{user_id}, '', 'an organization payer: user_id ""';
+    like $d->{latest_payment_id} // '', qr/^cpa_/, "latest_payment_id: its statement's payment";
+    is_deeply $mock->control(GET => "billing_subscriptions/$pd->{id}"), $d, 'GET …/{id}: the same data';
+    $mock->control(POST => 'events', { type => 'subscription.updated', id => $pd->{id} });
+    ($d) = map { $_->{data} } events_ok([ 'subscription.updated' ], 'POST /__mock/events {type, id} works too');
+    is $d->{id}, $pd->{id}, '... about it';
+    $mock->control(POST => "billing_subscriptions/$pd->{id}/emit", { type => 'subscription.updated', data => { status => 'canceled' } });
+    ($d) = map { $_->{data} } events_ok([ 'subscription.updated' ], 'data merged over it');
+    is $d->{status}, 'canceled', '... as given';
+    is $mock->control_raw(POST => "billing_subscriptions/$pd->{id}/emit", { type => 'subscription.deleted' })->{status}, 400,
+        'another type -> 400';
+    is $mock->control_raw(POST => 'billing_subscriptions/csub_2nothere/emit', { type => 'subscription.created' })->{status},
+        404, 'unknown subscription -> 404';
+    $mock->control(POST => 'events', { type => 'subscriptionItem.freeTrialEnding', id => $two->{items}[0] });
+    ($d) = map { $_->{data} } events_ok([ 'subscriptionItem.freeTrialEnding' ], 'POST /__mock/events for an item');
+    is_deeply [ $d->{object}, $d->{subscription_id} ], [ 'subscription_item', $two->{id} ], '... standalone shape';
+};
+
+subtest 'control API and events: waitlist entries' => sub {
+    new_events();
+    my $w = $mock->control(POST => 'waitlist_entries', { email_address => 'Waiting.Fidelity@example.com' });
+    like $w->{id}, qr/^wle_[0-9A-Za-z]{27}$/, 'created: a Clerk-like id';
+    is_deeply [ shape_problems($w, 'waitlist_entry') ], [], 'WaitlistEntry shape';
+    is_deeply [ @$w{qw(status is_locked invitation)} ], [ 'pending', JSON::PP::false, undef ], 'pending, unlocked, no invitation';
+    my ($ev) = events_ok([ 'waitlistEntry.created' ], 'POST records waitlistEntry.created');
+    is_deeply $ev->{data}, { %$w, object => 'waitlistEntry' }, 'data: the entry with object waitlistEntry (camelCase)';
+    is_deeply ok_get('/waitlist_entries?limit=1')->{data}, [ $w ], 'listed first';
+    is $mock->control_raw(POST => 'waitlist_entries', { email_address => 'waiting.fidelity@EXAMPLE.com' })->{status}, 409,
+        'the same email again -> 409';
+    my $i = $mock->control(PATCH => "waitlist_entries/$w->{id}", { status => 'invited' });
+    is_deeply [ $i->{status}, $i->{invitation}{status}, $i->{invitation}{email_address} ],
+        [ 'invited', 'pending', $w->{email_address} ], 'invited: a pending invitation';
+    is_deeply [ shape_problems($i->{invitation}, 'invitation') ], [], 'an Invitation';
+    cmp_ok $i->{updated_at}, '>', $w->{updated_at}, 'updated_at bumped';
+    ($ev) = events_ok([ 'waitlistEntry.updated' ], 'PATCH records waitlistEntry.updated');
+    is_deeply [ @{ $ev->{data} }{qw(object status)} ], [ 'waitlistEntry', 'invited' ], '... its data';
+    is ok_get('/waitlist_entries?status=invited&limit=1&order_by=-invited_at')->{data}[0]{id}, $w->{id},
+        'listed under status=invited, newest invitation first';
+    my $c = $mock->control(PATCH => "waitlist_entries/$w->{id}", { status => 'completed' });
+    is_deeply [ $c->{invitation}{id}, $c->{invitation}{status} ], [ $i->{invitation}{id}, 'accepted' ],
+        'completed: the invitation accepted';
+    events_ok([ 'waitlistEntry.updated' ], 'recorded');
+    $mock->control(DELETE => "waitlist_entries/$w->{id}");
+    is_deeply ok_get("/waitlist_entries?query=$w->{id}")->{data}, [], 'deleted: gone';
+    events_ok([], 'DELETE records nothing (Clerk has no waitlistEntry.deleted)');
+};
+
+subtest 'billing: triggers, determinism' => sub {
+    new_events();
+    my $before = $mock->state;
+    $mock->add_trigger(path => '^/v1/billing/statements(?:\\?|$)', create_billing_statements => [{ amount => 100 }],
+                       create_billing_payment_attempts => 1, create_waitlist_entries => 1);
+    my $r = ok_get('/billing/statements?limit=1');
+    my $after = $mock->state;
+    is_deeply [ map { $after->{$_} - $before->{$_} } qw(billing_statements billing_payment_attempts waitlist_entries) ],
+        [ 1, 1, 1 ], 'a trigger creates billing objects (attached to the last user and statement)';
+    is $r->{data}[0]{totals}{grand_total}{amount}, 100, '... visible to the request that fired it';
+    events_ok([ 'paymentAttempt.created', 'waitlistEntry.created' ], '... with their events');
+    $mock->clear_triggers;
+
+    my %fixed = (%BILL, extra_args => [ '--billing-anchor', 1_767_225_600_000 ]);
+    my ($x, $y, $z) = (ClerkMock->new(%fixed), ClerkMock->new(%fixed), ClerkMock->new(%fixed, seed => 8));
+    for my $path ('/billing/plans', '/billing/prices', '/billing/subscription_items?include_free=true&limit=500',
+                  '/billing/statements?limit=500', '/waitlist_entries?limit=500') {
+        my $body = $x->get($path)->{content};
+        is $y->get($path)->{content}, $body, "same seed and anchor, same data: $path";
+        isnt $z->get($path)->{content}, $body, "other seed, other data: $path";
+    }
+    my $s = $x->get('/billing/statements?limit=1')->{json}{data}[0]{id};
+    is $y->get("/billing/statements/$s/payment_attempts")->{content}, $x->get("/billing/statements/$s/payment_attempts")->{content},
+        'payment attempts too';
+    $_->stop for $x, $y, $z;
 };
 
 $mock->reset;

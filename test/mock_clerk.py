@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Mock of the Clerk Backend API for tests: users, organizations, memberships,
 organization invitations and domains, instance invitations, organization
-roles and permissions, sessions.
+roles and permissions, sessions, billing (plans, prices, subscription items,
+statements and their payment attempts) and waitlist entries.
 
 Standard library only.  Serves the read endpoints a sync client needs under
 /v1, with Clerk's response shapes, pagination rules, error bodies, bearer
@@ -115,6 +116,9 @@ T_USER, T_UCORE, T_ORG, T_MEM, T_IDN, T_EAC, T_LAYOUT, T_IDCODEC, T_BANNED, T_TI
 T_ORGINV, T_INV, T_DOM, T_ROLE, T_PERM, T_SESS, T_CLIENT = range(40, 47)
 # Time streams: _times(tag) reads tag_seed[T_TIME + tag]; users/orgs/memberships use 1..3.
 TT_ORGINV, TT_INV, TT_DOM, TT_ROLE, TT_PERM, TT_SESS = range(4, 10)
+# Billing and the waitlist (own tags again: nothing above changes).
+T_BITEM, T_STMT, T_PAY, T_WAIT, T_PLAN, T_PRICE = range(47, 53)
+TT_WAIT = 10
 
 
 class IdCodec:
@@ -248,6 +252,93 @@ SCOPES = {
 }
 
 
+# Billing.  The generated plans, in creation order (GET /billing/plans lists
+# the last one first): slug, name, payer type, default?, monthly fee and
+# monthly fee when billed annually (cents), features, free trial days, description.
+PLAN_SPECS = [
+    ("free_user", "Free", "user", True, 0, 0, ["basic"], None, "Everything a person needs to get started."),
+    ("pro_user", "Pro", "user", False, 2000, 1800, ["basic", "reports", "sso"], None,
+     'For power users: "reports", SSO & more \u2014 Z\u00fcrich/\u6771\u4eac ready \U0001F680'),
+    ("free_org", "Free (Teams)", "org", True, 0, 0, ["basic"], None, None),
+    ("pro", "Pro Teams \u2014 \u00c9quipe \U0001F680", "org", False, 9900, 8250, ["basic", "reports", "sso"], 30,
+     "For teams.\nBilled per organization; <b>not</b> per seat."),
+]
+# Features: slug -> (name, description, has an avatar)
+FEATURES = {
+    "basic": ("Basic", "Core features", False),
+    "reports": ("Reports & exports", "Monthly reports, exportable to CSV \u2014 \"as is\"", True),
+    "sso": ("Single sign-on (SAML/OIDC)", None, True),
+}
+# Generated subscription items, in blocks of 12: (payer type, paid plan?,
+# status, same payer (and subscription) as the item before, plan period, what else)
+ITEM_PATTERN = [
+    ("user", False, "active", False, "month", ""),
+    ("user", True, "active", False, "month", ""),
+    ("org", False, "active", False, "month", ""),
+    ("org", True, "active", False, "month", "custom_price"),
+    ("user", True, "canceled", False, "month", ""),
+    ("user", False, "upcoming", True, "month", ""),       # the free plan once the canceled one ends
+    ("org", True, "past_due", False, "month", ""),
+    ("user", True, "ended", False, "month", ""),
+    ("user", False, "active", True, "month", "after_ended"),
+    ("org", True, "active", False, "month", "trial"),
+    ("user", True, "abandoned", False, "month", ""),      # superseded before it started by ...
+    ("user", True, "active", True, "annual", ""),         # ... the annual one
+]
+# Items that statements (and their payment attempts) are about
+BILLED_STATUSES = ("active", "canceled", "past_due", "ended")
+ITEM_STATUSES = ("active", "canceled", "expired", "ended", "past_due", "upcoming", "incomplete", "abandoned")
+# GET /billing/subscription_items?status= (free_trial: is_free_trial items)
+ITEM_STATUS_FILTER = ("active", "ended", "past_due", "upcoming", "free_trial")
+# The subscriptionItem.<x> event a new status sends (anything else: subscriptionItem.updated)
+ITEM_STATUS_EVENT = {"active": "active", "canceled": "canceled", "ended": "ended", "past_due": "pastDue",
+                     "upcoming": "upcoming", "abandoned": "abandoned", "incomplete": "incomplete"}
+# Timestamps a status change fills in when the change does not give them
+ITEM_STATUS_TIME = {"canceled": "canceled_at", "past_due": "past_due_at", "ended": "ended_at"}
+PAYMENT_STATUS_TIME = {"paid": "paid_at", "failed": "failed_at"}
+PAYMENT_STATUSES = ("pending", "paid", "failed")
+SUBSCRIPTION_EVENTS = ("subscription.created", "subscription.updated", "subscription.active", "subscription.pastDue")
+CARDS = [("visa", "4242"), ("mastercard", "4444"), ("amex", "0005"), ("discover", "1117")]
+PAYER_TYPES = ("user", "org")
+# What a control API create body names its payer by (billing subscription items and statements)
+PAYER_FIELDS = ("payer_user_id", "payer_organization_id", "payer_id", "payer")
+WAITLIST_STATUSES = ("pending", "invited", "completed", "rejected")
+# Status of generated waitlist entry i: WAITLIST_PATTERN[i % 6]
+WAITLIST_PATTERN = ("pending", "invited", "completed", "rejected", "pending", "invited")
+# Money fields given as a bare integer (cents) through the control API become money objects.
+MONEY_FIELDS = {"plans": ("fee", "annual_monthly_fee", "annual_fee"), "prices": ("fee", "annual_monthly_fee"),
+                "bitems": ("lifetime_paid",), "payatts": ("amount",)}
+
+
+def money(amount, currency="USD", symbol="$"):
+    """A CommerceMoneyResponse for an amount in cents."""
+    if not isinstance(amount, int) or isinstance(amount, bool):
+        return {"amount": amount, "amount_formatted": str(amount), "currency": currency, "currency_symbol": symbol}
+    sign = "-" if amount < 0 else ""
+    return {"amount": amount, "amount_formatted": f"{sign}{symbol}{abs(amount) // 100}.{abs(amount) % 100:02d}",
+            "currency": currency, "currency_symbol": symbol}
+
+
+def money_amount(m, default=None):
+    """The amount (cents) of a money object, or default."""
+    if isinstance(m, dict):
+        return int_or(m.get("amount"), default)
+    return int_or(m, default)
+
+
+def month_start(ms):
+    dt = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    return int(datetime.datetime(dt.year, dt.month, 1, tzinfo=datetime.timezone.utc).timestamp() * 1000)
+
+
+def add_months(ms, k):
+    """ms shifted by k calendar months (the day clamped to 28)."""
+    dt = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    y, m = divmod(dt.month - 1 + k, 12)
+    out = dt.replace(year=dt.year + y, month=m + 1, day=min(dt.day, 28))
+    return int(out.timestamp() * 1000)
+
+
 @functools.lru_cache(maxsize=4096)
 def ascii_fold(s):
     """Lower-case ASCII letters/digits of s ('Zoë' -> 'zoe'), '' if none."""
@@ -367,6 +458,9 @@ ROUTE_FAMILY = {
     "organizations/{id}/domains": "organization_domains",
     "organization_roles/{id}": "organization_roles", "organization_permissions/{id}": "organization_permissions",
     "sessions/{id}": "sessions",
+    "billing/plans": "billing", "billing/prices": "billing", "billing/subscription_items": "billing",
+    "billing/statements": "billing", "billing/statements/{id}": "billing",
+    "billing/statements/{id}/payment_attempts": "billing",
 }
 _ORGS_OFF = ("organization_not_enabled_in_instance", "access denied",
              "The organizations feature is not enabled for this instance. You can enable it at https://dashboard.clerk.com.")
@@ -378,6 +472,9 @@ FEATURE_ERRORS = {
                              "This instance does not have domains enabled for organizations."),
     "organization_roles": ("feature_not_enabled", "not enabled", "This feature is not enabled on this instance"),
     "organization_permissions": ("feature_not_enabled", "not enabled", "This feature is not enabled on this instance"),
+    "billing": ("billing_not_enabled", "access denied",
+                "The billing feature is not enabled for this instance. "
+                "You can enable it at https://dashboard.clerk.com."),
 }
 
 # Default error identity per HTTP status, for injected "status" faults.
@@ -407,6 +504,12 @@ DEFAULT_SIZES = {
     "sessions": 50,                  # spread over the users
     "custom_roles": 1,               # besides org:admin, org:member, org:billing_manager
     "custom_permissions": 2,         # besides the 6 system ones and org:billing:manage
+    # Billing and the waitlist: fixed small numbers, not proportional to the users.
+    "billing_plans": 4,              # free_user, pro_user, free_org, pro (then more paid plans)
+    "billing_custom_prices": 1,      # besides one default price per plan
+    "billing_subscription_items": 12,  # payers: some generated users and organizations
+    "billing_statements": 6,         # each with 1 to 3 payment attempts
+    "waitlist_entries": 6,
 }
 
 class Kind:
@@ -515,7 +618,7 @@ class Store:
     """All mock data.  Guarded by self.lock; stored objects are never mutated
     in place (patches replace them), so they can be serialised outside it."""
 
-    def __init__(self, n_users, n_orgs, n_mems, seed, sizes=None):
+    def __init__(self, n_users, n_orgs, n_mems, seed, sizes=None, billing_anchor=None):
         self.seed = seed
         self.lock = threading.RLock()
         self.version = 0
@@ -526,6 +629,8 @@ class Store:
         self.tag_seed = {t: h(seed, t) for t in range(1, T_TIME + 4)}
         self.tag_seed.update({t: h(seed, t) for t in range(T_TIME + 4, T_TIME + 10)})
         self.tag_seed.update({t: h(seed, t) for t in range(T_ORGINV, T_CLIENT + 1)})
+        self.tag_seed.update({t: h(seed, t) for t in range(T_BITEM, T_WAIT + 1)})
+        self.tag_seed[T_TIME + TT_WAIT] = h(seed, T_TIME + TT_WAIT)
         n_users, n_orgs = max(0, n_users), max(0, n_orgs)
         n_mems = max(0, min(n_mems, n_users * n_orgs))
         self.users = Kind(n_users, IdCodec("user_", seed, 11))
@@ -540,7 +645,9 @@ class Store:
         self.org_created_mems = {}  # org idx -> [created membership indices]
         self.member_delta = {}   # org idx -> change of live member count vs. generated
         self._layout(n_users, n_orgs, n_mems)
-        self._init_more(n_users, n_orgs, dict(DEFAULT_SIZES, **(sizes or {})))
+        sz = dict(DEFAULT_SIZES, **(sizes or {}))
+        self._init_more(n_users, n_orgs, sz)
+        self._init_billing(n_users, n_orgs, sz, billing_anchor)
 
     def _init_more(self, n_users, n_orgs, sz):
         """Organization invitations and domains (children of organizations),
@@ -1113,7 +1220,19 @@ class Store:
             return self._gen_cached(T_ROLE, idx, self._gen_role)
         if kind is self.perms:
             return self._gen_cached(T_PERM, idx, self._gen_perm)
-        return self._gen_cached(T_SESS, idx, self._gen_session)
+        if kind is self.sessions:
+            return self._gen_cached(T_SESS, idx, self._gen_session)
+        if kind is self.plans:
+            return self._gen_cached(T_PLAN, idx, self._gen_plan)
+        if kind is self.prices:
+            return self._gen_cached(T_PRICE, idx, self._gen_price)
+        if kind is self.bitems:
+            return self._gen_cached(T_BITEM, idx, self._gen_bitem)
+        if kind is self.stmts:
+            return self._gen_cached(T_STMT, idx, self._gen_stmt)
+        if kind is self.payatts:
+            return self._gen_cached(T_PAY, idx, self._gen_payatt)
+        return self._gen_cached(T_WAIT, idx, self._gen_wait)
 
     def public_org_data(self, o):
         org = self.org(o)
@@ -1445,6 +1564,587 @@ class Store:
 
     def session(self, i):
         return self.own(self.sessions, i)
+
+    # -- billing and the waitlist ---------------------------------------------
+    def _init_billing(self, n_users, n_orgs, sz, anchor=None):
+        """Billing plans and prices, subscription items (of some generated
+        users and organizations), statements with their payment attempts, and
+        waitlist entries.  Fixed small sizes (DEFAULT_SIZES), not proportional
+        to the users.  Billing times are relative to `anchor` (default: the
+        first of the current month, UTC), so that a current period holds now
+        and a canceled item ends in the future; everything else about them
+        comes from the seed."""
+        seed = self.seed
+        self.anchor = int(anchor) if anchor is not None else month_start(now_ms())
+        n_plans = max(0, sz["billing_plans"])
+        n_cp = max(0, sz["billing_custom_prices"]) if n_plans else 0
+        n_items = max(0, sz["billing_subscription_items"]) if (n_plans and (n_users or n_orgs)) else 0
+        self.plans = Kind(n_plans, IdCodec("cplan_", seed, 21))
+        self.prices = Kind(n_plans + n_cp, IdCodec("cprice_", seed, 22))
+        self.bitems = Kind(n_items, IdCodec("csub_item_", seed, 23))
+        self.payer_codec = IdCodec("cpayer_", seed, 27)  # payer 2u: user u; 2o + 1: organization o
+        self.csub_codec = IdCodec("csub_", seed, 28)     # one subscription per payer, numbered as the payer
+        r = random.Random(h(seed, T_LAYOUT, T_BITEM))
+        self._bperm = {}
+        for typ, n in (("user", n_users), ("org", n_orgs)):
+            a = 1
+            if n > 1:
+                a = r.randrange(1, n)
+                while math.gcd(a, n) != 1:
+                    a = r.randrange(1, n)
+            self._bperm[typ] = (a, r.randrange(n) if n else 0, n)
+        self._plan_pick = {}
+        self._billed = [i for i in range(n_items) if self._item_layout(i)[5]]
+        n_st = max(0, sz["billing_statements"]) if self._billed else 0
+        self.stmts = Kind(n_st, IdCodec("stmt_", seed, 24))
+        self.pa_starts, acc = [], 0
+        for j in range(n_st):
+            self.pa_starts.append(acc)
+            acc += 1 + mix64(self.tag_seed[T_STMT] ^ j) % 3
+        self.payatts = Kind(acc, IdCodec("pa_", seed, 25))
+        n_wait = max(0, sz["waitlist_entries"])
+        self.waits = Kind(n_wait, IdCodec("wle_", seed, 26))
+        self.wait_step = max(1000, CHILD_SPAN_MS // max(n_wait, 1))
+        self.item_step = max(1000, 330 * DAY_MS // max(n_items, 1))
+        self.stmt_step = max(3_600_000, 150 * DAY_MS // max(n_st, 1))
+        for k in ("plans", "prices", "bitems", "stmts", "payatts", "waits"):
+            self.last_created[k] = 0
+
+    # plans and prices
+    def _plan_spec(self, i):
+        if i < len(PLAN_SPECS):
+            return PLAN_SPECS[i]
+        k = i - len(PLAN_SPECS) + 1
+        typ = "user" if k % 2 else "org"
+        return (f"plus_{typ}_{k}", f"Plus {k}", typ, False, 500 * (k + 4), 400 * (k + 4), ["basic", "reports"],
+                None, None)
+
+    def feature(self, slug):
+        name, desc, avatar = FEATURES.get(slug, (slug.replace("_", " ").title(), None, False))
+        return {"object": "feature", "id": side_id("feat_", self.seed, "feature", slug), "name": name,
+                "description": desc, "slug": slug,
+                "avatar_url": ("https://img.clerk.com/" + noise62(22, self.seed, "feature", slug)) if avatar else None}
+
+    def _gen_plan(self, i):
+        slug, name, typ, default, fee, am, feats, trial, desc = self._plan_spec(i)
+        return {
+            "object": "commerce_plan",
+            "id": self.plans.key(i),
+            "name": name,
+            "fee": money(fee),
+            "annual_monthly_fee": money(am),
+            "annual_fee": money(am * 12),
+            "description": desc,
+            "product_id": side_id("cprd_", self.seed, "product"),
+            "is_default": default,
+            "is_recurring": fee > 0,
+            "publicly_visible": True,
+            "has_base_fee": fee > 0,
+            "for_payer_type": typ,
+            "slug": slug,
+            "avatar_url": ("https://img.clerk.com/" + noise62(22, self.seed, "plan", i)) if fee else None,
+            "features": [self.feature(f) for f in feats],
+            "free_trial_enabled": trial is not None,
+            "free_trial_days": trial,
+        }
+
+    def plan(self, i):
+        return self.own(self.plans, i)
+
+    def plan_index(self, ident):
+        """Index of a live plan given by id or slug, or None."""
+        i = self.plans.index_of(ident) if isinstance(ident, str) else None
+        if self.plans.live(i):
+            return i
+        for i in self.live_indices(self.plans):
+            if self.plan(i).get("slug") == ident:
+                return i
+        return None
+
+    def _paid_plans(self):
+        """Generated paid plans, organizations' first: what custom prices are for."""
+        specs = [(i, self._plan_spec(i)) for i in range(self.plans.n_base)]
+        return [i for t in ("org", "user") for i, sp in specs if sp[4] > 0 and sp[2] == t]
+
+    def _gen_price(self, i):
+        nplans = self.plans.n_base
+        base = self.anchor - 400 * DAY_MS
+        if i < nplans:
+            p, default = i, True
+            fee, am = self._plan_spec(i)[4], self._plan_spec(i)[5]
+            created, desc = base + i * 3_600_000, None
+        else:
+            c = i - nplans
+            paid = self._paid_plans() or [0]
+            p, default = paid[c % len(paid)], False
+            sp = self._plan_spec(p)
+            fee, am = sp[4] * 8 // 1000 * 100, sp[5] * 8 // 1000 * 100
+            created = base + (200 + c) * DAY_MS
+            desc = f'Negotiated: 20% off "{sp[1]}"\nuntil further notice' if c % 2 == 0 else f"Custom price {c}"
+        return {
+            "object": "commerce_price",
+            "id": self.prices.key(i),
+            "plan_id": self.plans.key(p),
+            "instance_id": INSTANCE_ID,
+            "currency": "USD",
+            "currency_symbol": "$",
+            "amount": fee,
+            "annual_monthly_amount": am,
+            "fee": money(fee),
+            "annual_monthly_fee": money(am),
+            "description": desc,
+            "is_default": default,
+            "created_at": created,
+            "supported_billing_periods": "both" if fee else "month",
+        }
+
+    def price(self, i):
+        return self.own(self.prices, i)
+
+    # payers
+    def payer_index(self, payer_id):
+        """('user', u) or ('org', o) of one of the mock's cpayer_ ids, or None."""
+        p = self.payer_codec.decode(payer_id)
+        if p is None:
+            return None
+        typ, x = ("user", p // 2) if p % 2 == 0 else ("org", p // 2)
+        kind = self.users if typ == "user" else self.orgs
+        return (typ, x) if x < kind.next_index else None
+
+    def payer_key(self, typ, x):
+        return self.payer_codec.encode(2 * x + (typ == "org"))
+
+    def subscription_key(self, typ, x):
+        return self.csub_codec.encode(2 * x + (typ == "org"))
+
+    def _user_email(self, u):
+        if u not in self.users.over:
+            emails, primary = self._user_core(u)[3], self._user_core(u)[7]
+            return emails[primary] if emails else None
+        usr = self.user(u)
+        for e in usr.get("email_addresses") or []:
+            if isinstance(e, dict) and e.get("id") == usr.get("primary_email_address_id"):
+                return e.get("email_address")
+        return None
+
+    def payer(self, payer_id):
+        """CommercePayerResponse of a cpayer_ id of the mock (its user's or
+        organization's data as it is now), or None."""
+        got = self.payer_index(payer_id)
+        if got is None:
+            return None
+        typ, x = got
+        out = {"object": "commerce_payer", "id": payer_id, "instance_id": INSTANCE_ID}
+        if typ == "user":
+            usr = self.user(x) if x in self.users.over else None
+            d = self.public_user_data(x)
+            created = self._user_created(x)
+            out.update(user_id=self.users.key(x), first_name=d.get("first_name"), last_name=d.get("last_name"),
+                       email=self._user_email(x), organization_id=None, organization_name=None,
+                       image_url=(usr or d).get("image_url"))
+        else:
+            org = self.org(x)
+            created = org.get("created_at")
+            out.update(user_id=None, first_name=None, last_name=None, email=None, organization_id=org.get("id"),
+                       organization_name=org.get("name"), image_url=org.get("image_url"))
+        out.update(created_at=created, updated_at=created)
+        return out
+
+    @staticmethod
+    def payer_event(payer):
+        """BillingPayerEventPayload: the webhook's payer, '' where the BAPI has null."""
+        if not isinstance(payer, dict):
+            return payer
+        out = {"object": "commerce_payer", "id": payer.get("id")}
+        for k in ("user_id", "first_name", "last_name", "email", "organization_id", "organization_name", "image_url"):
+            v = payer.get(k)
+            out[k] = "" if v is None else v
+        for k in ("created_at", "updated_at"):
+            if k in payer:
+                out[k] = payer[k]
+        return out
+
+    def payment_method(self, payer_id):
+        """The payer's card (CommercePaymentMethodResponse)."""
+        x = int.from_bytes(hashlib.blake2b(f"{self.seed}:pm:{payer_id}".encode(), digest_size=8).digest(), "big")
+        card, last4 = CARDS[x % len(CARDS)]
+        return {"object": "commerce_payment_method", "id": side_id("cps_", self.seed, "pm", payer_id),
+                "payer_id": payer_id, "payment_type": "card", "is_default": True, "gateway": "stripe",
+                "gateway_external_id": "pm_" + noise62(24, self.seed, "pm", payer_id),
+                "gateway_external_account_id": None, "last4": last4, "status": "active", "wallet_type": None,
+                "card_type": card, "expiry_year": 2027 + (x >> 8) % 5, "expiry_month": 1 + (x >> 16) % 12,
+                "is_removable": True}
+
+    def payee(self):
+        return {"id": side_id("cpayee_", self.seed, "payee"), "gateway_type": "stripe",
+                "gateway_external_id": "acct_" + noise62(16, self.seed, "acct"), "gateway_status": "active"}
+
+    # subscription items
+    def _item_layout(self, i):
+        """(pattern row, payer type, payer index, plan index, price index, billed?)
+        of generated item i, by arithmetic alone."""
+        row = ITEM_PATTERN[i % len(ITEM_PATTERN)]
+        j = i
+        while ITEM_PATTERN[j % len(ITEM_PATTERN)][3]:
+            j -= 1  # the same payer as the item before
+        first = ITEM_PATTERN[j % len(ITEM_PATTERN)]
+        typ = first[0]
+        if self._bperm[typ][2] == 0:
+            typ = "org" if typ == "user" else "user"
+        if typ == first[0]:
+            rank = sum(1 for r in ITEM_PATTERN[:j % len(ITEM_PATTERN)] if r[0] == typ and not r[3])
+            g = (j // len(ITEM_PATTERN)) * sum(1 for r in ITEM_PATTERN if r[0] == typ and not r[3]) + rank
+        else:
+            g = 1_000_000 + j
+        a, c, n = self._bperm[typ]
+        x = (a * g + c) % n
+        paid = row[1]
+        key = (typ, paid)
+        plan = self._plan_pick.get(key)
+        if plan is None:
+            specs = [(p, self._plan_spec(p)) for p in range(self.plans.n_base)]
+            cands = ([p for p, sp in specs if sp[2] == typ and (sp[4] > 0) == paid]
+                     or [p for p, sp in specs if (sp[4] > 0) == paid] or [0])
+            plan = self._plan_pick[key] = cands[0]
+        price = plan
+        if row[5] == "custom_price":
+            paidp = self._paid_plans()
+            for c2 in range(self.prices.n_base - self.plans.n_base):
+                if paidp and paidp[c2 % len(paidp)] == plan:
+                    price = self.plans.n_base + c2
+                    break
+        billed = paid and self._plan_spec(plan)[4] > 0 and row[2] in BILLED_STATUSES and row[5] != "trial"
+        return row, typ, x, plan, price, billed
+
+    def _item_amount(self, price_idx, period):
+        pr = self._gen_cached(T_PRICE, price_idx, self._gen_price)
+        return pr["annual_monthly_amount"] * 12 if period == "annual" else pr["amount"]
+
+    def _gen_bitem(self, i):
+        row, typ, x, plan, price, _ = self._item_layout(i)
+        _, paid, status, _, period, extra = row
+        r = random.Random(mix64(self.tag_seed[T_BITEM] ^ i))
+        A, M = self.anchor, (lambda k: add_months(self.anchor, k))
+        step = self.item_step
+        created = A - 365 * DAY_MS + i * step + r.randrange(max(1, step // 2))
+        amount = self._item_amount(price, period) if paid else 0
+        free = amount == 0
+        start, end, canceled, past_due, ended = created, None, None, None, None
+        lifetime, trial = 0, extra == "trial"
+        if status == "active" and extra == "after_ended":
+            start = M(-2)
+        elif status == "active" and not free:
+            start, end = (M(-1), M(11)) if period == "annual" else (A, M(1))
+            lifetime = 0 if trial else amount * (1 if period == "annual" else 1 + r.randrange(6))
+        elif status == "canceled":
+            start, end, canceled = A, M(1), A
+            lifetime = amount * (1 + r.randrange(6))
+        elif status == "upcoming":
+            start = M(1)
+        elif status == "past_due":
+            start, end, past_due = M(-1), A, A
+            lifetime = amount * (1 + r.randrange(3))
+        elif status == "ended":
+            start, end, canceled, ended = M(-3), M(-2), M(-2) - 5 * DAY_MS, M(-2)
+            lifetime = amount * 2
+        elif status == "abandoned":
+            start = M(-1)
+        if free:
+            end = None
+        updated = max(t for t in (created, canceled, past_due, ended, start if start <= A else None) if t is not None)
+        nxt = {"amount": money(amount), "date": end} if status == "active" and not free else None
+        return {
+            "object": "commerce_subscription_item",
+            "id": self.bitems.key(i),
+            "instance_id": INSTANCE_ID,
+            "status": status,
+            "plan_id": self.plans.key(plan),
+            "price_id": self.prices.key(price),
+            "plan_period": period,
+            "lifetime_paid": money(lifetime),
+            "next_payment": nxt,
+            "payer_id": self.payer_key(typ, x),
+            "is_free_trial": trial,
+            "period_start": start,
+            "period_end": end,
+            "canceled_at": canceled,
+            "past_due_at": past_due,
+            "ended_at": ended,
+            "created_at": created,
+            "updated_at": updated,
+            "subscription_id": self.subscription_key(typ, x),  # not in the BAPI's item: its webhooks'
+        }
+
+    def item_plan(self, own):
+        """The plan an item shows: its plan as it is now (also once deleted), or the stored one."""
+        if "plan" in own:
+            return own["plan"]
+        p = self.plans.index_of(own.get("plan_id")) if isinstance(own.get("plan_id"), str) else None
+        return self.plan(p) if p is not None else None
+
+    def _payer_of(self, own):
+        if "payer" in own:
+            return own["payer"]
+        return self.payer(own.get("payer_id")) if isinstance(own.get("payer_id"), str) else None
+
+    def bitem(self, i):
+        own = self.own(self.bitems, i)
+        out = self._render(own, {"plan": self.item_plan(own), "payer": self._payer_of(own)},
+                           {"plan": "price_id", "payer": "payer_id"})
+        out.pop("subscription_id", None)
+        return out
+
+    @staticmethod
+    def plan_is_free(plan):
+        if not isinstance(plan, dict):
+            return False
+        return money_amount(plan.get("fee"), 0) == 0
+
+    def _event_plan(self, own):
+        plan = self.item_plan(own)
+        if not isinstance(plan, dict):
+            return plan
+        fee = plan.get("annual_fee") if own.get("plan_period") == "annual" else plan.get("fee")
+        return {"id": plan.get("id"), "slug": plan.get("slug"), "name": plan.get("name"),
+                "is_recurring": plan.get("is_recurring"), "amount": money_amount(fee, 0),
+                "currency": fee.get("currency", "USD") if isinstance(fee, dict) else "USD"}
+
+    def bitem_event(self, i, nested=False):
+        """BillingSubscriptionItemEventPayload: standalone (object subscription_item,
+        with payer and subscription_id) or nested in a subscription event
+        (object commerce_subscription_item, payer and subscription_id null)."""
+        own = self.own(self.bitems, i)
+        return {
+            "object": "commerce_subscription_item" if nested else "subscription_item",
+            "id": own.get("id"),
+            "status": own.get("status"),
+            "is_free_trial": own.get("is_free_trial"),
+            "created_at": own.get("created_at"),
+            "updated_at": own.get("updated_at"),
+            "period_start": own.get("period_start"),
+            "period_end": own.get("period_end"),
+            "interval": own.get("plan_period"),
+            "plan_id": own.get("plan_id"),
+            "plan": self._event_plan(own),
+            "payer": None if nested else self.payer_event(self._payer_of(own)),
+            "subscription_id": None if nested else own.get("subscription_id"),
+        }
+
+    def subscription_items(self, sub_id):
+        return [i for i in self.live_indices(self.bitems) if self.own(self.bitems, i).get("subscription_id") == sub_id]
+
+    def subscription_ids(self):
+        out = {}
+        for i in self.live_indices(self.bitems):
+            out.setdefault(self.own(self.bitems, i).get("subscription_id"), []).append(i)
+        return out
+
+    def subscription_event(self, sub_id):
+        """SubscriptionEventPayload of a subscription (the live items with
+        that subscription_id), or None."""
+        items = self.subscription_items(sub_id)
+        if not items:
+            return None
+        owns = [self.own(self.bitems, i) for i in items]
+        st = [o.get("status") for o in owns]
+        if "past_due" in st:
+            status = "past_due"
+        elif any(s in ("active", "canceled") for s in st):
+            status = "canceled" if ("active" not in st and "upcoming" not in st) else "active"
+        elif all(s in ("ended", "expired", "abandoned") for s in st):
+            status = "abandoned" if all(s == "abandoned" for s in st) else "ended"
+        elif "incomplete" in st:
+            status = "incomplete"
+        else:
+            status = "active"
+
+        def times(field, when=None):
+            return [o.get(field) for o in owns
+                    if isinstance(o.get(field), int) and (when is None or o.get("status") in when)]
+        payer_id = owns[0].get("payer_id")
+        latest = None
+        for k in reversed(self.live_indices(self.payatts)):
+            pa = self.own(self.payatts, k)
+            if pa.get("payer_id") == payer_id:
+                latest = pa.get("payment_id")
+                break
+        paid = any(not self.plan_is_free(self.item_plan(o)) for o in owns)
+        return {
+            "object": "commerce_subscription",
+            "id": sub_id,
+            "status": status,
+            "active_at": min(times("period_start", ("active", "canceled", "past_due", "ended")), default=None),
+            "canceled_at": max(times("canceled_at"), default=None) if status == "canceled" else None,
+            "created_at": min(times("created_at"), default=None),
+            "ended_at": max(times("ended_at"), default=None) if status == "ended" else None,
+            "past_due_at": max(times("past_due_at", ("past_due",)), default=None) if status == "past_due" else None,
+            "updated_at": max(times("updated_at"), default=None),
+            "latest_payment_id": latest,
+            "payer_id": payer_id,
+            "payer": self.payer_event(self._payer_of(owns[0])),
+            "payment_source_id": self.payment_method(payer_id)["id"] if paid and isinstance(payer_id, str) else None,
+            "items": [self.bitem_event(i, nested=True) for i in items],
+        }
+
+    # statements and payment attempts
+    def _gen_stmt(self, j):
+        item = self._billed[j % len(self._billed)]
+        row, typ, x, _, price, _ = self._item_layout(item)
+        amount = self._item_amount(price, row[4])
+        tax = amount * 19 // 100 if typ == "org" else 0
+        n = self.stmts.n_base
+        ts = self.anchor - (n - j) * self.stmt_step + mix64(self.tag_seed[T_STMT] ^ j) % (self.stmt_step // 4)
+        status = "open" if (j % 3 == 2 or row[2] == "past_due") else "closed"
+        return {
+            "object": "commerce_statement",
+            "id": self.stmts.key(j),
+            "instance_id": INSTANCE_ID,
+            "timestamp": ts,
+            "status": status,
+            "totals": {"grand_total": money(amount + tax), "subtotal": money(amount), "base_fee": money(amount),
+                       "tax_total": money(tax)},
+            "payer_id": self.payer_key(typ, x),  # not in the BAPI's statement (it has the payer)
+        }
+
+    def stmt_attempts(self, j):
+        """Live payment attempts of statement j, in creation order."""
+        sid = self.stmts.key(j)
+        return [k for k in self.live_indices(self.payatts) if self.own(self.payatts, k).get("statement_id") == sid]
+
+    def stmt(self, j):
+        own = self.own(self.stmts, j)
+        groups = []
+        if "groups" not in own:
+            atts = [self.payatt(k) for k in reversed(self.stmt_attempts(j))]
+            if atts:
+                groups = [{"object": "commerce_statement_group", "timestamp": own.get("timestamp"), "items": atts}]
+        out = self._render(own, {"payer": self._payer_of(own), "groups": groups},
+                           {"payer": "timestamp", "groups": "totals"})
+        out.pop("payer_id", None)
+        return out
+
+    def _gen_payatt(self, k):
+        j = bisect.bisect_right(self.pa_starts, k) - 1
+        nth = k - self.pa_starts[j]
+        count = (self.pa_starts[j + 1] if j + 1 < len(self.pa_starts) else self.payatts.n_base) - self.pa_starts[j]
+        st = self._gen_cached(T_STMT, j, self._gen_stmt)
+        item = self._billed[j % len(self._billed)]
+        past_due = self._item_layout(item)[0][2] == "past_due"
+        if nth < count - 1 or (st["status"] == "open" and past_due):
+            status = "failed"
+        else:
+            status = "paid" if st["status"] == "closed" else "pending"
+        r = random.Random(mix64(self.tag_seed[T_PAY] ^ k))
+        created = st["timestamp"] + nth * DAY_MS + r.randrange(3_600_000)
+        paid_at = created + 30_000 if status == "paid" else None
+        failed_at = created + 60_000 if status == "failed" else None
+        payer_id = st["payer_id"]
+        pm = self.payment_method(payer_id)
+        gw = "pi_" + noise62(24, self.seed, T_PAY, k)
+        payee = self.payee()
+        return {
+            "object": "commerce_payment",
+            "id": self.payatts.key(k),
+            "payment_id": side_id("cpa_", self.seed, T_PAY, st["id"]),
+            "instance_id": INSTANCE_ID,
+            "charge_type": "checkout" if j % 2 == 0 else "recurring",
+            "payee_id": payee["id"],
+            "payee": payee,
+            "payer_id": payer_id,
+            "subscription_item_id": self.bitems.key(item),
+            "amount": st["totals"]["grand_total"],
+            "totals": copy.deepcopy(st["totals"]),
+            "payment_method_id": pm["id"],
+            "payment_method": pm,
+            "statement_id": st["id"],
+            "gateway_external_id": gw,
+            "gateway_external_url": "https://dashboard.stripe.com/payments/" + gw,
+            "status": status,
+            "paid_at": paid_at,
+            "failed_at": failed_at,
+            "created_at": created,
+            "updated_at": paid_at or failed_at or created,
+        }
+
+    def payatt(self, k):
+        own = self.own(self.payatts, k)
+        return self._render(own, {"payer": self._payer_of(own)}, {"payer": "payer_id"})
+
+    def payatt_event(self, k):
+        """PaymentAttemptEventPayload: no object; totals instead of amount;
+        payment_source; subscription_items; the webhook's payer."""
+        own = self.own(self.payatts, k)
+        tot = own.get("totals") if isinstance(own.get("totals"), dict) else {}
+        amt = own.get("amount")
+        totals = {"subtotal": tot.get("subtotal", amt), "tax_total": tot.get("tax_total", money(0)),
+                  "grand_total": tot.get("grand_total", amt)}
+        if "per_unit_totals" in tot:
+            totals["per_unit_totals"] = tot["per_unit_totals"]
+        pm = own.get("payment_method") if isinstance(own.get("payment_method"), dict) else {}
+        source = {"id": pm.get("id"), "gateway": pm.get("gateway"),
+                  "gateway_external_id": pm.get("gateway_external_id"),
+                  "gateway_external_account_id": pm.get("gateway_external_account_id"),
+                  "payment_method": pm.get("payment_type"), "status": pm.get("status"),
+                  "card_type": pm.get("card_type"), "last4": pm.get("last4")}
+        items = []
+        sid = own.get("subscription_item_id")
+        i = self.bitems.index_of(sid) if isinstance(sid, str) else None
+        if i is not None:
+            io = self.own(self.bitems, i)
+            items.append({"id": io.get("id"), "object": "commerce_subscription_item", "status": io.get("status"),
+                          "created_at": io.get("created_at"), "updated_at": io.get("updated_at"),
+                          "period_start": io.get("period_start"), "period_end": io.get("period_end"),
+                          "interval": io.get("plan_period"), "plan_id": io.get("plan_id"), "plan": self._event_plan(io),
+                          "subscription_id": io.get("subscription_id")})
+        failed = own.get("status") == "failed"
+        return {
+            "id": own.get("id"),
+            "instance_id": own.get("instance_id", INSTANCE_ID),
+            "payment_id": own.get("payment_id"),
+            "invoice_id": own.get("statement_id"),
+            "statement_id": own.get("statement_id"),
+            "gateway_external_id": own.get("gateway_external_id"),
+            "status": own.get("status"),
+            "created_at": own.get("created_at"),
+            "updated_at": own.get("updated_at"),
+            "paid_at": own.get("paid_at"),
+            "failed_at": own.get("failed_at"),
+            "failed_reason": {"code": "card_declined", "decline_code": "insufficient_funds"} if failed else None,
+            "billing_date": own.get("created_at"),
+            "charge_type": own.get("charge_type"),
+            "payee": own.get("payee"),
+            "payer": self.payer_event(self._payer_of(own)),
+            "totals": totals,
+            "payment_source": source,
+            "subscription_items": items,
+        }
+
+    # waitlist entries
+    def _gen_wait(self, i):
+        r = random.Random(mix64(self.tag_seed[T_WAIT] ^ i))
+        created, updated = self._ctimes(TT_WAIT, i, self.wait_step)
+        status = WAITLIST_PATTERN[i % len(WAITLIST_PATTERN)]
+        dom = EMAIL_DOMAINS[r.randrange(len(EMAIL_DOMAINS))]
+        local = f"Wait.List+{i}" if i % 6 == 1 else (f"zo\u00eb.{i}" if i % 6 == 5 else f"waiting.{i}")
+        email = f"{local}@{dom}"
+        inv = None
+        if status in ("invited", "completed"):
+            t = created + r.randrange(1, 10) * DAY_MS
+            inv = {"object": "invitation", "id": side_id("inv_", self.seed, T_WAIT, i), "email_address": email,
+                   "public_metadata": {}, "revoked": False, "status": "pending" if status == "invited" else "accepted",
+                   "url": "https://accounts.example.com/sign-up?__clerk_ticket=" + noise62(32, self.seed, "wle", i),
+                   "expires_at": t + 30 * DAY_MS, "created_at": t,
+                   "updated_at": t if status == "invited" else t + r.randrange(1, 5) * DAY_MS}
+            updated = inv["updated_at"]
+        elif status == "rejected":
+            updated = created + r.randrange(1, 10) * DAY_MS
+        else:
+            updated = min(updated, created + r.randrange(1, 5 * DAY_MS))
+        return {"object": "waitlist_entry", "id": self.waits.key(i), "email_address": email, "status": status,
+                "is_locked": i % 6 == 4, "created_at": created, "updated_at": updated, "invitation": inv}
+
+    def wait(self, i):
+        return self.own(self.waits, i)
 
     # -- ordered views (cached per version) ---------------------------------
     def live_indices(self, kind):
@@ -1869,6 +2569,240 @@ class Store:
         self.sess_links.add(i, u)
         return i
 
+    # -- billing and the waitlist: control API -----------------------------------
+    def _billing_body(self, kind, body, cur=None):
+        """A create or PATCH body of a billing kind or a waitlist entry, made
+        whole: money given in cents, features given by slug, and the
+        timestamps and invitation a status change implies (unless given)."""
+        body = dict(body)
+        for name in ("plans", "prices", "bitems", "payatts"):
+            if kind is getattr(self, name):
+                for f in MONEY_FIELDS[name]:
+                    if isinstance(body.get(f), int) and not isinstance(body.get(f), bool):
+                        body[f] = money(body[f])
+        cur = cur or {}
+        new = body.get("status") if body.get("status") != cur.get("status") else None
+        t = now_ms()
+        if kind is self.plans and isinstance(body.get("features"), list):
+            body["features"] = [self.feature(f) if isinstance(f, str) else f for f in body["features"]]
+        elif kind is self.prices:
+            for n, f in (("amount", "fee"), ("annual_monthly_amount", "annual_monthly_fee")):
+                if isinstance(body.get(n), int) and f not in body:
+                    body[f] = money(body[n])
+        elif kind is self.bitems and new in ITEM_STATUS_TIME:
+            f = ITEM_STATUS_TIME[new]
+            if f not in body and cur.get(f) is None:
+                body[f] = t
+        elif kind is self.payatts:
+            if new in PAYMENT_STATUS_TIME:
+                f = PAYMENT_STATUS_TIME[new]
+                if f not in body and cur.get(f) is None:
+                    body[f] = t
+            if isinstance(body.get("amount"), dict) and "totals" not in body:
+                body["totals"] = {"grand_total": body["amount"], "subtotal": body["amount"],
+                                  "base_fee": body["amount"], "tax_total": money(0)}
+        elif kind is self.waits and new is not None and "invitation" not in body:
+            inv = cur.get("invitation")
+            if new in ("invited", "completed") and not isinstance(inv, dict):
+                email = body.get("email_address", cur.get("email_address"))
+                inv = {"object": "invitation", "id": side_id("inv_", self.seed, "wle-new", cur.get("id"), t),
+                       "email_address": email, "public_metadata": {}, "revoked": False, "status": "pending",
+                       "url": "https://accounts.example.com/sign-up?__clerk_ticket="
+                              + noise62(32, self.seed, "wle-new", cur.get("id"), t),
+                       "expires_at": t + 30 * DAY_MS, "created_at": t, "updated_at": t}
+                body["invitation"] = inv
+            if new == "completed" and isinstance(inv, dict) and inv.get("status") != "accepted":
+                body["invitation"] = dict(inv, status="accepted", updated_at=t)
+        return body
+
+    def _payer_from_body(self, body, required=True):
+        """Pop payer_user_id / payer_organization_id (or read payer_id / a
+        whole payer) from a create body: (payer id, payer type, stored payer or None)."""
+        uid, oid = body.pop("payer_user_id", None), body.pop("payer_organization_id", None)
+        if uid:
+            u = self._live_parent(self.users, uid, "user")
+            return self.payer_key("user", u), "user", None
+        if oid:
+            o = self._live_parent(self.orgs, oid, "organization")
+            return self.payer_key("org", o), "org", None
+        if isinstance(body.get("payer"), dict):
+            payer = body["payer"]
+            pid = payer.get("id") or body.get("payer_id") or side_id("cpayer_", self.seed, "new", json.dumps(
+                payer, sort_keys=True, default=str))
+            stored = dict({"object": "commerce_payer", "id": pid, "instance_id": INSTANCE_ID}, **payer)
+            stored["id"] = pid
+            body["payer"] = stored
+            return pid, ("org" if payer.get("organization_id") else "user"), stored
+        if isinstance(body.get("payer_id"), str):
+            got = self.payer_index(body["payer_id"])
+            if got is None:
+                raise ControlError(404, f"payer {body['payer_id']} not found")
+            return body["payer_id"], got[0], None
+        if required:
+            raise ControlError(400, "payer_user_id, payer_organization_id, payer_id or payer is required")
+        return None, None, None
+
+    def create_plan(self, body):
+        note_raw(body)
+        body = dict(body)
+        with_price = body.pop("create_price", True)
+        slug = body.get("slug")
+        if isinstance(slug, str) and self.plan_index(slug) is not None:
+            raise ControlError(409, f"a plan with slug {slug} already exists")
+        body = self._billing_body(self.plans, body)
+        fee = money_amount(body.get("fee"), 1000)
+
+        def own(i):
+            return {"object": "commerce_plan", "id": self.plans.key(i), "name": f"Plan {i}", "fee": money(fee),
+                    "annual_monthly_fee": money(fee), "annual_fee": money(fee * 12), "description": None,
+                    "product_id": side_id("cprd_", self.seed, "product"), "is_default": False,
+                    "is_recurring": fee > 0, "publicly_visible": True, "has_base_fee": fee > 0,
+                    "for_payer_type": "user", "slug": f"plan_{i}", "avatar_url": None, "features": [],
+                    "free_trial_enabled": False, "free_trial_days": None}
+        i = self._create_child(self.plans, body, own)
+        if with_price:
+            pl = self.plan(i)
+            am = money_amount(pl.get("annual_monthly_fee"), fee)
+            self.create_price({"plan_id": pl["id"], "is_default": True, "amount": money_amount(pl.get("fee"), fee),
+                               "annual_monthly_amount": am})
+        return i
+
+    def create_price(self, body):
+        note_raw(body)
+        p = self.plan_index(body.get("plan_id")) if body.get("plan_id") else None
+        if not body.get("plan_id"):
+            raise ControlError(400, "plan_id is required")
+        if p is None:
+            raise ControlError(404, f"plan {body['plan_id']} not found")
+        pl = self.plan(p)
+        body = self._billing_body(self.prices, dict(body, plan_id=self.plans.key(p)))
+        t = self._stamp("prices")
+        amt = int_or(body.get("amount"), money_amount(pl.get("fee"), 0))
+        am = int_or(body.get("annual_monthly_amount"), money_amount(pl.get("annual_monthly_fee"), amt))
+
+        def own(i):
+            return {"object": "commerce_price", "id": self.prices.key(i), "plan_id": self.plans.key(p),
+                    "instance_id": INSTANCE_ID, "currency": "USD", "currency_symbol": "$", "amount": amt,
+                    "annual_monthly_amount": am, "fee": money(amt), "annual_monthly_fee": money(am),
+                    "description": None, "is_default": False, "created_at": t, "supported_billing_periods": "both"}
+        return self._create_child(self.prices, body, own)
+
+    def create_bitem(self, body):
+        note_raw(body)
+        body = dict(body)
+        payer_id, typ, _ = self._payer_from_body(body)
+        if body.get("plan_id"):
+            p = self.plan_index(body["plan_id"])
+            if p is None:
+                raise ControlError(404, f"plan {body['plan_id']} not found")
+        else:
+            live = list(self.live_indices(self.plans))
+            cands = ([i for i in live if self.plan(i).get("for_payer_type") == typ and self.plan(i).get("is_default")]
+                     or [i for i in live if self.plan(i).get("for_payer_type") == typ] or live)
+            if not cands:
+                raise ControlError(409, "there is no plan to subscribe to")
+            p = cands[0]
+        pl = self.plan(p)
+        body["plan_id"] = self.plans.key(p)
+        if body.get("price_id"):
+            pr = self.prices.index_of(body["price_id"])
+            if not self.prices.live(pr):
+                raise ControlError(404, f"price {body['price_id']} not found")
+        else:
+            pr = next((i for i in self.live_indices(self.prices) if self.price(i).get("plan_id") == pl.get("id")
+                       and self.price(i).get("is_default")), None)
+        period = body.get("plan_period", "month")
+        if pr is not None:
+            po = self.price(pr)
+            amount = int_or(po.get("annual_monthly_amount"), 0) * 12 if period == "annual" else int_or(po.get("amount"), 0)
+        else:
+            amount = money_amount(pl.get("annual_fee" if period == "annual" else "fee"), 0)
+        status = body.get("status", "active")
+        body = self._billing_body(self.bitems, body, {"status": None})
+        t = self._stamp("bitems")
+        got = self.payer_index(payer_id)
+        sub = self.subscription_key(*got) if got else side_id("csub_", self.seed, "sub", payer_id)
+        free = amount == 0
+        end = None if free else add_months(t, 12 if period == "annual" else 1)
+
+        def own(i):
+            return {"object": "commerce_subscription_item", "id": self.bitems.key(i), "instance_id": INSTANCE_ID,
+                    "status": status, "plan_id": self.plans.key(p),
+                    "price_id": self.prices.key(pr) if pr is not None else None, "plan_period": period,
+                    "lifetime_paid": money(0 if free or status != "active" else amount),
+                    "next_payment": None if free or status != "active" else {"amount": money(amount), "date": end},
+                    "payer_id": payer_id, "is_free_trial": False, "period_start": t, "period_end": end,
+                    "canceled_at": None, "past_due_at": None, "ended_at": None, "created_at": t, "updated_at": t,
+                    "subscription_id": sub}
+        return self._create_child(self.bitems, body, own)
+
+    def create_stmt(self, body):
+        note_raw(body)
+        body = dict(body)
+        payer_id, _, _ = self._payer_from_body(body)
+        amt = body.pop("amount", 0)
+        t = self._stamp("stmts")
+
+        def own(i):
+            return {"object": "commerce_statement", "id": self.stmts.key(i), "instance_id": INSTANCE_ID,
+                    "timestamp": t, "status": "open",
+                    "totals": {"grand_total": money(amt), "subtotal": money(amt), "base_fee": money(amt),
+                               "tax_total": money(0)},
+                    "payer_id": payer_id}
+        return self._create_child(self.stmts, body, own)
+
+    def create_payatt(self, body):
+        note_raw(body)
+        j = self._live_parent(self.stmts, body.get("statement_id"), "statement")
+        so = self.own(self.stmts, j)
+        payer_id = so.get("payer_id") or (so.get("payer") or {}).get("id")
+        body = dict(body, statement_id=self.stmts.key(j))
+        status = body.get("status", "pending")
+        item = body.get("subscription_item_id")
+        if item is None:
+            for i in reversed(self.live_indices(self.bitems)):
+                io = self.own(self.bitems, i)
+                if io.get("payer_id") == payer_id and not self.plan_is_free(self.item_plan(io)):
+                    item = io.get("id")
+                    break
+        body = self._billing_body(self.payatts, body, {"status": None})
+        t = self._stamp("payatts")
+        tot = so.get("totals") if isinstance(so.get("totals"), dict) else {}
+        amount = tot.get("grand_total", money(0))
+        pm = self.payment_method(payer_id)
+        payee = self.payee()
+
+        def own(k):
+            gw = "pi_" + noise62(24, self.seed, "pa-new", k, t)
+            return {"object": "commerce_payment", "id": self.payatts.key(k),
+                    "payment_id": side_id("cpa_", self.seed, T_PAY, so.get("id")), "instance_id": INSTANCE_ID,
+                    "charge_type": "recurring", "payee_id": payee["id"], "payee": payee, "payer_id": payer_id,
+                    "subscription_item_id": item, "amount": amount, "totals": copy.deepcopy(tot) or None,
+                    "payment_method_id": pm["id"], "payment_method": pm, "statement_id": so.get("id"),
+                    "gateway_external_id": gw, "gateway_external_url": "https://dashboard.stripe.com/payments/" + gw,
+                    "status": status, "paid_at": t if status == "paid" else None,
+                    "failed_at": t if status == "failed" else None, "created_at": t, "updated_at": t}
+        k = self._create_child(self.payatts, body, own)
+        if "payer" in so and "payer" not in body:
+            self.payatts.over[k] = self._render(self.payatts.over[k], {"payer": so["payer"]}, {"payer": "payer_id"})
+        return k
+
+    def create_wait(self, body):
+        note_raw(body)
+        email = body.get("email_address")
+        if isinstance(email, str):
+            for i in self.live_indices(self.waits):
+                if str(self.wait(i).get("email_address", "")).lower() == email.lower():
+                    raise ControlError(409, f"{email} is already on the waitlist")
+        t = self._stamp("waits")
+        addr = email if isinstance(email, str) else f"waiting.new{self.waits.next_index}@example.com"
+        body = self._billing_body(self.waits, body, {"status": "pending", "id": f"new{t}", "email_address": addr})
+
+        def own(i):
+            return {"object": "waitlist_entry", "id": self.waits.key(i), "email_address": addr,
+                    "status": "pending", "is_locked": False, "created_at": t, "updated_at": t, "invitation": None}
+        return self._create_child(self.waits, body, own)
+
     def patch_more(self, kind, idx, body):
         """PATCH of an object of the kinds added later: deep merge, then updated_at = now."""
         note_raw(body)
@@ -1887,8 +2821,9 @@ class Store:
         elif kind is self.sessions and "status" in body and body["status"] != "pending" and "tasks" not in body \
                 and cur.get("status") == "pending":
             body["tasks"] = None
+        body = self._billing_body(kind, body, cur)
         obj = deep_merge(cur, body)
-        if "updated_at" not in body:
+        if "updated_at" not in body and "updated_at" in cur:  # (plans, prices and statements have none)
             obj["updated_at"] = max(now_ms(), int_or(cur.get("updated_at"), 0) + 1)
         kind.over[idx] = obj
         self._roles_changed(kind)
@@ -1898,6 +2833,10 @@ class Store:
     def delete_child(self, kind, idx):
         if not kind.live(idx):
             return False
+        if kind is self.stmts:
+            for k in self.stmt_attempts(idx):
+                self.payatts.deleted.add(k)
+                self.cascade_log.append(("billing_payment_attempts", k))
         kind.deleted.add(idx)
         self._roles_changed(kind)
         self._bump()
@@ -1914,12 +2853,24 @@ class Store:
             "organization_roles": self.roles.live_count(),
             "organization_permissions": self.perms.live_count(),
             "sessions": self.sessions.live_count(),
+            "billing_plans": self.plans.live_count(),
+            "billing_prices": self.prices.live_count(),
+            "billing_subscription_items": self.bitems.live_count(),
+            "billing_statements": self.stmts.live_count(),
+            "billing_payment_attempts": self.payatts.live_count(),
+            "waitlist_entries": self.waits.live_count(),
             "seed": self.seed,
+            "billing_anchor": self.anchor,
             "generated": {"users": self.users.n_base, "organizations": self.orgs.n_base,
                           "organization_memberships": self.mems.n_base,
                           "organization_invitations": self.orginvs.n_base, "invitations": self.invs.n_base,
                           "organization_domains": self.doms.n_base, "organization_roles": self.roles.n_base,
-                          "organization_permissions": self.perms.n_base, "sessions": self.sessions.n_base},
+                          "organization_permissions": self.perms.n_base, "sessions": self.sessions.n_base,
+                          "billing_plans": self.plans.n_base, "billing_prices": self.prices.n_base,
+                          "billing_subscription_items": self.bitems.n_base,
+                          "billing_statements": self.stmts.n_base,
+                          "billing_payment_attempts": self.payatts.n_base,
+                          "waitlist_entries": self.waits.n_base},
         }
 
 
@@ -2189,8 +3140,10 @@ class App:
         a = self.args
         body = body or {}
         sizes = {k: int(body.get(k, getattr(a, k))) for k in DEFAULT_SIZES}
+        anchor = body.get("billing_anchor", a.billing_anchor)
         store = Store(int(body.get("users", a.users)), int(body.get("organizations", a.organizations)),
-                      int(body.get("memberships", a.memberships)), int(body.get("seed", a.seed)), sizes)
+                      int(body.get("memberships", a.memberships)), int(body.get("seed", a.seed)), sizes,
+                      int(anchor) if anchor is not None else None)
         with self.events_lock:
             self.events = deque(maxlen=EVENT_LOG_MAX)
             self.event_seq = 0
@@ -2356,7 +3309,8 @@ class App:
                     for body in items:
                         body = dict(body)
                         parent = PARENT_FIELD.get(name)
-                        if parent and not body.get(parent[0]):
+                        if parent and not body.get(parent[0]) and not (
+                                name.startswith("billing_") and any(body.get(k) for k in PAYER_FIELDS)):
                             pk = getattr(st, parent[1])
                             live = st.live_indices(pk)
                             if not len(live):
@@ -2453,6 +3407,21 @@ class App:
             route = lambda: self.list_sessions(q)
         elif len(parts) == 2 and parts[0] == "sessions" and parts[1]:
             route, rname = (lambda: self.get_session(parts[1], q)), "sessions/{id}"
+        elif parts == ["billing", "plans"]:
+            route, rname = (lambda: self.list_plans(q)), "billing/plans"
+        elif parts == ["billing", "prices"]:
+            route, rname = (lambda: self.list_prices(q)), "billing/prices"
+        elif parts == ["billing", "subscription_items"]:
+            route, rname = (lambda: self.list_subscription_items(q)), "billing/subscription_items"
+        elif parts == ["billing", "statements"]:
+            route, rname = (lambda: self.list_statements(q)), "billing/statements"
+        elif len(parts) == 3 and parts[:2] == ["billing", "statements"] and parts[2]:
+            route, rname = (lambda: self.get_statement(parts[2], q)), "billing/statements/{id}"
+        elif len(parts) == 4 and parts[:2] == ["billing", "statements"] and parts[3] == "payment_attempts":
+            route, rname = (lambda: self.statement_payment_attempts(parts[2], q)), \
+                "billing/statements/{id}/payment_attempts"
+        elif parts == ["waitlist_entries"]:
+            route = lambda: self.list_waitlist(q)
         if route is None:
             raise not_found("The requested resource was not found.")
         if method != "GET":
@@ -2905,6 +3874,127 @@ class App:
             raise ApiError(404, "resource_not_found", "Session not found", f"No session was found with id {ident}")
         return json_response(200, st.session(i))
 
+    # -- billing and the waitlist -------------------------------------------
+    # The /billing listings take paginated, limit and offset (and their
+    # filters), no order_by; paginated is checked, and the answer is always
+    # {data, total_count} (the spec's only response).
+    def _billing_page(self, q, extras, seq, render, desc=True):
+        limit, offset = self._pagination(q)
+        p_bool(q, "paginated")
+        self._offset_cost(offset)
+        data = with_extras(self, extras, offset, [render(i) for i in page(seq, offset, limit, desc)])
+        return json_response(200, {"data": data, "total_count": len(seq)})
+
+    def list_plans(self, q):
+        check_params(q, {"paginated", "limit", "offset", "payer_type"}, set())
+        st = self.store
+        ptype = p_enum(q, "payer_type", PAYER_TYPES)
+        seq = st.live_indices(st.plans)
+        if ptype is not None:
+            seq = [i for i in seq if st.plan(i).get("for_payer_type") == ptype]
+        return self._billing_page(q, "billing_plans", seq, st.plan)
+
+    def list_prices(self, q):
+        check_params(q, {"paginated", "limit", "offset", "plan_id"}, set())
+        st = self.store
+        plan_id = p_str(q, "plan_id")
+        seq = st.live_indices(st.prices)
+        if plan_id is not None:
+            if not st.plans.live(st.plans.index_of(plan_id)):
+                raise ApiError(404, "resource_not_found", "not found", f"No plan was found with id {plan_id}.")
+            seq = [i for i in seq if st.price(i).get("plan_id") == plan_id]
+
+        def key(i):  # amount ascending, then newest first
+            pr = st.price(i)
+            c = pr.get("created_at")
+            return num_key(pr.get("amount")), -(c if isinstance(c, int) and not isinstance(c, bool) else 0), -i
+        return self._billing_page(q, "billing_prices", sorted(seq, key=key), st.price, desc=False)
+
+    def list_subscription_items(self, q):
+        check_params(q, {"paginated", "limit", "offset", "status", "payer_type", "plan_id", "include_free", "query"},
+                     set())
+        st = self.store
+        status = p_enum(q, "status", ITEM_STATUS_FILTER)
+        ptype = p_enum(q, "payer_type", PAYER_TYPES)
+        plan_id = p_str(q, "plan_id")
+        include_free = p_bool(q, "include_free")
+        query = p_str(q, "query")
+        ql = query.strip().lower() if query else None
+        seq = []
+        for i in st.live_indices(st.bitems):
+            own = st.own(st.bitems, i)
+            plan = st.item_plan(own)
+            if not include_free and st.plan_is_free(plan):
+                continue
+            if status == "free_trial":
+                if own.get("is_free_trial") is not True:
+                    continue
+            elif status is not None and own.get("status") != status:
+                continue
+            if plan_id is not None and own.get("plan_id") != plan_id:
+                continue
+            payer = st._payer_of(own) or {}
+            if ptype is not None and ("org" if payer.get("organization_id") else "user") != ptype:
+                continue
+            if ql:
+                exact = {own.get("id"), own.get("payer_id"), own.get("plan_id"), payer.get("user_id"),
+                         payer.get("organization_id")}
+                text = [payer.get("email"), payer.get("first_name"), payer.get("last_name"),
+                        payer.get("organization_name")]
+                if isinstance(plan, dict):
+                    text += [plan.get("name"), plan.get("slug")]
+                if query.strip() not in exact and not any(isinstance(v, str) and ql in v.lower() for v in text):
+                    continue
+            seq.append(i)
+        return self._billing_page(q, "billing_subscription_items", seq, st.bitem)
+
+    def list_statements(self, q):
+        check_params(q, {"paginated", "limit", "offset"}, set())
+        st = self.store
+        return self._billing_page(q, "billing_statements", st.live_indices(st.stmts), st.stmt)
+
+    def _statement(self, ident):
+        st = self.store
+        j = st.stmts.index_of(ident)
+        if not st.stmts.live(j):
+            raise ApiError(404, "resource_not_found", "not found", f"No statement found with id {ident}.",
+                           {"param_name": "statementID"})
+        return j
+
+    def get_statement(self, ident, q):
+        check_params(q, set(), set())
+        return json_response(200, self.store.stmt(self._statement(ident)))
+
+    def statement_payment_attempts(self, ident, q):
+        check_params(q, {"paginated", "limit", "offset"}, set())
+        st = self.store
+        j = self._statement(ident)
+        return self._billing_page(q, "billing_payment_attempts", st.stmt_attempts(j), st.payatt)
+
+    def list_waitlist(self, q):
+        check_params(q, {"limit", "offset", "query", "status", "order_by"}, set())
+        st = self.store
+        limit, offset = self._pagination(q)
+        field, desc = p_order(q, {"created_at", "email_address", "invited_at"})
+        status = p_enum(q, "status", WAITLIST_STATUSES)
+        query = p_str(q, "query")
+
+        def keyfn(i):
+            w = st.wait(i)
+            if field == "invited_at":
+                inv = w.get("invitation")
+                return num_key(inv.get("created_at") if isinstance(inv, dict) else None)
+            return text_key(w.get("email_address"))
+        seq = self._ordered(st.waits, "waits", field, keyfn)
+        if status is not None or query:
+            ql = query.lower() if query else None
+            seq = [i for i in seq if (status is None or st.wait(i).get("status") == status)
+                   and (not ql or st.wait(i).get("id") == query
+                        or ql in str(st.wait(i).get("email_address", "")).lower())]
+        self._offset_cost(offset)
+        data = with_extras(self, "waitlist_entries", offset, [st.wait(i) for i in page(seq, offset, limit, desc)])
+        return json_response(200, {"data": data, "total_count": len(seq)})
+
     # -- /__mock -------------------------------------------------------------
     def handle_control(self, method, path, q, body):
         parts = [unquote(p) for p in path.split("/")[2:] if p != ""]
@@ -2999,6 +4089,8 @@ class App:
                 return json.loads(json.dumps(self.stats))
         if parts and parts[0] == "events":
             return self.control_events(method, parts, q, body)
+        if parts and parts[0] == "billing_subscriptions":
+            return self.control_subscriptions(method, parts, body)
         if parts and parts[0] in KIND_NAMES:
             name = parts[0]
             kind = self.kind_of(name)
@@ -3031,6 +4123,35 @@ class App:
                 self._tls.mute = False
         raise ControlError(404, f"no control endpoint {method} {path}")
 
+    def control_subscriptions(self, method, parts, body):
+        """GET /__mock/billing_subscriptions: every subscription (the live items
+        grouped by subscription_id); GET .../<id>: one, as its webhooks show it;
+        POST .../<id>/emit {"type": "subscription.created|updated|active|pastDue",
+        "data": {...merged over it}}: record that event about it now."""
+        st = self.store
+        with st.lock:
+            if len(parts) == 1 and method == "GET":
+                return [{"id": sid, "payer_id": st.own(st.bitems, items[0]).get("payer_id"),
+                         "items": [st.bitems.key(i) for i in items]} for sid, items in st.subscription_ids().items()]
+            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "emit"):
+                raise ControlError(404, "no such control endpoint")
+            data = st.subscription_event(parts[1])
+            if data is None:
+                raise ControlError(404, f"subscription {parts[1]} not found")
+            if len(parts) == 2:
+                if method != "GET":
+                    raise ControlError(405, "use GET")
+                return data
+            if method != "POST":
+                raise ControlError(405, "use POST")
+            etype = body.get("type") if isinstance(body, dict) else None
+            if etype not in SUBSCRIPTION_EVENTS:
+                raise ControlError(400, f"type must be one of {', '.join(SUBSCRIPTION_EVENTS)}")
+            if isinstance(body.get("data"), dict):
+                note_raw(body["data"])
+                data = deep_merge(data, body["data"])
+        return self.event_view(self.emit(etype, data), body.get("ts"))
+
     # -- control API: objects of every kind, and the events their changes send --
     def kind_of(self, name):
         return getattr(self.store, KIND_NAMES[name][1])
@@ -3039,6 +4160,8 @@ class App:
         st = self.store
         if name == "organizations":
             return st.org_index(ident, allow_slug=False)
+        if name == "billing_plans":
+            return st.plan_index(ident)
         return self.kind_of(name).index_of(ident)
 
     def view(self, name, idx):
@@ -3050,6 +4173,8 @@ class App:
             "organization_invitations": lambda i: st.orginv(i, with_org=True),
             "invitations": st.invitation, "organization_domains": st.domain, "organization_roles": st.role,
             "organization_permissions": st.permission, "sessions": st.session,
+            "billing_plans": st.plan, "billing_prices": st.price, "billing_subscription_items": st.bitem,
+            "billing_statements": st.stmt, "billing_payment_attempts": st.payatt, "waitlist_entries": st.wait,
         }[name](idx)
 
     def do_create(self, name, body):
@@ -3069,9 +4194,16 @@ class App:
             return obj
         create = {"organization_invitations": st.create_orginv, "invitations": st.create_inv,
                   "organization_domains": st.create_dom, "organization_roles": st.create_role,
-                  "organization_permissions": st.create_perm, "sessions": st.create_session}[name]
+                  "organization_permissions": st.create_perm, "sessions": st.create_session,
+                  "billing_plans": st.create_plan, "billing_prices": st.create_price,
+                  "billing_subscription_items": st.create_bitem, "billing_statements": st.create_stmt,
+                  "billing_payment_attempts": st.create_payatt, "waitlist_entries": st.create_wait}[name]
         idx = create(body)
-        if name == "sessions":
+        if name == "billing_subscription_items":
+            # Clerk has no subscriptionItem.created: a new item sends the event of its status
+            self.emit_for("subscriptionItem." + ITEM_STATUS_EVENT.get(st.own(st.bitems, idx).get("status"),
+                                                                      "updated"), idx)
+        elif name == "sessions":
             self.emit_for("session.pending" if st.session(idx).get("status") == "pending" else "session.created", idx)
         elif name in CREATED_EVENT:
             self.emit_for(CREATED_EVENT[name], idx)
@@ -3102,6 +4234,9 @@ class App:
                 self.emit_for("session." + after, idx)
             elif before == "pending" and after == "active":
                 self.emit_for("session.created", idx)
+        elif name == "billing_subscription_items":
+            x = ITEM_STATUS_EVENT.get(after) if after != before else None
+            self.emit_for("subscriptionItem." + (x or "updated"), idx)
         elif name in UPDATED_EVENT:
             self.emit_for(UPDATED_EVENT[name], idx)
         return self.view(name, idx)
@@ -3185,6 +4320,12 @@ class App:
             if op == "accepted":
                 out["user_id"] = st.orginv_accepted_by.get(idx)
             return out
+        if prefix == "subscriptionItem":
+            return st.bitem_event(idx)
+        if prefix == "paymentAttempt":
+            return st.payatt_event(idx)
+        if prefix == "waitlistEntry":  # (the webhooks' object name is camelCase)
+            return {k: ("waitlistEntry" if k == "object" else v) for k, v in st.wait(idx).items()}
         if prefix == "session":
             out = {k: v for k, v in st.session(idx).items() if k != "tasks"}
             u = st.users.index_of(out.get("user_id")) if isinstance(out.get("user_id"), str) else None
@@ -3271,6 +4412,11 @@ class App:
             if "data" in body:
                 note_raw(body["data"])
                 data = body["data"]
+            elif etype.split(".", 1)[0] == "subscription":
+                with self.store.lock:
+                    data = self.store.subscription_event(str(body.get("id", "")))
+                if data is None:
+                    raise ControlError(404, f"subscription {body.get('id')} not found")
             else:
                 name = EVENT_KIND.get(etype.split(".", 1)[0])
                 if name is None:
@@ -3302,15 +4448,25 @@ KIND_NAMES = {
     "organization_roles": ("role", "roles"),
     "organization_permissions": ("permission", "perms"),
     "sessions": ("session", "sessions"),
+    "billing_plans": ("commerce_plan", "plans"),
+    "billing_prices": ("commerce_price", "prices"),
+    "billing_subscription_items": ("commerce_subscription_item", "bitems"),
+    "billing_statements": ("commerce_statement", "stmts"),
+    "billing_payment_attempts": ("commerce_payment", "payatts"),
+    "waitlist_entries": ("waitlist_entry", "waits"),
 }
 EVENT_KIND = {"user": "users", "organization": "organizations", "organizationMembership": "organization_memberships",
               "organizationInvitation": "organization_invitations", "organizationDomain": "organization_domains",
-              "role": "organization_roles", "permission": "organization_permissions", "session": "sessions"}
+              "role": "organization_roles", "permission": "organization_permissions", "session": "sessions",
+              "subscriptionItem": "billing_subscription_items", "paymentAttempt": "billing_payment_attempts",
+              "waitlistEntry": "waitlist_entries"}
 CREATED_EVENT = {"organization_invitations": "organizationInvitation.created",
                  "organization_domains": "organizationDomain.created",
-                 "organization_roles": "role.created", "organization_permissions": "permission.created"}
+                 "organization_roles": "role.created", "organization_permissions": "permission.created",
+                 "billing_payment_attempts": "paymentAttempt.created", "waitlist_entries": "waitlistEntry.created"}
 UPDATED_EVENT = {"organization_domains": "organizationDomain.updated", "organization_roles": "role.updated",
-                 "organization_permissions": "permission.updated"}
+                 "organization_permissions": "permission.updated",
+                 "billing_payment_attempts": "paymentAttempt.updated", "waitlist_entries": "waitlistEntry.updated"}
 DELETED_EVENT = {"users": "user.deleted", "organizations": "organization.deleted",
                  "organization_memberships": "organizationMembership.deleted",
                  "organization_domains": "organizationDomain.deleted", "organization_roles": "role.deleted",
@@ -3318,11 +4474,15 @@ DELETED_EVENT = {"users": "user.deleted", "organizations": "organization.deleted
 
 
 # Triggers delete children before their parents; memberships first, as before.
-TRIGGER_DELETE_ORDER = ["organization_memberships", "organization_invitations", "invitations", "organization_domains",
+TRIGGER_DELETE_ORDER = ["billing_payment_attempts", "billing_statements", "billing_subscription_items",
+                        "billing_prices", "billing_plans", "waitlist_entries", "organization_memberships", "organization_invitations", "invitations", "organization_domains",
                         "sessions", "organization_roles", "organization_permissions", "organizations", "users"]
 # Collections whose objects need a parent: (body field, Store attribute of the parent)
 PARENT_FIELD = {"organization_memberships": None, "organization_invitations": ("organization_id", "orgs"),
-                "organization_domains": ("organization_id", "orgs"), "sessions": ("user_id", "users")}
+                "organization_domains": ("organization_id", "orgs"), "sessions": ("user_id", "users"),
+                "billing_prices": ("plan_id", "plans"), "billing_subscription_items": ("payer_user_id", "users"),
+                "billing_statements": ("payer_user_id", "users"),
+                "billing_payment_attempts": ("statement_id", "stmts")}
 
 
 def new_msg_id():
@@ -3344,6 +4504,8 @@ def path_prefix(path):
     for i, p in enumerate(parts):
         if i == 3 and len(parts) > 3 and parts[2] in ("users", "organizations", "sessions", "organization_roles",
                                                      "organization_permissions") and p != "count":
+            out.append("{id}")
+        elif i == 4 and parts[2:4] == ["billing", "statements"]:
             out.append("{id}")
         else:
             out.append(p)
@@ -3567,6 +4729,9 @@ def main(argv=None):
     for k, v in DEFAULT_SIZES.items():
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=v, dest=k,
                         help=f"generated {k.replace('_', ' ')} (default {v})")
+    ap.add_argument("--billing-anchor", type=int, default=None,
+                    help="Unix ms the generated billing periods are laid out around "
+                         "(default: the first of the current month, UTC)")
     ap.add_argument("--rate-limit", type=int, default=0, help="requests per 10 s window (0 = unlimited)")
     ap.add_argument("--latency-ms", type=int, default=0, help="delay added to every /v1 request")
     ap.add_argument("--log-file", help="append one line per /v1 request here")

@@ -20,6 +20,12 @@ const ClerkEntityInfo clerk_entities[CLERK_NENTITIES] = {
 	{"roles", "clerk.roles", "clerk.map_roles"},
 	{"permissions", "clerk.permissions", "clerk.map_permissions"},
 	{"sessions", "clerk.sessions", "clerk.map_sessions"},
+	{"billing_plans", "clerk.billing_plans", "clerk.map_billing_plans"},
+	{"billing_prices", "clerk.billing_prices", "clerk.map_billing_prices"},
+	{"billing_subscription_items", "clerk.billing_subscription_items", "clerk.map_billing_subscription_items"},
+	{"billing_statements", "clerk.billing_statements", "clerk.map_billing_statements"},
+	{"billing_payment_attempts", "clerk.billing_payment_attempts", "clerk.map_billing_payment_attempts"},
+	{"waitlist_entries", "clerk.waitlist_entries", "clerk.map_waitlist_entries"},
 };
 
 const char *

@@ -6,8 +6,9 @@
 #define CLERK_ENTITY_H
 
 /*
- * What clerk_sync stores: one table and one mapping function each (the
- * last six are SQL 1.1's, which the sync and the webhooks need anyway).
+ * What clerk_sync stores: one table and one mapping function each (all
+ * but the first three are SQL 1.1's, which the sync and the webhooks need
+ * anyway).
  */
 typedef enum ClerkEntity
 {
@@ -20,6 +21,12 @@ typedef enum ClerkEntity
 	CLERK_ROLES,
 	CLERK_PERMISSIONS,
 	CLERK_SESSIONS,
+	CLERK_BILLING_PLANS,
+	CLERK_BILLING_PRICES,
+	CLERK_SUBSCRIPTION_ITEMS,
+	CLERK_STATEMENTS,
+	CLERK_PAYMENT_ATTEMPTS,
+	CLERK_WAITLIST,
 	CLERK_NENTITIES
 } ClerkEntity;
 
@@ -28,7 +35,12 @@ typedef enum ClerkEntity
 #define CLERK_OPTIONAL_ENTITIES \
 	(CLERK_ENTITY_BIT(CLERK_ORG_INVITATIONS) | CLERK_ENTITY_BIT(CLERK_INVITATIONS) | \
 	 CLERK_ENTITY_BIT(CLERK_ORG_DOMAINS) | CLERK_ENTITY_BIT(CLERK_ROLES) | \
-	 CLERK_ENTITY_BIT(CLERK_PERMISSIONS))
+	 CLERK_ENTITY_BIT(CLERK_PERMISSIONS) | CLERK_BILLING_ENTITIES | CLERK_ENTITY_BIT(CLERK_WAITLIST))
+/* Clerk Billing's: payment attempts are listed per statement */
+#define CLERK_BILLING_ENTITIES \
+	(CLERK_ENTITY_BIT(CLERK_BILLING_PLANS) | CLERK_ENTITY_BIT(CLERK_BILLING_PRICES) | \
+	 CLERK_ENTITY_BIT(CLERK_SUBSCRIPTION_ITEMS) | CLERK_ENTITY_BIT(CLERK_STATEMENTS) | \
+	 CLERK_ENTITY_BIT(CLERK_PAYMENT_ATTEMPTS))
 
 /* An entity's table and the SQL function that maps Clerk's objects to its rows. */
 typedef struct ClerkEntityInfo

@@ -138,7 +138,7 @@ check_entities(char **newval, void **extra, GucSource source)
 			if (!clerk_entity_by_name((const char *) lfirst(lc), &e) || e == CLERK_SESSIONS)
 			{
 				GUC_check_errdetail("\"%s\" is not an entity clerk_sync lists.", (const char *) lfirst(lc));
-				GUC_check_errhint("Name some of organization_invitations, invitations, organization_domains, roles and permissions, or write all or none.");
+				GUC_check_errhint("Name some of organization_invitations, invitations, organization_domains, roles, permissions, billing_plans, billing_prices, billing_subscription_items, billing_statements, billing_payment_attempts and waitlist_entries, or write all or none.");
 				return false;
 			}
 			mask |= CLERK_ENTITY_BIT(e) & CLERK_OPTIONAL_ENTITIES;
@@ -295,7 +295,7 @@ clerk_settings_init(void)
 
 	DefineCustomStringVariable("clerk_sync.entities",
 							   "Which of the optional entities a sync lists.",
-							   "all (the default), none, or a list of organization_invitations, invitations, organization_domains, roles and permissions. Users, organizations and memberships are always listed; an entity the instance's plan does not have is skipped with a notice.",
+							   "all (the default), none, or a list of organization_invitations, invitations, organization_domains, roles, permissions, billing_plans, billing_prices, billing_subscription_items, billing_statements, billing_payment_attempts and waitlist_entries. Users, organizations and memberships are always listed; an entity the instance's plan does not have is skipped with a notice.",
 							   &clerk_sync_entities_setting,
 							   "all",
 							   PGC_USERSET, GUC_LIST_INPUT,

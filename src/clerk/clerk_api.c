@@ -41,6 +41,17 @@ clerk_list_path(ClerkEntity entity)
 			return "/organization_roles";
 		case CLERK_PERMISSIONS:
 			return "/organization_permissions";
+		case CLERK_BILLING_PLANS:
+			return "/billing/plans?paginated=true";
+		case CLERK_BILLING_PRICES:
+			return "/billing/prices?paginated=true";
+		case CLERK_SUBSCRIPTION_ITEMS:
+			/* every status; without include_free, items of free plans are left out */
+			return "/billing/subscription_items?paginated=true&include_free=true";
+		case CLERK_STATEMENTS:
+			return "/billing/statements?paginated=true";
+		case CLERK_WAITLIST:
+			return "/waitlist_entries";
 		default:
 			elog(ERROR, "unknown clerk_sync entity %d", (int) entity);
 	}
@@ -72,8 +83,10 @@ clerk_object_path(ClerkEntity entity, const char *id, const char *organization_i
 			return psprintf("/organization_permissions/%s", id);
 		case CLERK_SESSIONS:
 			return psprintf("/sessions/%s", id);
+		case CLERK_STATEMENTS:
+			return psprintf("/billing/statements/%s", id);
 		default:
-			/* invitations and domains: Clerk has no GET of one object */
+			/* invitations, domains, plans, prices, subscription items, the waitlist: no GET of one object */
 			return NULL;
 	}
 	return NULL;
@@ -96,6 +109,19 @@ char *
 clerk_org_memberships_path(const char *organization_id)
 {
 	return psprintf("/organizations/%s/memberships", organization_id);
+}
+
+char *
+clerk_statement_payment_attempts_path(const char *statement_id)
+{
+	return psprintf("/billing/statements/%s/payment_attempts?paginated=true", statement_id);
+}
+
+bool
+clerk_list_has_order(ClerkEntity entity)
+{
+	/* Clerk Billing's listings have one order, newest first (prices: by amount) */
+	return !(CLERK_ENTITY_BIT(entity) & CLERK_BILLING_ENTITIES);
 }
 
 bool

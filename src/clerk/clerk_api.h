@@ -40,6 +40,12 @@ extern char *clerk_user_sessions_path(const char *user_id);
 /* The memberships of one organization. */
 extern char *clerk_org_memberships_path(const char *organization_id);
 
+/* The payment attempts of one billing statement (with its query string). */
+extern char *clerk_statement_payment_attempts_path(const char *statement_id);
+
+/* Whether the listing of `entity` takes order_by (Clerk Billing's do not). */
+extern bool clerk_list_has_order(ClerkEntity entity);
+
 /* Is `id` safe to put in a URL path as it is? (Clerk ids are.) */
 extern bool clerk_plain_id(const char *id);
 

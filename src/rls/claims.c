@@ -28,6 +28,7 @@
 #include "base/extension.h"
 #include "clerk/json_members.h"
 #include "clerk/json_repair.h"
+#include "rls/snapshot_key.h"
 #include "store/role.h"
 
 PG_FUNCTION_INFO_V1(clerk_rls_user_id);
@@ -36,6 +37,8 @@ PG_FUNCTION_INFO_V1(clerk_rls_org_role);
 PG_FUNCTION_INFO_V1(clerk_rls_org_slug);
 PG_FUNCTION_INFO_V1(clerk_rls_org_permissions);
 PG_FUNCTION_INFO_V1(clerk_rls_has_permission);
+PG_FUNCTION_INFO_V1(clerk_rls_has_plan);
+PG_FUNCTION_INFO_V1(clerk_rls_has_feature);
 PG_FUNCTION_INFO_V1(clerk_rls_is_member);
 PG_FUNCTION_INFO_V1(clerk_rls_org_role_in);
 
@@ -53,9 +56,11 @@ typedef struct Claims
 	char	   *org_slug;
 	int			npermissions;	/* -1: the token states none */
 	char	  **permissions;	/* full keys, org:<feature>:<action> */
+	List	   *plans;			/* v2 pla's entries, "scope:slug" (of char *) */
+	List	   *features;		/* v2 fea's entries, "scope:slug" */
 } Claims;
 
-static const Claims no_claims = {NULL, NULL, NULL, NULL, -1, NULL};
+static const Claims no_claims = {NULL, NULL, NULL, NULL, -1, NULL, NIL, NIL};
 
 /* The claims of the setting's text claims_text (NULL: none parsed), in claims_cxt. */
 static MemoryContext claims_cxt = NULL;
@@ -248,16 +253,22 @@ parse_v1(JsonbContainer *root, Claims *c)
 	}
 }
 
-/* v2: the o claim (id, rol, slg, per, fpm) and the top-level fea. */
+/* v2: the o claim (id, rol, slg, per, fpm), and the top-level pla and fea. */
 static void
 parse_v2(JsonbContainer *root, Claims *c)
 {
 	Jsonb	   *o = clerk_json_object(root, "o");
 	char	   *rol;
+	char	   *pla;
 	char	   *fea;
 	char	   *per;
 	char	   *fpm;
 
+	/* Clerk Billing's plans and features, of the user (u:) and the active organization (o:) */
+	pla = nonempty(clerk_json_string(root, "pla"));
+	fea = nonempty(clerk_json_string(root, "fea"));
+	c->plans = pla != NULL ? split_list(pla) : NIL;
+	c->features = fea != NULL ? split_list(fea) : NIL;
 	if (o == NULL)
 		return;
 	c->org_id = nonempty(clerk_json_string(&o->root, "id"));
@@ -268,7 +279,6 @@ parse_v2(JsonbContainer *root, Claims *c)
 	c->org_slug = nonempty(clerk_json_string(&o->root, "slg"));
 
 	c->npermissions = 0;
-	fea = nonempty(clerk_json_string(root, "fea"));
 	per = nonempty(clerk_json_string(&o->root, "per"));
 	fpm = nonempty(clerk_json_string(&o->root, "fpm"));
 	if (fea != NULL && per != NULL && fpm != NULL)
@@ -396,63 +406,50 @@ clerk_rls_has_permission(PG_FUNCTION_ARGS)
 }
 
 /*
- * The snapshot a load of memberships read with, enough of it to tell
- * whether a later snapshot sees the same rows: the same transaction and
- * command, and the same transactions in progress.
+ * Whether a scoped list of the token (pla or fea: "u:free,o:pro") names
+ * `wanted` as Clerk's has({ plan }) and has({ feature }) read it: "org:x"
+ * asks for x in an entry whose scope has o, "user:x" in one whose scope has
+ * u, and a bare "x" (or any other prefix) in any entry.
  */
-typedef struct SnapshotKey
+static bool
+scoped_list_has(List *entries, const char *wanted)
 {
-	LocalTransactionId lxid;
-	CommandId	curcid;
-	TransactionId xmin;
-	TransactionId xmax;
-	uint32		xcnt;
-	int32		subxcnt;
-	bool		suboverflowed;
-	bool		takenDuringRecovery;
-	TransactionId *xip;
-	TransactionId *subxip;
-} SnapshotKey;
+	const char *colon = strchr(wanted, ':');
+	const char *name = colon != NULL ? colon + 1 : wanted;
+	char		scope = '\0';
+	ListCell   *lc;
 
-static void
-remember_snapshot(SnapshotKey *k)
-{
-	Snapshot	s;
+	if (colon != NULL && colon - wanted == 3 && strncmp(wanted, "org", 3) == 0)
+		scope = 'o';
+	else if (colon != NULL && colon - wanted == 4 && strncmp(wanted, "user", 4) == 0)
+		scope = 'u';
+	if (*name == '\0')
+		return false;
+	foreach(lc, entries)
+	{
+		const char *entry = (const char *) lfirst(lc);
+		const char *sep = strchr(entry, ':');
 
-	memset(k, 0, sizeof(*k));
-	k->lxid = InvalidLocalTransactionId;
-	if (!ActiveSnapshotSet())
-		return;
-	s = GetActiveSnapshot();
-	k->lxid = CLERK_MY_LXID;
-	k->curcid = s->curcid;
-	k->xmin = s->xmin;
-	k->xmax = s->xmax;
-	k->xcnt = s->xcnt;
-	k->subxcnt = s->subxcnt;
-	k->suboverflowed = s->suboverflowed;
-	k->takenDuringRecovery = s->takenDuringRecovery;
-	k->xip = palloc(Max(s->xcnt, 1) * sizeof(TransactionId));
-	memcpy(k->xip, s->xip, s->xcnt * sizeof(TransactionId));
-	k->subxip = palloc(Max(s->subxcnt, 1) * sizeof(TransactionId));
-	memcpy(k->subxip, s->subxip, Max(s->subxcnt, 0) * sizeof(TransactionId));
+		if (sep == NULL || strcmp(sep + 1, name) != 0)
+			continue;
+		if (scope == '\0' || memchr(entry, scope, sep - entry) != NULL)
+			return true;
+	}
+	return false;
 }
 
-static bool
-same_snapshot(const SnapshotKey *k)
+/* clerk.has_plan(plan text) returns boolean: the token's pla names it */
+Datum
+clerk_rls_has_plan(PG_FUNCTION_ARGS)
 {
-	Snapshot	s;
+	PG_RETURN_BOOL(scoped_list_has(current_claims()->plans, text_to_cstring(PG_GETARG_TEXT_PP(0))));
+}
 
-	if (k->lxid == InvalidLocalTransactionId || !ActiveSnapshotSet())
-		return false;
-	s = GetActiveSnapshot();
-	return k->lxid == CLERK_MY_LXID && k->curcid == s->curcid &&
-		k->xmin == s->xmin && k->xmax == s->xmax &&
-		k->xcnt == s->xcnt && k->subxcnt == s->subxcnt &&
-		k->suboverflowed == s->suboverflowed &&
-		k->takenDuringRecovery == s->takenDuringRecovery &&
-		memcmp(k->xip, s->xip, s->xcnt * sizeof(TransactionId)) == 0 &&
-		memcmp(k->subxip, s->subxip, Max(s->subxcnt, 0) * sizeof(TransactionId)) == 0;
+/* clerk.has_feature(feature text) returns boolean: the token's fea names it */
+Datum
+clerk_rls_has_feature(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(scoped_list_has(current_claims()->features, text_to_cstring(PG_GETARG_TEXT_PP(0))));
 }
 
 /* A live membership of the token's user. */
@@ -472,7 +469,7 @@ typedef struct Memberships
 {
 	MemoryContext cxt;			/* what follows; reset for each load */
 	char	   *user_id;		/* whose; NULL before the first load */
-	SnapshotKey snapshot;
+	ClerkSnapshotKey snapshot;
 	int			n;
 	Membership *rows;			/* sorted by org_id, byte order */
 } Memberships;
@@ -533,7 +530,7 @@ load_memberships(Memberships *m, const char *user_id)
 		m->n++;
 	}
 	m->user_id = user;
-	remember_snapshot(&m->snapshot);
+	clerk_snapshot_remember(&m->snapshot);
 	MemoryContextSwitchTo(old);
 
 	SPI_finish();
@@ -565,7 +562,7 @@ find_membership(FunctionCallInfo fcinfo, const char *org_id)
 									   ALLOCSET_SMALL_SIZES);
 		fcinfo->flinfo->fn_extra = m;
 	}
-	if (m->user_id == NULL || strcmp(m->user_id, c->user_id) != 0 || !same_snapshot(&m->snapshot))
+	if (m->user_id == NULL || strcmp(m->user_id, c->user_id) != 0 || !clerk_snapshot_same(&m->snapshot))
 		load_memberships(m, c->user_id);
 	return bsearch(org_id, m->rows, m->n, sizeof(Membership), membership_cmp);
 }

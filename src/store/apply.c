@@ -36,7 +36,7 @@ apply_parsed(const char *entity, ClerkParsed *page)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown entity \"%s\"", entity),
-				 errhint("Use users, organizations, memberships, organization_invitations, invitations, organization_domains, roles, permissions or sessions.")));
+				 errhint("Use users, organizations, memberships, organization_invitations, invitations, organization_domains, roles, permissions, sessions, billing_plans, billing_prices, billing_subscription_items, billing_statements, billing_payment_attempts or waitlist_entries.")));
 
 	clerk_become_writer(&saved, CLERK_SQL_FOR_SYNC);
 	clerk_store_page(e, page, false, false, 0, GetCurrentTransactionStartTimestamp(), &counts, NULL);

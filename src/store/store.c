@@ -47,6 +47,7 @@ static const Cascade cascades[] = {
 	{CLERK_ORGANIZATIONS, CLERK_ORG_DOMAINS, "organization_id"},
 	{CLERK_USERS, CLERK_MEMBERSHIPS, "user_id"},
 	{CLERK_USERS, CLERK_SESSIONS, "user_id"},
+	{CLERK_STATEMENTS, CLERK_PAYMENT_ATTEMPTS, "statement_id"},
 };
 
 /* Saved plans, made on first use and kept for the life of the process. */
@@ -710,7 +711,8 @@ clerk_store_event(ClerkEntity entity, Jsonb *obj, const char *event_type)
 
 	if (SPI_execute_plan(entity_plan(&event_upsert, entity), &value, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "clerk_sync event upsert failed");
-	if (SPI_processed == 1)
+	/* (a subscription's event writes a row for each of its items: the first one's outcome) */
+	if (SPI_processed >= 1)
 		outcome = returned_inserted() ? CLERK_EVENT_INSERTED : CLERK_EVENT_UPDATED;
 	else
 	{

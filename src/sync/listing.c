@@ -26,7 +26,8 @@
 ClerkListSpec
 clerk_instance_listing(ClerkRun *run, ClerkEntity entity)
 {
-	return (ClerkListSpec) {.entity = entity, .path = clerk_list_path(entity), .order_by = "created_at",
+	return (ClerkListSpec) {.entity = entity, .path = clerk_list_path(entity),
+		.order_by = clerk_list_has_order(entity) ? "created_at" : NULL,
 	.concurrency = run->settings.concurrency, .total_hint = -1};
 }
 
@@ -204,9 +205,10 @@ submit_next(ClerkRun *run, const ClerkListSpec *spec, PageRing *r)
 
 	if (r->paths[k])
 		pfree(r->paths[k]);
-	r->paths[k] = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s%s",
-						   spec->path, r->sep, r->limit, offset, from_end ? "-" : "",
-						   spec->order_by);
+	r->paths[k] = spec->order_by == NULL ?
+		psprintf("%s%slimit=%d&offset=" INT64_FORMAT, spec->path, r->sep, r->limit, offset) :
+		psprintf("%s%slimit=%d&offset=" INT64_FORMAT "&order_by=%s%s",
+				 spec->path, r->sep, r->limit, offset, from_end ? "-" : "", spec->order_by);
 	r->offsets[k] = offset;
 	r->from_end[k] = from_end;
 	/* a deep page may take longer for its depth alone: that is no congestion */
@@ -493,4 +495,101 @@ clerk_list_pages(ClerkRun *run, const ClerkListSpec *spec)
 
 	clerk_list_side_by_side(run, spec, 1, &outcome);
 	return outcome;
+}
+
+/* ---- listings per parent ---- */
+
+/* One parent's page in flight. */
+typedef struct ParentPage
+{
+	int			parent;			/* index in the list of parents */
+	int64		offset;
+	int			req;
+	char	   *path;
+} ParentPage;
+
+/* Ask for the page at `offset` of the listing of parent number `parent`, into *q. */
+static void
+submit_parent_page(ClerkRun *run, ClerkEntity entity, char *(*parent_path) (const char *id),
+				   ParentPage *q, int parent, const char *parent_id, int64 offset)
+{
+	char	   *base = parent_path(parent_id);
+
+	q->parent = parent;
+	q->offset = offset;
+	q->path = psprintf("%s%slimit=%d&offset=" INT64_FORMAT "%s", base, strchr(base, '?') ? "&" : "?",
+					   run->settings.page_size, offset,
+					   clerk_list_has_order(entity) ? "&order_by=created_at" : "");
+	q->req = clerk_http_submit(run->http, q->path);
+	pfree(base);
+}
+
+/*
+ * The listings of each parent (rows: id) walked side by side: up to twice
+ * clerk_sync.concurrency pages asked for at once (the HTTP client runs as
+ * many as its window allows), so that the cost is one round trip per
+ * parent spread over the connections, bounded by the rate limit.  A parent
+ * deleted meanwhile answers 404, on any page: it has nothing left.
+ */
+void
+clerk_list_per_parent(ClerkRun *run, ClerkEntity entity, List *parents,
+					  char *(*parent_path) (const char *id), bool track_seen)
+{
+	int			limit = run->settings.page_size;
+	int			depth = Max(1, run->settings.concurrency * 2);
+	int			nparents = list_length(parents);
+	int			next = 0;
+	ParentPage *ring = palloc0(sizeof(ParentPage) * (depth + 1));
+	int			head = 0,
+				inflight = 0;
+	int64		before = run->counts[entity].fetched;
+	ClerkListSpec spec = {.entity = entity, .order_by = NULL, .concurrency = 1, .total_hint = -1};
+
+	for (;;)
+	{
+		ClerkHttpResult res;
+		ClerkPageArgs a = {0};
+		ParentPage *p;
+
+		/* start on the next parents while there is room */
+		while (inflight < depth && next < nparents)
+		{
+			char	   *id = ((char **) list_nth(parents, next))[0];
+
+			if (clerk_plain_id(id))
+			{
+				submit_parent_page(run, entity, parent_path, &ring[(head + inflight) % (depth + 1)],
+								   next, id, 0);
+				inflight++;
+			}
+			next++;
+		}
+		if (inflight == 0)
+			break;
+		clerk_http_pump(run->http);
+
+		p = &ring[head];
+		clerk_wait_answer(run, p->req, &res);
+		head = (head + 1) % (depth + 1);
+		inflight--;
+		if (res.error == NULL && res.status == 404)
+		{
+			clerk_http_release(run->http, p->req);
+			pfree(p->path);
+			continue;
+		}
+		clerk_http_check(&res, p->path);
+		spec.path = p->path;
+		clerk_write_answer(run, &spec, &res, p->path, p->req, track_seen, false, &a);
+		if (a.count >= limit)
+		{
+			/* a full page: this parent has more */
+			submit_parent_page(run, entity, parent_path, &ring[(head + inflight) % (depth + 1)],
+							   p->parent, ((char **) list_nth(parents, p->parent))[0], p->offset + limit);
+			inflight++;
+		}
+		pfree(p->path);
+		clerk_page_done(run, entity, before);
+	}
+	pfree(ring);
 }

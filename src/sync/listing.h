@@ -16,7 +16,7 @@ typedef struct ClerkListSpec
 {
 	ClerkEntity entity;
 	const char *path;			/* may already carry a query string */
-	const char *order_by;
+	const char *order_by;		/* NULL: the listing has one order, and takes none */
 	/*
 	 * With stop_field, the list is newest first and the walk stops after the
 	 * first page holding an object whose stop_field is older than since_ms;
@@ -69,11 +69,20 @@ extern ClerkListOutcome clerk_list_pages(ClerkRun *run, const ClerkListSpec *spe
  * Walk n listings side by side, each as clerk_list_pages() would, a page of
  * whichever answer is in first: their first pages cost one round trip
  * together, not one each.  Every listing's first page is asked for at once,
- * so n is a few (clerk_list_per_organization() walks thousands, with a
+ * so n is a few (clerk_list_per_parent() walks thousands, with a
  * bounded queue).  outcomes[i] says how listing i ended.
  */
 extern void clerk_list_side_by_side(ClerkRun *run, const ClerkListSpec *specs, int n,
 									ClerkListOutcome *outcomes);
+
+/*
+ * The listing of `entity` under each parent of parents (rows: id; the
+ * memberships of organizations, the payment attempts of statements), the
+ * parents' listings walked side by side with a bounded queue; parent_path
+ * makes a parent's listing path.  A parent that answers 404 has nothing.
+ */
+extern void clerk_list_per_parent(ClerkRun *run, ClerkEntity entity, List *parents,
+								  char *(*parent_path) (const char *id), bool track_seen);
 
 /* Wait for request `req` (the wait counted in the run's wait_ms) and fill *res. */
 extern void clerk_wait_answer(ClerkRun *run, int req, ClerkHttpResult *res);
@@ -157,11 +166,5 @@ extern ClerkLister *clerk_memberships_begin(ClerkRun *run, int64 org_requests);
  * (in the run's memory).
  */
 extern ClerkListOutcome clerk_memberships_end(ClerkRun *run, ClerkLister *l, char **why);
-
-/*
- * The memberships of each organization of orgs (rows: id), the
- * organizations' listings walked side by side.
- */
-extern void clerk_list_per_organization(ClerkRun *run, List *orgs);
 
 #endif							/* CLERK_LISTING_H */

@@ -252,11 +252,14 @@ deletion_sweep(ClerkRun *run)
 		candidates[e] = query_rows(run, psprintf(
 												 "WITH seen AS (SELECT unnest(ids) AS id FROM pg_temp.clerk_seen WHERE entity = '%s') "
 												 "SELECT t.id%s FROM %s t WHERE t.deleted_at IS NULL AND NOT EXISTS "
-												 "(SELECT 1 FROM seen s WHERE s.id = t.id) "
+												 "(SELECT 1 FROM seen s WHERE s.id = t.id)%s "
 												 "ORDER BY t.id",
 												 clerk_entity_name(e),
 												 e == CLERK_MEMBERSHIPS ? ", t.organization_id, t.user_id" : "",
-												 table));
+												 table,
+												 e == CLERK_PAYMENT_ATTEMPTS ?
+												 " AND t.statement_id IN (SELECT unnest(ids) FROM pg_temp.clerk_seen "
+												 "WHERE entity = 'statements_asked')" : ""));
 		if (list_length(candidates[e]) > 0 &&
 			list_length(candidates[e]) > run->settings.max_delete_fraction * active[e] &&
 			!(optional && list_length(candidates[e]) == 1))
@@ -466,7 +469,49 @@ finish_memberships(ClerkRun *run, ClerkLister *l)
 					  "SELECT id FROM clerk.organizations WHERE deleted_at IS NULL ORDER BY id" :
 					  "SELECT DISTINCT unnest(ids) AS id FROM pg_temp.clerk_seen "
 					  "WHERE entity = 'organizations' ORDER BY id");
-	clerk_list_per_organization(run, orgs);
+	clerk_list_per_parent(run, CLERK_MEMBERSHIPS, orgs, clerk_org_memberships_path, !run->incremental);
+}
+
+/*
+ * Payment attempts are listed per statement only.  A closed statement that
+ * no run has written since the last successful one ended (which listed the
+ * attempts of what it wrote), and whose attempts are stored, is not asked
+ * again: so a later run asks for the open statements and those that
+ * changed (in this run, or in one that failed since), not for the whole
+ * history.  The statements asked
+ * are recorded, so that the sweep of a full run deletes only the attempts
+ * of those.  Without Clerk Billing (the statements skipped), neither.
+ */
+static void
+list_payment_attempts(ClerkRun *run)
+{
+	List	   *statements;
+
+	if (run->skipped[CLERK_STATEMENTS] != NULL)
+	{
+		run->skipped[CLERK_PAYMENT_ATTEMPTS] = run->skipped[CLERK_STATEMENTS];
+		clerk_run_message(run, "%s: skipped, the instance does not have Clerk Billing's statements",
+						  clerk_entity_name(CLERK_PAYMENT_ATTEMPTS));
+		return;
+	}
+	statements = query_rows(run,
+							"WITH since AS (SELECT max(finished_at) AS at FROM clerk.sync_runs "
+							"               WHERE status = 'succeeded' AND NOT dry_run), "
+							"s AS (SELECT s.id FROM clerk.billing_statements s, since "
+							"       WHERE s.deleted_at IS NULL "
+							"         AND (s.status IS DISTINCT FROM 'closed' OR since.at IS NULL "
+							"              OR s.synced_at >= since.at OR NOT EXISTS "
+							"              (SELECT 1 FROM clerk.billing_payment_attempts a WHERE a.statement_id = s.id))), "
+							"w AS (INSERT INTO pg_temp.clerk_seen (entity, ids) "
+							"      SELECT 'statements_asked', array_agg(id) FROM s HAVING count(*) > 0) "
+							"SELECT id FROM s ORDER BY id");
+	clerk_run_phase(run, "more of Clerk", -1);
+	clerk_run_message(run, "%s: listing those of %d statements", clerk_entity_name(CLERK_PAYMENT_ATTEMPTS),
+					  list_length(statements));
+	clerk_list_per_parent(run, CLERK_PAYMENT_ATTEMPTS, statements, clerk_statement_payment_attempts_path,
+						  !run->incremental);
+	run->listed[CLERK_PAYMENT_ATTEMPTS] = true;
+	phase_message(run, CLERK_PAYMENT_ATTEMPTS);
 }
 
 /*
@@ -489,7 +534,8 @@ list_optional(ClerkRun *run)
 	initStringInfo(&names);
 	for (int e = 0; e < CLERK_NENTITIES; e++)
 	{
-		if (!(CLERK_ENTITY_BIT(e) & CLERK_OPTIONAL_ENTITIES & run->settings.entities))
+		if (!(CLERK_ENTITY_BIT(e) & CLERK_OPTIONAL_ENTITIES & run->settings.entities) ||
+			e == CLERK_PAYMENT_ATTEMPTS)
 			continue;
 		specs[n] = clerk_instance_listing(run, e);
 		specs[n++].optional = true;
@@ -500,11 +546,12 @@ list_optional(ClerkRun *run)
 		}
 		appendStringInfo(&names, "%s%s", names.len > 0 ? ", " : "", clerk_entity_name(e));
 	}
-	if (n == 0)
-		return;
-	clerk_run_phase(run, "more of Clerk", -1);
-	clerk_run_message(run, "listing %s", names.data);
-	clerk_list_side_by_side(run, specs, n, outcomes);
+	if (n > 0)
+	{
+		clerk_run_phase(run, "more of Clerk", -1);
+		clerk_run_message(run, "listing %s", names.data);
+		clerk_list_side_by_side(run, specs, n, outcomes);
+	}
 
 	for (int i = 0; i < n; i++)
 	{
@@ -526,6 +573,8 @@ list_optional(ClerkRun *run)
 							  clerk_entity_name(e));
 		}
 	}
+	if (CLERK_ENTITY_BIT(CLERK_PAYMENT_ATTEMPTS) & run->settings.entities)
+		list_payment_attempts(run);
 }
 
 void

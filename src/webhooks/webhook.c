@@ -97,6 +97,25 @@ static const WebhookEventType webhook_event_types[] = {
 	{"session.ended", CLERK_SESSIONS, WEBHOOK_UPSERT},
 	{"session.removed", CLERK_SESSIONS, WEBHOOK_UPSERT},
 	{"session.revoked", CLERK_SESSIONS, WEBHOOK_UPSERT},
+	/* a subscription's data: its items (the mapping makes a row of each) */
+	{"subscription.created", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscription.updated", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscription.active", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscription.pastDue", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscriptionItem.created", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscriptionItem.updated", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscriptionItem.active", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscriptionItem.canceled", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscriptionItem.upcoming", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscriptionItem.ended", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscriptionItem.abandoned", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscriptionItem.incomplete", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscriptionItem.pastDue", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"subscriptionItem.freeTrialEnding", CLERK_SUBSCRIPTION_ITEMS, WEBHOOK_UPSERT},
+	{"paymentAttempt.created", CLERK_PAYMENT_ATTEMPTS, WEBHOOK_UPSERT},
+	{"paymentAttempt.updated", CLERK_PAYMENT_ATTEMPTS, WEBHOOK_UPSERT},
+	{"waitlistEntry.created", CLERK_WAITLIST, WEBHOOK_UPSERT},
+	{"waitlistEntry.updated", CLERK_WAITLIST, WEBHOOK_UPSERT},
 };
 
 /* One parsed event. */
@@ -456,6 +475,16 @@ webhook_parse(const char *body, size_t len, const char *msg_id, WebhookEvent *ev
 
 		if (org != NULL)
 			ev->organization_id = clerk_json_string(&org->root, "id");
+	}
+	else if (ev->known->entity == CLERK_SUBSCRIPTION_ITEMS || ev->known->entity == CLERK_PAYMENT_ATTEMPTS)
+	{
+		/* an organization payer's; a user payer's organization_id is "" */
+		Jsonb	   *payer = clerk_json_object(&ev->data->root, "payer");
+
+		if (payer != NULL)
+			ev->organization_id = clerk_json_string(&payer->root, "organization_id");
+		if (ev->organization_id != NULL && ev->organization_id[0] == '\0')
+			ev->organization_id = NULL;
 	}
 }
 
