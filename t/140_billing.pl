@@ -146,6 +146,22 @@ ok(q1(q{SELECT count(*) FROM clerk.billing_subscription_items s JOIN clerk.billi
     is(q1("SELECT grand_total FROM clerk.billing_statements WHERE id = '$st->{id}'"), 4321, 'the statement changed');
     is(q1("SELECT statement_id FROM clerk.billing_payment_attempts WHERE id = '$pa->{id}'"), $st->{id},
        'its new payment attempt is stored');
+
+    # changes while a run lists: a statement (with an attempt) and a
+    # subscription item created as the statements are asked for
+    my @before = mock_ids('billing_statements');
+    $mock->add_trigger(path => '^/v1/billing/statements\?', on_request => 1,
+                       create_billing_statements => [{ amount => 100 }]);
+    is(q1('SELECT status FROM clerk_sync_changes()'), 'succeeded', 'a run during which Clerk changes succeeds');
+    my @after = mock_ids('billing_statements');
+    is(scalar @after, @before + 1, 'the mock created a statement mid-run');
+    my %old = map { $_ => 1 } @before;
+    my ($new) = grep { !$old{$_} } @after;
+    is(q1("SELECT count(*) FROM clerk.billing_statements WHERE id = '$new'"), 1, 'the statement created mid-run is stored');
+    my @new_pa = map { $_->{id} } objects("/billing/statements/$new/payment_attempts?paginated=true");
+    is(q1("SELECT count(*) FROM clerk.billing_payment_attempts WHERE statement_id = '$new' AND deleted_at IS NULL"),
+       scalar @new_pa, 'and its payment attempts');
+    $mock->clear_triggers;
 }
 
 # ---- changes and deletions between runs ----
@@ -165,10 +181,12 @@ ok(q1(q{SELECT count(*) FROM clerk.billing_subscription_items s JOIN clerk.billi
     my ($plan) = grep { !$_->{is_default} } objects($LIST{billing_plans});
     my @statements = objects($LIST{billing_statements});
     # a payment attempt's deletion is seen where its statement is asked: an open one
-    my ($st2) = grep { $_->{status} eq 'open' } @statements;
-    my ($st) = grep { $_->{id} ne $st2->{id} } @statements;
-    my @st_attempts = map { $_->{id} } objects("/billing/statements/$st->{id}/payment_attempts?paginated=true");
-    my ($pa2) = objects("/billing/statements/$st2->{id}/payment_attempts?paginated=true");
+    my %attempts = map { my $id = $_->{id}; ($id => [objects("/billing/statements/$id/payment_attempts?paginated=true")]) }
+        @statements;
+    my ($st2) = grep { $_->{status} eq 'open' && @{ $attempts{$_->{id}} } } @statements;
+    my ($st) = grep { $_->{id} ne $st2->{id} && @{ $attempts{$_->{id}} } } @statements;
+    my @st_attempts = map { $_->{id} } @{ $attempts{$st->{id}} };
+    my $pa2 = $attempts{$st2->{id}}[0];
     $mock->control(DELETE => "billing_plans/$plan->{id}");
     $mock->control(DELETE => "waitlist_entries/$wl->{id}");
     $mock->control(DELETE => "billing_statements/$st->{id}");
@@ -302,6 +320,54 @@ is(hook('waitlistEntry.updated', { %wl, status => 'invited', updated_at => $t0 +
    'waitlistEntry.updated', 'waitlistEntry.updated is handled');
 is(q1("SELECT status || '|' || invitation_id FROM clerk.waitlist_entries WHERE id = '$wl{id}'"), "invited|inv_wl_$tag",
    'a waitlist entry from its events');
+
+# the webhook spec's own example payloads (test/billing_events.json), each
+# delivered as Clerk sends it, alone (its rows removed before), then in order
+{
+    open my $fh, '<:raw', 'test/billing_events.json' or die "test/billing_events.json: $!";
+    my $spec = JSON::PP->new->utf8->decode(do { local $/; <$fh> });
+    close $fh;
+    my $json = JSON::PP->new->utf8->canonical;
+    my %table = (subscription => 'billing_subscription_items', subscriptionItem => 'billing_subscription_items',
+                 paymentAttempt => 'billing_payment_attempts', waitlistEntry => 'waitlist_entries');
+    is(scalar @{ $spec->{events} }, 17, 'the spec has 17 examples of these events');
+    my @rows;
+    for my $ev (@{ $spec->{events} }) {
+        my ($family) = $ev->{type} =~ /^([^.]+)\./;
+        my $d = $ev->{body}{data};
+        my @items = $family eq 'subscription' ? @{ $d->{items} } : ($d);
+        q1("DELETE FROM clerk.$table{$family} WHERE id IN (" . join(', ', map { sql_literal($_->{id}) } @items) . ')');
+        is(q1(webhook_sql($SECRET, $ev->{type}, undef, body => $json->encode($ev->{body}))), $ev->{type},
+           "the spec's $ev->{type} example is accepted");
+        my ($want, $got);
+        if ($family eq 'subscription' || $family eq 'subscriptionItem') {
+            my $payer = $d->{payer};
+            $want = join ',', map { join '|', $_->{id}, $_->{status}, $payer->{user_id}, '-',
+                                    $family eq 'subscription' ? $d->{id} : $d->{subscription_id}, $_->{plan}{slug}, $_->{plan}{amount} } @items;
+            $got = q1("SELECT string_agg(concat_ws('|', id, status, user_id, coalesce(organization_id, '-'), subscription_id, plan_slug, amount), ',' ORDER BY id)
+                         FROM clerk.billing_subscription_items WHERE id IN (" . join(', ', map { sql_literal($_->{id}) } @items) . ')');
+        }
+        elsif ($family eq 'paymentAttempt') {
+            $want = join '|', $d->{status}, $d->{totals}{grand_total}{amount}, $d->{statement_id}, $d->{payer}{user_id},
+                $d->{subscription_items}[0]{id};
+            $got = q1("SELECT concat_ws('|', status, amount, statement_id, user_id, subscription_item_id) FROM clerk.billing_payment_attempts WHERE id = " . sql_literal($d->{id}));
+        }
+        else {
+            $want = join '|', $d->{status}, $d->{email_address}, $d->{invitation} ? $d->{invitation}{id} : '-';
+            $got = q1("SELECT concat_ws('|', status, email_address, coalesce(invitation_id, '-')) FROM clerk.waitlist_entries WHERE id = " . sql_literal($d->{id}));
+        }
+        is($got, $want, "the spec's $ev->{type} example: the stored row");
+    }
+    # in order, each family's examples: the newest updated_at wins, an older one is stale
+    q1("DELETE FROM clerk.billing_subscription_items WHERE id = 'csub_item_2g7np7Hrk0SN6kj5EDMLDaKNL0S'");
+    for my $t (qw(subscriptionItem.active subscriptionItem.ended subscriptionItem.canceled)) {
+        my ($ev) = grep { $_->{type} eq $t } @{ $spec->{events} };
+        q1(webhook_sql($SECRET, $t, undef, body => $json->encode($ev->{body})));
+    }
+    is(q1("SELECT status FROM clerk.billing_subscription_items WHERE id = 'csub_item_2g7np7Hrk0SN6kj5EDMLDaKNL0S'"), 'ended',
+       "the spec's examples in order: canceled (older) after ended does not undo it");
+    is(outcome(), 'stale', 'and is recorded stale');
+}
 
 # the audit names the billing entities
 is(q1(qq{SELECT count(*) FROM clerk.audit_logs WHERE action = 'webhook.subscription.created' AND entity_type = 'billing_subscription_items'
