@@ -12,16 +12,14 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
-#include "base/extension.h"
+#include "rls/reader_query.h"
 #include "rls/snapshot_key.h"
-#include "store/role.h"
 
 PG_FUNCTION_INFO_V1(clerk_rls_active_plan);
 PG_FUNCTION_INFO_V1(clerk_rls_payer_has_feature);
@@ -61,32 +59,20 @@ typedef struct PayerCache
 	HTAB	   *payers;
 } PayerCache;
 
-/* Read payer's live items into *out (its memory: cxt), as the role that may read them. */
-static void
-load_payer(MemoryContext cxt, const char *payer, PayerPlan *out)
+/* Keep the rows of PAYER_SQL in a PayerPlan (its memory: the current context's at the call). */
+typedef struct KeepPayer
 {
-	static SPIPlanPtr plan = NULL;
-	ClerkSavedUser saved;
-	Datum		arg = CStringGetTextDatum(payer);
-	MemoryContext old;
+	MemoryContext cxt;
+	PayerPlan  *out;
+} KeepPayer;
 
-	clerk_become_reader(&saved, CLERK_SQL_FOR_RLS);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-		SPIPlanPtr	p = SPI_prepare(PAYER_SQL, 1, types);
+static void
+keep_payer(void *arg)
+{
+	KeepPayer  *k = (KeepPayer *) arg;
+	PayerPlan  *out = k->out;
+	MemoryContext old = MemoryContextSwitchTo(k->cxt);
 
-		if (p == NULL)
-			elog(ERROR, "could not prepare the query of a payer's plan: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plan = p;
-	}
-	if (SPI_execute_plan(plan, &arg, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the subscription items of a payer");
-
-	old = MemoryContextSwitchTo(cxt);
 	out->plan = NULL;
 	out->nfeatures = 0;
 	out->features = NULL;
@@ -107,15 +93,22 @@ load_payer(MemoryContext cxt, const char *payer, PayerPlan *out)
 							  &elems, &nulls, &n);
 			out->features = out->features == NULL ? palloc(Max(n, 1) * sizeof(char *)) :
 				repalloc(out->features, (out->nfeatures + Max(n, 1)) * sizeof(char *));
-			for (int k = 0; k < n; k++)
-				if (!nulls[k])
-					out->features[out->nfeatures++] = TextDatumGetCString(elems[k]);
+			for (int j = 0; j < n; j++)
+				if (!nulls[j])
+					out->features[out->nfeatures++] = TextDatumGetCString(elems[j]);
 		}
 	}
 	MemoryContextSwitchTo(old);
+}
 
-	SPI_finish();
-	clerk_restore_user(&saved);
+/* Read payer's live items into *out (its memory: cxt), as the reader, with one index scan. */
+static void
+load_payer(MemoryContext cxt, const char *payer, PayerPlan *out)
+{
+	static SPIPlanPtr plan = NULL;
+	KeepPayer	k = {cxt, out};
+
+	clerk_reader_query(&plan, PAYER_SQL, payer, keep_payer, &k);
 }
 
 /* What the data says of payer, read once per call site and snapshot. */

@@ -14,22 +14,17 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "fmgr.h"
-#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 
-#include "base/compat.h"
-#include "base/extension.h"
 #include "clerk/json_members.h"
 #include "clerk/json_repair.h"
+#include "rls/reader_query.h"
 #include "rls/snapshot_key.h"
-#include "store/role.h"
 
 PG_FUNCTION_INFO_V1(clerk_rls_user_id);
 PG_FUNCTION_INFO_V1(clerk_rls_org_id);
@@ -480,43 +475,13 @@ typedef struct Memberships
 	"WHERE user_id = $1 AND deleted_at IS NULL " \
 	"ORDER BY organization_id COLLATE \"C\", updated_at DESC NULLS LAST, id COLLATE \"C\""
 
-/*
- * Read user_id's live memberships into m, as the role that writes the
- * clerk tables (the caller has no right on them), with one index scan on
- * organization_members_user_id_idx, under the caller's snapshot.
- */
+/* Keep the rows of MEMBERSHIPS_SQL in m (a Memberships *), in its memory. */
 static void
-load_memberships(Memberships *m, const char *user_id)
+keep_memberships(void *arg)
 {
-	static SPIPlanPtr plan = NULL;
-	ClerkSavedUser saved;
-	char	   *user;
-	Datum		arg;
-	MemoryContext old;
+	Memberships *m = (Memberships *) arg;
+	MemoryContext old = MemoryContextSwitchTo(m->cxt);
 
-	MemoryContextReset(m->cxt);
-	m->user_id = NULL;
-	m->n = 0;
-	user = MemoryContextStrdup(m->cxt, user_id);
-	arg = CStringGetTextDatum(user);
-
-	clerk_become_reader(&saved, CLERK_SQL_FOR_RLS);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-		SPIPlanPtr	p = SPI_prepare(MEMBERSHIPS_SQL, 1, types);
-
-		if (p == NULL)
-			elog(ERROR, "could not prepare the memberships query: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plan = p;
-	}
-	if (SPI_execute_plan(plan, &arg, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the memberships of the token's user");
-
-	old = MemoryContextSwitchTo(m->cxt);
 	m->rows = palloc(Max(SPI_processed, 1) * sizeof(Membership));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -529,12 +494,26 @@ load_memberships(Memberships *m, const char *user_id)
 		m->rows[m->n].role = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
 		m->n++;
 	}
-	m->user_id = user;
 	clerk_snapshot_remember(&m->snapshot);
 	MemoryContextSwitchTo(old);
+}
 
-	SPI_finish();
-	clerk_restore_user(&saved);
+/*
+ * Read user_id's live memberships into m, as the reader, with one index
+ * scan on organization_members_user_id_idx, under the caller's snapshot.
+ */
+static void
+load_memberships(Memberships *m, const char *user_id)
+{
+	static SPIPlanPtr plan = NULL;
+	char	   *user;
+
+	MemoryContextReset(m->cxt);
+	m->user_id = NULL;
+	m->n = 0;
+	user = MemoryContextStrdup(m->cxt, user_id);
+	clerk_reader_query(&plan, MEMBERSHIPS_SQL, user, keep_memberships, m);
+	m->user_id = user;
 }
 
 static int
