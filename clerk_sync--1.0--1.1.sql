@@ -707,7 +707,8 @@ AS $$
         clerk.amount_or_null(o -> 'annual_monthly_fee'),
         clerk.amount_or_null(o -> 'annual_fee'),
         (o ->> 'free_trial_enabled')::boolean,
-        (o ->> 'free_trial_days')::integer,
+        CASE WHEN clerk.amount_or_null(o -> 'free_trial_days') BETWEEN 0 AND 36500
+             THEN pg_catalog.round(clerk.amount_or_null(o -> 'free_trial_days'))::integer END,
         ARRAY(SELECT f ->> 'slug' FROM pg_catalog.jsonb_array_elements(clerk.array_or_empty(o -> 'features'))
                      WITH ORDINALITY AS a(f, n)
                WHERE pg_catalog.jsonb_typeof(f) = 'object' AND f ->> 'slug' IS NOT NULL ORDER BY n),
@@ -744,10 +745,34 @@ COMMENT ON FUNCTION clerk.map_billing_prices(jsonb) IS 'Rows of clerk.billing_pr
 
 -- A subscription item as listed (commerce_subscription_item), as sent on its
 -- own by a subscriptionItem.* event (object "subscription_item"), or nested
--- in a subscription.* event's subscription: each item of a subscription
--- (object "commerce_subscription") is a row, its payer and subscription_id
--- taken from the subscription (a nested item has them null).  An amount is a
--- money object in one shape and a bare number in another; both are read.
+-- in a subscription.* event's subscription (object "commerce_subscription",
+-- told by its items list): each item of a subscription is an object of its
+-- own, its payer and subscription_id taken from the subscription (a nested
+-- item has them null); an item without an id, or twice in one subscription
+-- (the newest kept), is left out.
+CREATE FUNCTION clerk.billing_subscription_item_objects(page jsonb)
+RETURNS SETOF jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p FROM clerk.objects(page) AS p
+     WHERE jsonb_typeof(p -> 'items') IS DISTINCT FROM 'array'
+    UNION ALL
+    (SELECT DISTINCT ON (p ->> 'id', i ->> 'id')
+            i || jsonb_build_object(
+                     'payer', CASE WHEN jsonb_typeof(i -> 'payer') = 'object' THEN i -> 'payer' ELSE p -> 'payer' END,
+                     'payer_id', coalesce(i -> 'payer_id', p -> 'payer_id'),
+                     'subscription_id', CASE WHEN jsonb_typeof(i -> 'subscription_id') = 'string'
+                                             THEN i -> 'subscription_id' ELSE p -> 'id' END)
+       FROM clerk.objects(page) AS p, jsonb_array_elements(p -> 'items') AS e(i)
+      WHERE jsonb_typeof(p -> 'items') = 'array' AND jsonb_typeof(i) = 'object'
+        AND jsonb_typeof(i -> 'id') = 'string'
+      ORDER BY p ->> 'id', i ->> 'id', clerk.amount_or_null(i -> 'updated_at') DESC NULLS LAST)
+$$;
+COMMENT ON FUNCTION clerk.billing_subscription_item_objects(jsonb) IS 'The subscription items of a page: items as they are, and each item of a subscription with the subscription''s payer and id';
+
+-- An amount is a money object in one shape and a bare number in another;
+-- both are read.
 CREATE FUNCTION clerk.map_billing_subscription_items(page jsonb)
 RETURNS SETOF clerk.billing_subscription_items
 LANGUAGE sql STABLE PARALLEL SAFE
@@ -778,18 +803,7 @@ AS $$
         o,
         pg_catalog.now(),
         NULL::timestamptz
-    FROM clerk.objects(page) AS p,
-         LATERAL (SELECT p
-                   WHERE (p ->> 'object') IS DISTINCT FROM 'commerce_subscription'
-                  UNION ALL
-                  SELECT i || pg_catalog.jsonb_build_object(
-                                  'payer', CASE WHEN pg_catalog.jsonb_typeof(i -> 'payer') = 'object'
-                                                THEN i -> 'payer' ELSE p -> 'payer' END,
-                                  'payer_id', coalesce(i -> 'payer_id', p -> 'payer_id'),
-                                  'subscription_id', CASE WHEN pg_catalog.jsonb_typeof(i -> 'subscription_id') = 'string'
-                                                          THEN i -> 'subscription_id' ELSE p -> 'id' END)
-                    FROM pg_catalog.jsonb_array_elements(clerk.array_or_empty(p -> 'items')) AS e(i)
-                   WHERE (p ->> 'object') = 'commerce_subscription' AND pg_catalog.jsonb_typeof(i) = 'object') AS x(o)
+    FROM clerk.billing_subscription_item_objects(page) AS o
 $$;
 COMMENT ON FUNCTION clerk.map_billing_subscription_items(jsonb) IS 'Rows of clerk.billing_subscription_items from Clerk subscription items, or from the items of a subscription';
 

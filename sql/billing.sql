@@ -49,6 +49,14 @@ SELECT id, name, slug, for_payer_type, is_default, is_recurring, publicly_visibl
      "annual_monthly_fee": null, "annual_fee": null, "free_trial_enabled": false, "free_trial_days": null}],
     "total_count": 2}');
 
+-- free trial days Clerk may send (int64): beyond integer, fractional, not a number
+SELECT o ->> 'x' AS sent, p.free_trial_days
+  FROM jsonb_array_elements('[{"id": "p1", "free_trial_days": 99999999999, "x": "99999999999"},
+                              {"id": "p2", "free_trial_days": 2.5, "x": "2.5"},
+                              {"id": "p3", "free_trial_days": "14", "x": "\"14\""},
+                              {"id": "p4", "free_trial_days": -1, "x": "-1"}]') AS o,
+       LATERAL clerk.map_billing_plans(o) AS p;
+
 -- amounts are exact: beyond bigint, and a fraction, as Clerk may send them
 SELECT id, plan_id, currency, amount, annual_monthly_amount, is_default, supported_billing_periods, created_at
   FROM clerk.map_billing_prices('[

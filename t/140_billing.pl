@@ -121,31 +121,32 @@ ok(q1(q{SELECT count(*) FROM clerk.billing_subscription_items s JOIN clerk.billi
     is(q1("SELECT clerk.payer_has_feature('$org', 'no-such-feature-$tag')"), 'f', 'and not of another');
 }
 
-# ---- later runs: payment attempts only of open or changed statements ----
+# ---- later runs: payment attempts only of new or changed statements ----
+# (a statement holds its attempts in its groups: a new attempt changes it)
 {
     my @open = grep { $_->{status} eq 'open' } objects($LIST{billing_statements});
     my @closed = grep { $_->{status} ne 'open' } objects($LIST{billing_statements});
     ok(@open > 0 && @closed > 0, 'the mock has open and closed statements');
+    ok(scalar(grep { @{ $_->{groups} } } @open, @closed), 'statements hold their attempts in groups');
     $mock->clear_requests;
     is(q1('SELECT status FROM clerk_sync_changes()'), 'succeeded', 'incremental sync succeeds');
     my %asked = map { (m{^/v1/billing/statements/([^/]+)/payment_attempts$} ? ($1 => 1) : ()) }
         map { $_->{path} } @{ $mock->requests('/v1/billing/statements/') };
-    is_deeply([sort keys %asked], [sorted(map { $_->{id} } @open)],
-              'a later run asks for the attempts of the open statements only');
+    is_deeply([sort keys %asked], [], 'a later run asks for the attempts of no unchanged statement');
 
-    # a closed statement that changed is asked again, with a new attempt
+    # a closed statement that changed, and an open one with a new attempt, are asked
     my $st = $closed[0];
     $mock->control(PATCH => "billing_statements/$st->{id}", { totals => { grand_total => {
         amount => 4321, amount_formatted => '43.21', currency => 'USD', currency_symbol => '$' } } });
-    my $pa = $mock->control(POST => 'billing_payment_attempts', { statement_id => $st->{id}, status => 'paid' });
+    my $pa = $mock->control(POST => 'billing_payment_attempts', { statement_id => $open[0]{id}, status => 'paid' });
     $mock->clear_requests;
     is(q1('SELECT status FROM clerk_sync_all()'), 'succeeded', 'full sync succeeds');
     %asked = map { (m{^/v1/billing/statements/([^/]+)/payment_attempts$} ? ($1 => 1) : ()) }
         map { $_->{path} } @{ $mock->requests('/v1/billing/statements/') };
-    is_deeply([sort keys %asked], [sorted(map { $_->{id} } @open, $st)], 'and a changed one too');
+    is_deeply([sort keys %asked], [sorted($open[0]{id}, $st->{id})], 'but those of a changed statement and of one with a new attempt');
     is(q1("SELECT grand_total FROM clerk.billing_statements WHERE id = '$st->{id}'"), 4321, 'the statement changed');
-    is(q1("SELECT statement_id FROM clerk.billing_payment_attempts WHERE id = '$pa->{id}'"), $st->{id},
-       'its new payment attempt is stored');
+    is(q1("SELECT statement_id FROM clerk.billing_payment_attempts WHERE id = '$pa->{id}'"), $open[0]{id},
+       'the new payment attempt is stored');
 
     # changes while a run lists: a statement (with an attempt) and a
     # subscription item created as the statements are asked for
@@ -211,6 +212,51 @@ ok(q1(q{SELECT count(*) FROM clerk.billing_subscription_items s JOIN clerk.billi
     for my $t (sort(keys %LIST), 'billing_payment_attempts') {
         is_deeply([stored_ids($t)], [mock_ids($t)], "$t: the live rows are what Clerk has");
     }
+}
+
+# ---- an item in two shapes: what one leaves out, the other keeps ----
+{
+    my ($item) = grep { $_->{status} eq 'canceled' && $_->{canceled_at} } objects($LIST{billing_subscription_items});
+    ok($item, 'the mock has a canceled item with canceled_at');
+    my $sub_id = "csub_merge_$tag";
+    # the item's event: no canceled_at, no price_id, and a subscription_id the listing does not have
+    my %ev = (object => 'subscription_item', id => $item->{id}, status => 'canceled', is_free_trial => JSON::PP::false,
+              created_at => $item->{created_at}, updated_at => $item->{updated_at}, period_start => $item->{period_start},
+              period_end => $item->{period_end}, interval => $item->{plan_period}, plan_id => $item->{plan_id},
+              plan => { id => $item->{plan_id}, slug => $item->{plan}{slug}, name => $item->{plan}{name},
+                        is_recurring => JSON::PP::true, amount => $item->{plan}{fee}{amount}, currency => 'USD' },
+              payer => { %{ $item->{payer} }, organization_id => $item->{payer}{organization_id} // '' },
+              subscription_id => $sub_id);
+    is(q1(webhook_sql($SECRET, 'subscriptionItem.canceled', \%ev)), 'subscriptionItem.canceled', 'the item\'s event');
+    is(q1("SELECT concat_ws('|', subscription_id, canceled_at IS NOT NULL, price_id) FROM clerk.billing_subscription_items WHERE id = '$item->{id}'"),
+       "$sub_id|t|$item->{price_id}", 'the event adds its subscription_id and keeps the listed canceled_at and price_id');
+    is(q1('SELECT status FROM clerk_sync_changes()'), 'succeeded', 'incremental sync succeeds');
+    is(q1("SELECT concat_ws('|', subscription_id, canceled_at IS NOT NULL, raw ->> 'object') FROM clerk.billing_subscription_items WHERE id = '$item->{id}'"),
+       "$sub_id|t|commerce_subscription_item", 'the listing keeps the subscription_id the event brought');
+    my $synced = q1("SELECT synced_at FROM clerk.billing_subscription_items WHERE id = '$item->{id}'");
+    is(q1('SELECT status FROM clerk_sync_changes()'), 'succeeded', 'incremental sync succeeds');
+    is(q1("SELECT synced_at = '$synced' FROM clerk.billing_subscription_items WHERE id = '$item->{id}'"), 't',
+       'and the next listing of the unchanged item writes nothing');
+}
+
+# ---- a subscription item and a price gone; a row a webhook wrote during the run stays ----
+{
+    my ($item) = grep { $_->{status} eq 'ended' } objects($LIST{billing_subscription_items});
+    my ($price) = grep { !$_->{is_default} } objects($LIST{billing_prices});
+    ok($item && $price, 'the mock has an ended item and a custom price');
+    $mock->control(DELETE => "billing_subscription_items/$item->{id}");
+    $mock->control(DELETE => "billing_prices/$price->{id}");
+    # as if a webhook had written it after the run began: synced later than its start
+    q1(qq{INSERT INTO clerk.billing_subscription_items (id, organization_id, status, raw, synced_at)
+          VALUES ('csub_item_late_$tag', 'org_late_$tag', 'active', '{}', now() + interval '1 hour')});
+    is(q1('SELECT status FROM clerk_sync_all()'), 'succeeded', 'full sync succeeds');
+    is(q1("SELECT deleted_at IS NOT NULL FROM clerk.billing_subscription_items WHERE id = '$item->{id}'"), 't',
+       'a subscription item gone from the complete listing is soft-deleted');
+    is(q1("SELECT deleted_at IS NOT NULL FROM clerk.billing_prices WHERE id = '$price->{id}'"), 't',
+       'a price gone from the complete listing is soft-deleted');
+    is(q1("SELECT deleted_at IS NULL FROM clerk.billing_subscription_items WHERE id = 'csub_item_late_$tag'"), 't',
+       'a row written after the run began is not the listing\'s to delete');
+    q1("DELETE FROM clerk.billing_subscription_items WHERE id = 'csub_item_late_$tag'");
 }
 
 # ---- clerk_sync.entities, and an instance without Clerk Billing ----
@@ -296,6 +342,22 @@ is(q1("SELECT string_agg(concat_ws('|', id, organization_id, subscription_id, pa
    join(',', map { "csub_item_sub_${_}_$tag|org_sub_$tag|$sub{id}|cpayer_sub_$tag|past_due" } (1, 2)),
    'a subscription event writes each of its items, payer and subscription from the subscription');
 
+# a subscription's items without an id, or twice, do not cost the others; an older subscription event is stale
+is(hook('subscription.updated', { %sub, status => 'active', updated_at => $t0 + 9000,
+                                  items => [ { %{ $sub_items[0] }, status => 'active', updated_at => $t0 + 9000 },
+                                             { %{ $sub_items[0] }, status => 'active', updated_at => $t0 + 9000 },
+                                             { %{ $sub_items[1] }, id => undef, status => 'ended', updated_at => $t0 + 9000 },
+                                             'not an item' ] }),
+   'subscription.updated', 'a subscription event with an item twice and one without an id is handled');
+is(outcome(), 'updated', 'and applied');
+is(q1("SELECT string_agg(status, ',' ORDER BY id) FROM clerk.billing_subscription_items WHERE subscription_id = '$sub{id}'"),
+   'active,past_due', 'the good item is written once, the others are left out');
+hook('subscription.updated', { %sub, status => 'canceled', updated_at => $t0 + 100,
+                               items => [ { %{ $sub_items[0] }, status => 'canceled', updated_at => $t0 + 100 } ] });
+is(outcome(), 'stale', 'an older subscription event is stale');
+is(q1("SELECT status FROM clerk.billing_subscription_items WHERE id = '$sub_items[0]{id}'"), 'active',
+   'and does not overwrite its newer item');
+
 # paymentAttempt.*: data without "object", totals instead of an amount
 my %pa = (id => "pa_hook_$tag", instance_id => 'ins_test_fake', payment_id => "cpa_hook_$tag",
           statement_id => "stmt_hook_$tag", gateway_external_id => 'pi_test_fake', status => 'pending',
@@ -320,6 +382,9 @@ is(hook('waitlistEntry.updated', { %wl, status => 'invited', updated_at => $t0 +
    'waitlistEntry.updated', 'waitlistEntry.updated is handled');
 is(q1("SELECT status || '|' || invitation_id FROM clerk.waitlist_entries WHERE id = '$wl{id}'"), "invited|inv_wl_$tag",
    'a waitlist entry from its events');
+hook('waitlistEntry.updated', { %wl, status => 'rejected', updated_at => $t0 + 500 });
+is(outcome(), 'stale', 'an older waitlist event is stale');
+is(q1("SELECT status FROM clerk.waitlist_entries WHERE id = '$wl{id}'"), 'invited', 'and changes nothing');
 
 # the webhook spec's own example payloads (test/billing_events.json), each
 # delivered as Clerk sends it, alone (its rows removed before), then in order

@@ -11,21 +11,23 @@
  * catalog (columns_sql), so the schema is the only place that orders them.
  */
 const ClerkEntityInfo clerk_entities[CLERK_NENTITIES] = {
-	{"users", "clerk.users", "clerk.map_users"},
-	{"organizations", "clerk.organizations", "clerk.map_organizations"},
-	{"memberships", "clerk.organization_members", "clerk.map_memberships"},
-	{"organization_invitations", "clerk.organization_invitations", "clerk.map_organization_invitations"},
-	{"invitations", "clerk.invitations", "clerk.map_invitations"},
-	{"organization_domains", "clerk.organization_domains", "clerk.map_organization_domains"},
-	{"roles", "clerk.roles", "clerk.map_roles"},
-	{"permissions", "clerk.permissions", "clerk.map_permissions"},
-	{"sessions", "clerk.sessions", "clerk.map_sessions"},
-	{"billing_plans", "clerk.billing_plans", "clerk.map_billing_plans"},
-	{"billing_prices", "clerk.billing_prices", "clerk.map_billing_prices"},
-	{"billing_subscription_items", "clerk.billing_subscription_items", "clerk.map_billing_subscription_items"},
-	{"billing_statements", "clerk.billing_statements", "clerk.map_billing_statements"},
-	{"billing_payment_attempts", "clerk.billing_payment_attempts", "clerk.map_billing_payment_attempts"},
-	{"waitlist_entries", "clerk.waitlist_entries", "clerk.map_waitlist_entries"},
+	{"users", "clerk.users", "clerk.map_users", NULL},
+	{"organizations", "clerk.organizations", "clerk.map_organizations", NULL},
+	{"memberships", "clerk.organization_members", "clerk.map_memberships", NULL},
+	{"organization_invitations", "clerk.organization_invitations", "clerk.map_organization_invitations", NULL},
+	{"invitations", "clerk.invitations", "clerk.map_invitations", NULL},
+	{"organization_domains", "clerk.organization_domains", "clerk.map_organization_domains", NULL},
+	{"roles", "clerk.roles", "clerk.map_roles", NULL},
+	{"permissions", "clerk.permissions", "clerk.map_permissions", NULL},
+	{"sessions", "clerk.sessions", "clerk.map_sessions", NULL},
+	{"billing_plans", "clerk.billing_plans", "clerk.map_billing_plans", NULL},
+	{"billing_prices", "clerk.billing_prices", "clerk.map_billing_prices", NULL},
+	{"billing_subscription_items", "clerk.billing_subscription_items", "clerk.map_billing_subscription_items",
+	"clerk.billing_subscription_item_objects"},
+	{"billing_statements", "clerk.billing_statements", "clerk.map_billing_statements", NULL},
+	{"billing_payment_attempts", "clerk.billing_payment_attempts", "clerk.map_billing_payment_attempts",
+	"clerk.objects"},
+	{"waitlist_entries", "clerk.waitlist_entries", "clerk.map_waitlist_entries", NULL},
 };
 
 const char *

@@ -48,6 +48,13 @@ typedef struct ClerkEntityInfo
 	const char *name;			/* "users", ... (clerk_apply_page, the audit log) */
 	const char *table;			/* "clerk.users", ... */
 	const char *map;			/* returns SETOF the table's row type */
+	/*
+	 * NULL, or the function listing a page's objects when Clerk sends the
+	 * entity in shapes that each leave out fields the others have (listed,
+	 * and in events): each object is then merged over the stored one, so
+	 * that what it does not say is kept.
+	 */
+	const char *merged_objects;
 } ClerkEntityInfo;
 
 extern const ClerkEntityInfo clerk_entities[CLERK_NENTITIES];

@@ -103,6 +103,22 @@ columns_sql(const ClerkEntityInfo *ei, const char *prefix, const char *deleted_a
 }
 
 /*
+ * The rows of the objects of page (an SQL expression of type jsonb): the
+ * entity's mapping of them, each merged over its stored object first where
+ * the entity says so (ClerkEntityInfo.merged_objects).
+ */
+static char *
+mapped_sql(const ClerkEntityInfo *ei, const char *page)
+{
+	if (ei->merged_objects == NULL)
+		return psprintf("%s(%s)", ei->map, page);
+	return psprintf("%s((SELECT coalesce(pg_catalog.jsonb_agg(CASE WHEN pg_catalog.jsonb_typeof(x.o) = 'object' "
+					"  THEN coalesce(s.raw, '{}'::jsonb) || x.o ELSE x.o END ORDER BY x.n), '[]'::jsonb) "
+					"FROM %s(%s) WITH ORDINALITY AS x(o, n) LEFT JOIN %s s ON s.id = x.o ->> 'id'))",
+					ei->map, ei->merged_objects, page, ei->table);
+}
+
+/*
  * The one statement that writes a page: the mapping (once), the ids seen
  * (with track_seen), then the upsert, or with dry_run the question of what
  * it would do, and what the run needs to know of the page.  Rows that
@@ -125,7 +141,7 @@ page_plan(ClerkEntity e, bool dry_run, bool track_seen)
 		StringInfoData sql;
 
 		initStringInfo(&sql);
-		appendStringInfo(&sql, "WITH m AS MATERIALIZED (SELECT * FROM %s($1))", ei->map);
+		appendStringInfo(&sql, "WITH m AS MATERIALIZED (SELECT * FROM %s)", mapped_sql(ei, "$1"));
 		if (track_seen)
 			/* one row per page: the cheapest record that still costs no memory */
 			appendStringInfo(&sql, ", s AS (INSERT INTO pg_temp.clerk_seen (entity, ids) "
@@ -616,7 +632,7 @@ entity_plan(EntityStatement *st, ClerkEntity e)
 static char *
 event_sql(const ClerkEntityInfo *ei)
 {
-	return psprintf("WITH m AS (SELECT * FROM %s(pg_catalog.jsonb_build_array($1))) "
+	return psprintf("WITH m AS (SELECT * FROM %s) "
 					"INSERT INTO %s AS t "
 					"SELECT m.* FROM m WHERE NOT EXISTS "
 					"  (SELECT 1 FROM %s s WHERE s.id = m.id AND "
@@ -626,8 +642,8 @@ event_sql(const ClerkEntityInfo *ei)
 					"  AND (t.updated_at IS NULL OR t.updated_at <= EXCLUDED.updated_at) "
 					"  AND t.raw IS DISTINCT FROM EXCLUDED.raw "
 					"RETURNING (t.xmax = 0) AS inserted",
-					ei->map, ei->table, ei->table, columns_sql(ei, "", NULL),
-					columns_sql(ei, "EXCLUDED.", NULL));
+					mapped_sql(ei, "pg_catalog.jsonb_build_array($1)"), ei->table, ei->table,
+					columns_sql(ei, "", NULL), columns_sql(ei, "EXCLUDED.", NULL));
 }
 
 /* Why an event wrote nothing: "gone", "unchanged" or "stale". */
@@ -636,8 +652,8 @@ event_classify_sql(const ClerkEntityInfo *ei)
 {
 	return psprintf("SELECT CASE WHEN s.deleted_at IS NOT NULL THEN 'gone' "
 					"  WHEN s.raw = m.raw THEN 'unchanged' ELSE 'stale' END "
-					"FROM %s(pg_catalog.jsonb_build_array($1)) m JOIN %s s ON s.id = m.id",
-					ei->map, ei->table);
+					"FROM %s m JOIN %s s ON s.id = m.id",
+					mapped_sql(ei, "pg_catalog.jsonb_build_array($1)"), ei->table);
 }
 
 /*

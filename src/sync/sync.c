@@ -253,13 +253,16 @@ deletion_sweep(ClerkRun *run)
 												 "WITH seen AS (SELECT unnest(ids) AS id FROM pg_temp.clerk_seen WHERE entity = '%s') "
 												 "SELECT t.id%s FROM %s t WHERE t.deleted_at IS NULL AND NOT EXISTS "
 												 "(SELECT 1 FROM seen s WHERE s.id = t.id)%s "
+												 /* written since the run began (a webhook): not the listing's to judge */
+												 "AND t.synced_at < to_timestamp(" INT64_FORMAT " / 1000.0) "
 												 "ORDER BY t.id",
 												 clerk_entity_name(e),
 												 e == CLERK_MEMBERSHIPS ? ", t.organization_id, t.user_id" : "",
 												 table,
 												 e == CLERK_PAYMENT_ATTEMPTS ?
 												 " AND t.statement_id IN (SELECT unnest(ids) FROM pg_temp.clerk_seen "
-												 "WHERE entity = 'statements_asked')" : ""));
+												 "WHERE entity = 'statements_asked')" : "",
+												 run->started_ms));
 		if (list_length(candidates[e]) > 0 &&
 			list_length(candidates[e]) > run->settings.max_delete_fraction * active[e] &&
 			!(optional && list_length(candidates[e]) == 1))
@@ -473,14 +476,16 @@ finish_memberships(ClerkRun *run, ClerkLister *l)
 }
 
 /*
- * Payment attempts are listed per statement only.  A closed statement that
- * no run has written since the last successful one ended (which listed the
- * attempts of what it wrote), and whose attempts are stored, is not asked
- * again: so a later run asks for the open statements and those that
- * changed (in this run, or in one that failed since), not for the whole
- * history.  The statements asked
- * are recorded, so that the sweep of a full run deletes only the attempts
- * of those.  Without Clerk Billing (the statements skipped), neither.
+ * Payment attempts are listed per statement only.  A statement holds its
+ * attempts (its groups), so when one changes, the statement does: a
+ * statement that no run has written since the last successful one ended
+ * (which listed the attempts of what it wrote), and whose attempts are
+ * stored, is not asked again.  A later run asks only for the statements
+ * that are new or changed (in this run, or in one that failed since); a
+ * full run, those changed since the last full one, so that its sweep sees
+ * every attempt gone since.  The statements asked are recorded, so that the
+ * sweep deletes only the attempts of those.  Without Clerk Billing (the statements
+ * skipped), neither.
  */
 static void
 list_payment_attempts(ClerkRun *run)
@@ -494,17 +499,17 @@ list_payment_attempts(ClerkRun *run)
 						  clerk_entity_name(CLERK_PAYMENT_ATTEMPTS));
 		return;
 	}
-	statements = query_rows(run,
+	statements = query_rows(run, psprintf(
 							"WITH since AS (SELECT max(finished_at) AS at FROM clerk.sync_runs "
-							"               WHERE status = 'succeeded' AND NOT dry_run), "
+							"               WHERE status = 'succeeded' AND NOT dry_run%s), "
 							"s AS (SELECT s.id FROM clerk.billing_statements s, since "
 							"       WHERE s.deleted_at IS NULL "
-							"         AND (s.status IS DISTINCT FROM 'closed' OR since.at IS NULL "
-							"              OR s.synced_at >= since.at OR NOT EXISTS "
+							"         AND (since.at IS NULL OR s.synced_at >= since.at OR NOT EXISTS "
 							"              (SELECT 1 FROM clerk.billing_payment_attempts a WHERE a.statement_id = s.id))), "
 							"w AS (INSERT INTO pg_temp.clerk_seen (entity, ids) "
 							"      SELECT 'statements_asked', array_agg(id) FROM s HAVING count(*) > 0) "
-							"SELECT id FROM s ORDER BY id");
+							"SELECT id FROM s ORDER BY id",
+							run->incremental ? "" : " AND kind = 'full'"));
 	clerk_run_phase(run, "more of Clerk", -1);
 	clerk_run_message(run, "%s: listing those of %d statements", clerk_entity_name(CLERK_PAYMENT_ATTEMPTS),
 					  list_length(statements));

@@ -638,8 +638,9 @@ apply_event(const char *msg_id, const WebhookEvent *ev)
 		{
 			int			class = ERRCODE_TO_CATEGORY(err->sqlerrcode);
 
+			/* (a cardinality violation: one object twice in the event's data) */
 			if (class != ERRCODE_DATA_EXCEPTION && class != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION &&
-				class != ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+				class != ERRCODE_PROGRAM_LIMIT_EXCEEDED && class != ERRCODE_CARDINALITY_VIOLATION)
 				ReThrowError(err);
 			reason = err->message;
 			sqlerrcode = err->sqlerrcode;
