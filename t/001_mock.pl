@@ -2360,5 +2360,632 @@ subtest 'billing: triggers, determinism' => sub {
 $mock->reset;
 }
 
+# --- mock fidelity: the write endpoints ---------------------------------------
+# PATCH/DELETE users (and their metadata, ban, lock), POST/PATCH/DELETE
+# organizations (and their metadata), memberships, organization and instance
+# invitations (test/README.md, "Write endpoints"): request bodies and answers of
+# bapi-openapi.yml, Clerk's error codes (clerk-api-errors.json), the limits of
+# API-NOTES section 6, faults matched by method, answers lost after the change
+# was applied, the writes log, and the webhook events each change records.
+{
+local $mock->{http} = HTTP::Tiny->new(keep_alive => 0, timeout => 60, agent => 'clerk-mock-tests/1.0');
+
+# A /v1 request with a JSON body (a string is sent as it is); {json} is the decoded answer.
+sub api {
+    my ($method, $path, $body, %opt) = @_;
+    my %h = %{ $opt{headers} || {} };
+    $h{Authorization} //= 'Bearer ' . $mock->secret_key;
+    my %args = (headers => \%h);
+    if (defined $body) {
+        $h{'Content-Type'} = 'application/json';
+        $args{content} = ref $body ? $JSON->encode($body) : $body;
+    }
+    my $http = defined $opt{timeout} ? HTTP::Tiny->new(timeout => $opt{timeout}, keep_alive => 0) : $mock->{http};
+    my $res = $http->request($method, $mock->url . $path, \%args);
+    $res->{json} = eval { $JSON->decode($res->{content}) };
+    return $res;
+}
+
+sub ok_api {
+    my ($method, $path, $body, %opt) = @_;
+    my $res = api($method, $path, $body, %opt);
+    is $res->{status}, 200, "$method $path -> 200" or diag $res->{content};
+    return $res->{json};
+}
+
+sub body_sha { sha256_hex($JSON->encode($_[0])) }
+
+# Every code of a Clerk error answer, in order.
+sub codes { my ($res) = @_; [ map { $_->{code} } @{ $res->{json}{errors} || [] } ] }
+
+sub writes_log { my ($q) = @_; $mock->control(GET => 'writes' . ($q ? "?$q" : '')) }
+
+my @ORG_REQUIRED = qw(object id name slug has_image max_allowed_memberships admin_delete_enabled public_metadata
+                      created_at updated_at);
+my (@w_users, $w_limits);
+
+subtest 'writes: users (PATCH, metadata, ban, lock, DELETE)' => sub {
+    $mock->reset(\%MORE);
+    $ev_seen = 0;
+    $mock->configure(webhook_secret => $WHSEC);
+    $w_limits = $mock->control(GET => 'config')->{write_rate_limits};
+    is_deeply $w_limits->{'PATCH|PUT /v1/users/{id}/metadata'}, { limit => 10, window => 10, per => 'user' },
+        'config write_rate_limits: metadata 10 per 10 s per user (API-NOTES section 6)';
+    $mock->configure(write_rate_limits => {});    # many writes to few users here; the limits have their own subtest
+    @w_users = @{ ok_get('/users?limit=500&order_by=created_at') };
+    my ($u, $v, $w) = @w_users[3, 4, 5];
+    $mock->control(DELETE => 'writes');
+
+    my $body = { first_name => 'Zoë', last_name => undef, username => 'zoe_writes', external_id => 'ext-w-1',
+                 locale => 'fr-FR', public_metadata => { plan => 'pro', nested => { a => 1 } },
+                 delete_self_enabled => JSON::PP::false, create_organizations_limit => 3,
+                 legal_accepted_at => '2025-01-02T03:04:05.678Z' };
+    my $t0 = time * 1000;
+    my $p = ok_api(PATCH => "/users/$u->{id}", $body);
+    is_deeply [ @$p{qw(object id first_name last_name username external_id locale create_organizations_limit)} ],
+        [ 'user', $u->{id}, 'Zoë', undef, 'zoe_writes', 'ext-w-1', 'fr-FR', 3 ], 'the answer: the user as changed';
+    is_deeply $p->{public_metadata}, { plan => 'pro', nested => { a => 1 } }, 'public_metadata replaced (not merged)';
+    ok !$p->{delete_self_enabled}, 'delete_self_enabled';
+    is $p->{legal_accepted_at}, 1735787045678, 'legal_accepted_at: RFC3339 in, Unix ms out';
+    ok $p->{updated_at} >= $t0 - 1000 && $p->{updated_at} > $u->{updated_at}, 'updated_at = now';
+    is_deeply [ @$p{qw(private_metadata email_addresses created_at)} ], [ @$u{qw(private_metadata email_addresses created_at)} ],
+        'what the body leaves out is unchanged';
+    is_deeply ok_get("/users/$u->{id}"), $p, 'GET /users/{id} shows the answer';
+    my ($ev) = events_ok([ 'user.updated' ], 'PATCH /users/{id} records user.updated');
+    is_deeply $ev->{data}, $p, 'event data: the user as changed';
+    my $log = writes_log();
+    is_deeply [ map { [ @$_{qw(method path route op object id body_sha256 status answered)} ] } @$log ],
+        [ [ 'PATCH', "/v1/users/$u->{id}", 'PATCH /v1/users/{id}', 'update', 'user', $u->{id}, body_sha($body), 200,
+            JSON::PP::true ] ], 'GET /__mock/writes: the write, its body hash, its answer';
+
+    my ($named) = grep { defined $_->{username} } @w_users[20 .. 59];
+    my $e = error_is api(PATCH => "/users/$v->{id}", { username => uc $named->{username} }), 422, 'form_identifier_exists',
+        'a username another user has (case-insensitive) -> 422';
+    is $e->{errors}[0]{meta}{param_name}, 'username', 'meta.param_name = username';
+    error_is api(PATCH => "/users/$v->{id}", { username => 'zoe_writes' }), 422, 'form_identifier_exists',
+        'a username set through /v1 -> 422';
+    is ok_api(PATCH => "/users/$u->{id}", { username => 'zoe_writes' })->{username}, 'zoe_writes', 'its own username is fine';
+    my ($ext) = grep { defined $_->{external_id} } @w_users;
+    error_is api(PATCH => "/users/$v->{id}", { external_id => $ext->{external_id} }), 422, 'form_identifier_exists',
+        'an external_id another user has -> 422';
+    ok !defined ok_api(PATCH => "/users/$u->{id}", { username => undef })->{username}, 'username null removes it';
+    ok !defined ok_api(PATCH => "/users/$u->{id}", { external_id => '' })->{external_id}, 'external_id "" removes it';
+    events_ok([ ('user.updated') x 3 ], 'failed writes record nothing');
+
+    my $r = api(PATCH => "/users/$v->{id}", '{"shoe_size":44,"first_name":7,"locale":"fr-FR"}');
+    is $r->{status}, 422, 'unknown field and wrong type -> 422';
+    is_deeply codes($r), [qw(form_param_unknown form_param_value_invalid)], 'every problem listed, in body order';
+    is_deeply [ map { $_->{meta}{param_name} } @{ $r->{json}{errors} } ], [qw(shoe_size first_name)], 'their param_names';
+    like $r->{json}{errors}[1]{long_message}, qr/first_name is invalid\. Received number, must be of type string/,
+        'the type error says what came and what was wanted';
+    error_is api(PATCH => "/users/$v->{id}", { username => 'ab' }), 422, 'form_username_invalid_length', 'username too short';
+    error_is api(PATCH => "/users/$v->{id}", { username => 'a b!c' }), 422, 'form_username_invalid_character',
+        'username with spaces';
+    error_is api(PATCH => "/users/$v->{id}", { locale => 'not a locale' }), 422, 'form_param_format_invalid', 'bad locale';
+    error_is api(PATCH => "/users/$v->{id}", { legal_accepted_at => 'yesterday' }), 422, 'form_param_invalid_time',
+        'legal_accepted_at not RFC3339';
+    error_is api(PATCH => "/users/$v->{id}", { password => 'short' }), 422, 'form_password_length_too_short',
+        'password under 8 characters';
+    error_is api(PATCH => "/users/$v->{id}", { password_digest => 'x' }), 422, 'form_conditional_param_missing',
+        'password_digest without password_hasher';
+    error_is api(PATCH => "/users/$v->{id}", { primary_email_address_id => 'idn_2nothere' }), 422,
+        'form_identifier_not_found', 'a primary email that is not the user\'s';
+    error_is api(PATCH => "/users/$v->{id}", 'not json'), 400, 'request_body_invalid', 'a body that is not JSON -> 400';
+    error_is api(PATCH => "/users/$v->{id}", '[1,2]'), 400, 'request_body_invalid', 'a JSON array -> 400';
+    error_is api(PATCH => "/users/$v->{id}?frob=1", {}), 422, 'form_param_unknown', 'an unknown query parameter -> 422';
+    error_is api(PATCH => '/users/user_2doesnotexist000000000000', { first_name => 'X' }), 404, 'resource_not_found',
+        'unknown user -> 404';
+    my $newer = { 'Clerk-API-Version' => '2026-05-12' };
+    $e = error_is api(PATCH => "/users/$v->{id}", { public_metadata => {} }, headers => $newer), 422,
+        'form_param_deprecated', 'API version 2026-05-12: no metadata in PATCH /users/{id}';
+    like $e->{errors}[0]{long_message}, qr{/v1/users/\{user_id\}/metadata}, '... pointing at the metadata endpoint';
+    is ok_api(PATCH => "/users/$v->{id}", { first_name => 'Vee' }, headers => $newer)->{first_name}, 'Vee',
+        '... which still takes the other fields';
+    is ok_get("/users/$v->{id}")->{username}, $v->{username}, 'rejected changes left the user as it was';
+    events_ok([ 'user.updated' ], 'only the accepted PATCH recorded an event');
+
+    # metadata: PUT replaces, PATCH merges deeply, null removes
+    my $put = ok_api(PUT => "/users/$w->{id}/metadata",
+        { public_metadata => { a => { b => 1, c => 2 }, keep => 1, list => [ 1, 2 ] } });
+    is_deeply $put->{public_metadata}, { a => { b => 1, c => 2 }, keep => 1, list => [ 1, 2 ] }, 'PUT .../metadata replaces';
+    is_deeply [ @$put{qw(private_metadata unsafe_metadata)} ], [ @$w{qw(private_metadata unsafe_metadata)} ],
+        'PUT leaves the metadata it was not given';
+    my $m = ok_api(PATCH => "/users/$w->{id}/metadata",
+        { public_metadata => { a => { b => undef, d => { e => 1, z => undef } }, list => [3], gone => undef },
+          private_metadata => { p => { q => 1 } }, unsafe_metadata => {} });
+    is_deeply $m->{public_metadata}, { a => { c => 2, d => { e => 1 } }, keep => 1, list => [3] },
+        'PATCH .../metadata: objects merge recursively, null removes a key, arrays replace';
+    is_deeply $m->{private_metadata}, { %{ $w->{private_metadata} || {} }, p => { q => 1 } }, 'private_metadata merged';
+    is_deeply $m->{unsafe_metadata}, $w->{unsafe_metadata}, '{} changes nothing';
+    is_deeply ok_get("/users/$w->{id}"), $m, 'GET shows the merge';
+    my @ev = events_ok([ ('user.updated') x 2 ], 'PUT and PATCH .../metadata record user.updated');
+    is_deeply $ev[1]{data}, $m, 'event data: the merged user';
+    $e = error_is api(PATCH => "/users/$w->{id}/metadata", { private_metadata => { blob => 'x' x 8200 } }), 422,
+        'form_param_exceeds_allowed_size', 'a metadata object over 8 KB -> 422';
+    is $e->{errors}[0]{meta}{param_name}, 'private_metadata', 'meta.param_name';
+    ok_api(PATCH => "/users/$w->{id}/metadata", { private_metadata => { blob => 'x' x 5000 } });
+    error_is api(PATCH => "/users/$w->{id}/metadata", { private_metadata => { more => 'y' x 4000 } }), 422,
+        'form_param_exceeds_allowed_size', 'a merge whose result is over 8 KB -> 422';
+    ok !exists ok_get("/users/$w->{id}")->{private_metadata}{more}, '... and changes nothing';
+    error_is api(PATCH => "/users/$w->{id}/metadata", { public_metadata => [1] }), 422, 'form_param_value_invalid',
+        'metadata that is not an object -> 422';
+    error_is api(PATCH => "/users/$w->{id}/metadata", { metadata => {} }), 422, 'form_param_unknown', 'unknown field';
+    error_is api(PATCH => "/users/$w->{id}", { public_metadata => { big => 'z' x 9000 } }), 422,
+        'form_param_exceeds_allowed_size', 'the size limit holds for PATCH /users/{id} too';
+    events_ok([ 'user.updated' ], 'only the accepted one recorded');
+
+    # ban revokes the user's sessions; unban, lock, unlock
+    my ($b, $sess);
+    for my $x (@w_users[10 .. 59]) {
+        $sess = ok_get("/sessions?user_id=$x->{id}&status=active");
+        if (@$sess) { $b = $x; last }
+    }
+    ok $b, 'a user with active sessions';
+    my $ban = ok_api(POST => "/users/$b->{id}/ban");
+    ok $ban->{banned}, 'ban: banned';
+    is_deeply ok_get("/sessions?user_id=$b->{id}&status=active"), [], '... and the active sessions are revoked';
+    @ev = events_ok([ 'user.updated', ('session.revoked') x @$sess ], 'ban: user.updated and session.revoked for each');
+    is_deeply [ sort map { $_->{id} } of_type('session.revoked', @ev) ], [ sort(ids(@$sess)) ], 'the sessions revoked';
+    ok !ok_api(POST => "/users/$b->{id}/unban")->{banned}, 'unban';
+    my $lk = ok_api(POST => "/users/$b->{id}/lock");
+    is_deeply [ bool01($lk->{locked}), $lk->{lockout_expires_in_seconds} ], [ 1, 1800 ], 'lock';
+    my $ul = ok_api(POST => "/users/$b->{id}/unlock");
+    is_deeply [ bool01($ul->{locked}), $ul->{lockout_expires_in_seconds} ], [ 0, undef ], 'unlock';
+    events_ok([ ('user.updated') x 3 ], 'unban, lock, unlock: user.updated each');
+    error_is api(POST => "/users/$b->{id}/ban", { reason => 'x' }), 422, 'form_param_unknown', 'ban takes no body fields';
+    error_is api(POST => '/users/user_2doesnotexist000000000000/lock'), 404, 'resource_not_found', 'lock: unknown user';
+
+    # DELETE
+    my $d = $w_users[30];
+    my $before = ok_get('/users/count')->{total_count};
+    is_deeply ok_api(DELETE => "/users/$d->{id}"), { object => 'user', id => $d->{id}, deleted => JSON::PP::true },
+        'DELETE answers a DeletedObject';
+    error_is $mock->get("/users/$d->{id}"), 404, 'resource_not_found', 'the user is gone';
+    is ok_get('/users/count')->{total_count}, $before - 1, 'and not counted';
+    ($ev) = events_ok([ 'user.deleted' ], 'DELETE records user.deleted');
+    is_deeply [ @{ $ev->{data} }{qw(object id deleted)} ], [ 'user', $d->{id}, JSON::PP::true ], 'user.deleted data';
+    error_is api(DELETE => "/users/$d->{id}"), 404, 'resource_not_found', 'a second DELETE -> 404';
+    my $ops = writes_log('method=DELETE');
+    is_deeply [ map { [ @$_{qw(op object id)} ] } @$ops ], [ [ 'delete', 'user', $d->{id} ] ], 'the writes log: one delete';
+};
+
+my ($w_org, $w_admin);
+subtest 'writes: organizations (POST, PATCH, metadata, DELETE)' => sub {
+    my ($creator, $other) = @w_users[40, 41];
+    my $body = { name => 'Ünïcode Writes', slug => 'unicode-writes', created_by => $creator->{id},
+                 public_metadata => { tier => 'gold' }, max_allowed_memberships => 25 };
+    my $before = ok_get('/organizations?limit=1')->{total_count};
+    my $t0 = time * 1000;
+    my $o = ok_api(POST => '/organizations', $body);
+    like $o->{id}, qr/^org_[0-9A-Za-z]{27}$/, 'a Clerk-like id';
+    is_deeply [ grep { !exists $o->{$_} } @ORG_REQUIRED ], [], 'every required Organization field';
+    is_deeply [ @$o{qw(object name slug created_by max_allowed_memberships)}, bool01($o->{has_image}),
+                bool01($o->{admin_delete_enabled}) ],
+        [ 'organization', 'Ünïcode Writes', 'unicode-writes', $creator->{id}, 25, 0, 1 ], 'fields from the body';
+    is_deeply [ $o->{public_metadata}, $o->{private_metadata} ], [ { tier => 'gold' }, {} ], 'metadata as given (no other)';
+    ok abs($o->{created_at} - $t0) < 60_000 && $o->{updated_at} == $o->{created_at}, 'created now';
+    ok !exists $o->{members_count}, 'no members_count';
+    is_deeply ok_get("/organizations/$o->{id}"), $o, 'GET shows it';
+    is ok_get('/organizations?limit=1')->{total_count}, $before + 1, 'counted';
+    is ok_get("/organizations/$o->{id}?include_members_count=true")->{members_count}, 1, 'the creator is a member';
+    my @ev = events_ok([ 'organization.created', 'organizationMembership.created' ],
+        'POST /organizations with created_by: organization.created, organizationMembership.created');
+    is_deeply without((of_type('organization.created', @ev))[0], 'members_count'), $o,
+        'organization.created data: the organization (with members_count, as the control API\'s)';
+    my ($mem) = of_type('organizationMembership.created', @ev);
+    is_deeply [ $mem->{role}, $mem->{organization}{id}, $mem->{public_user_data}{user_id} ],
+        [ 'org:admin', $o->{id}, $creator->{id} ], 'the creator became an admin';
+    my $auto = ok_api(POST => '/organizations', { name => 'Slugless Co' });
+    like $auto->{slug}, qr/^slugless-co-[a-z0-9]+$/, 'without a slug, one is made from the name';
+    ok !defined $auto->{created_by}, 'no created_by';
+    events_ok([ 'organization.created' ], 'without created_by: no membership');
+
+    my $e = error_is api(POST => '/organizations', { slug => 'no-name' }), 422, 'form_param_missing', 'no name -> 422';
+    is $e->{errors}[0]{meta}{param_name}, 'name', 'meta.param_name = name';
+    error_is api(POST => '/organizations', { name => '  ' }), 422, 'form_param_value_invalid', 'blank name';
+    error_is api(POST => '/organizations', { name => 'Visit https://spam.example' }), 422, 'form_param_value_invalid',
+        'a URL in the name';
+    error_is api(POST => '/organizations', { name => 'X', slug => 'Bad Slug' }), 422, 'form_param_format_invalid',
+        'a slug with capitals and a space';
+    error_is api(POST => '/organizations', { name => 'X', slug => $o->{slug} }), 422, 'form_identifier_exists',
+        'a slug in use (created)';
+    my $gen = ok_get('/organizations?order_by=created_at&limit=1')->{data}[0];
+    error_is api(POST => '/organizations', { name => 'X', slug => $gen->{slug} }), 422, 'form_identifier_exists',
+        'a slug in use (generated)';
+    error_is api(POST => '/organizations', { name => 'X', created_by => 'user_2nothere' }), 400,
+        'organization_creator_not_found', 'an unknown created_by -> 400';
+    error_is api(POST => '/organizations', { name => 'X', max_allowed_memberships => -1 }), 422, 'form_param_value_invalid',
+        'max_allowed_memberships < 0';
+    error_is api(POST => '/organizations', { name => 'X', members => [] }), 422, 'form_param_unknown', 'an unknown field';
+    events_ok([], 'rejected creates record nothing');
+
+    my $p = ok_api(PATCH => "/organizations/$o->{id}",
+        { name => 'Renamed Writes', slug => 'renamed-writes', max_allowed_memberships => 30,
+          admin_delete_enabled => JSON::PP::false });
+    is_deeply [ @$p{qw(name slug max_allowed_memberships)}, bool01($p->{admin_delete_enabled}) ],
+        [ 'Renamed Writes', 'renamed-writes', 30, 0 ], 'PATCH: the organization as changed';
+    cmp_ok $p->{updated_at}, '>', $o->{updated_at}, 'updated_at bumped';
+    is ok_get('/organizations/renamed-writes')->{id}, $o->{id}, 'found by its new slug';
+    my ($ev) = events_ok([ 'organization.updated' ], 'PATCH records organization.updated');
+    is_deeply without($ev->{data}, 'members_count'), $p, 'event data: the organization';
+    error_is api(PATCH => "/organizations/$o->{id}", { slug => $auto->{slug} }), 422, 'form_identifier_exists',
+        "another organization's slug";
+    is ok_api(PATCH => "/organizations/$o->{id}", { slug => 'renamed-writes' })->{slug}, 'renamed-writes',
+        'its own slug is fine';
+    error_is api(PATCH => '/organizations/org_2nothere', { name => 'X' }), 404, 'resource_not_found', 'unknown organization';
+    is api(PATCH => '/organizations/org_2nothere', { name => 'X' })->{json}{errors}[0]{long_message},
+        'Given organization not found.', 'its long_message';
+    error_is api(PATCH => "/organizations/$o->{id}", { private_metadata => {} },
+                 headers => { 'Clerk-API-Version' => '2026-05-12' }), 422, 'form_param_deprecated',
+        'API version 2026-05-12: no metadata in PATCH /organizations/{id}';
+    my $om = ok_api(PATCH => "/organizations/$o->{id}", { private_metadata => { keep => 1, drop => 2 } });
+    is_deeply $om->{private_metadata}, { keep => 1, drop => 2 }, 'older versions: PATCH /organizations/{id} replaces metadata';
+    $om = ok_api(PATCH => "/organizations/$o->{id}/metadata",
+        { public_metadata => { tier => undef, region => { eu => 1 } }, private_metadata => { drop => undef } });
+    is_deeply [ $om->{public_metadata}, $om->{private_metadata} ], [ { region => { eu => 1 } }, { keep => 1 } ],
+        'PATCH .../metadata merges, null removes';
+    $om = ok_api(PUT => "/organizations/$o->{id}/metadata", { public_metadata => { only => 1 } });
+    is_deeply [ $om->{public_metadata}, $om->{private_metadata} ], [ { only => 1 }, { keep => 1 } ], 'PUT .../metadata replaces';
+    error_is api(PATCH => "/organizations/$o->{id}/metadata", { public_metadata => { big => 'b' x 8192 } }), 422,
+        'form_param_exceeds_allowed_size', 'organization metadata over 8 KB';
+    events_ok([ ('organization.updated') x 4 ], 'each accepted change records organization.updated');
+
+    $w_org = $p;
+    $w_admin = $creator;
+    my $gone = ok_api(POST => '/organizations', { name => 'Short Lived', created_by => $other->{id} });
+    new_events();
+    is_deeply ok_api(DELETE => "/organizations/$gone->{id}"),
+        { object => 'organization', id => $gone->{id}, deleted => JSON::PP::true }, 'DELETE answers a DeletedObject';
+    error_is $mock->get("/organizations/$gone->{id}"), 404, 'resource_not_found', 'gone';
+    is ok_get("/users/$other->{id}/organization_memberships")->{total_count},
+        scalar(grep { $_->{public_user_data}{user_id} eq $other->{id} } walk('/organization_memberships', 100)),
+        "its memberships went with it";
+    ($ev) = events_ok([ 'organization.deleted' ], 'DELETE records organization.deleted');
+    is_deeply $ev->{data}, { object => 'organization', id => $gone->{id}, slug => $gone->{slug}, deleted => JSON::PP::true },
+        'organization.deleted data';
+    error_is api(DELETE => "/organizations/$gone->{id}"), 404, 'resource_not_found', 'a second DELETE -> 404';
+};
+
+subtest 'writes: memberships (POST, PATCH, metadata, DELETE)' => sub {
+    my $o = $w_org->{id};
+    my ($x, $y, $z) = @w_users[42, 43, 44];
+    my $m = ok_api(POST => "/organizations/$o/memberships",
+        { user_id => $x->{id}, role => 'org:member', public_metadata => { title => 'Chef' } });
+    like $m->{id}, qr/^orgmem_[0-9A-Za-z]{27}$/, 'a Clerk-like id';
+    is_deeply [ @$m{qw(object role role_name)}, $m->{organization}{id}, $m->{public_user_data}{user_id} ],
+        [ 'organization_membership', 'org:member', 'Member', $o, $x->{id} ], 'the membership';
+    is_deeply [ $m->{public_metadata}, $m->{private_metadata} ], [ { title => 'Chef' }, {} ], 'its metadata';
+    ok ref $m->{permissions} eq 'ARRAY' && is_ms($m->{created_at}), 'permissions, created_at';
+    my ($ev) = events_ok([ 'organizationMembership.created' ], 'POST records organizationMembership.created');
+    is_deeply $ev->{data}, $m, 'event data: the membership';
+    is_deeply [ ids(@{ ok_get("/organizations/$o/memberships?user_id=$x->{id}")->{data} }) ], [ $m->{id} ], 'listed';
+    my $e = error_is api(POST => "/organizations/$o/memberships", { user_id => $x->{id}, role => 'org:member' }), 400,
+        'already_a_member_in_organization', 'an existing membership -> 400 (clerk-api-errors.json)';
+    like $e->{errors}[0]{long_message}, qr/\Q$x->{id}\E is already a member/, 'its long_message';
+    $e = error_is api(POST => "/organizations/$o/memberships", { user_id => $y->{id}, role => 'org:overlord' }), 422,
+        'form_param_value_invalid', 'an unknown role -> 422';
+    is $e->{errors}[0]{meta}{param_name}, 'role', 'meta.param_name = role';
+    my $r = api(POST => "/organizations/$o/memberships", {});
+    is_deeply codes($r), [qw(form_param_missing form_param_missing)], 'no user_id, no role: both missing';
+    error_is api(POST => "/organizations/$o/memberships", { user_id => 'user_2nothere', role => 'org:member' }), 404,
+        'resource_not_found', 'unknown user';
+    error_is api(POST => '/organizations/org_2nothere/memberships', { user_id => $y->{id}, role => 'org:member' }), 404,
+        'resource_not_found', 'unknown organization';
+    my ($custom) = grep { $_->{key} !~ /^org:(admin|member|billing_manager)$/ }
+        @{ ok_get('/organization_roles?limit=100')->{data} };
+    my $cm = ok_api(POST => "/organizations/$o/memberships", { user_id => $y->{id}, role => $custom->{key} });
+    is_deeply [ $cm->{role}, $cm->{role_name} ], [ $custom->{key}, $custom->{name} ], 'a custom role of the instance';
+    events_ok([ 'organizationMembership.created' ], 'one more created');
+    ok_api(PATCH => "/organizations/$o", { max_allowed_memberships => 3 });
+    new_events();
+    error_is api(POST => "/organizations/$o/memberships", { user_id => $z->{id}, role => 'org:member' }), 403,
+        'organization_membership_quota_exceeded', 'max_allowed_memberships reached -> 403';
+    ok_api(PATCH => "/organizations/$o", { max_allowed_memberships => 0 });
+    new_events();
+
+    my $p = ok_api(PATCH => "/organizations/$o/memberships/$x->{id}", { role => 'org:admin' });
+    is_deeply [ @$p{qw(id role role_name)} ], [ $m->{id}, 'org:admin', 'Admin' ], 'PATCH: the role, and role_name with it';
+    ok((grep { $_ eq 'org:sys_memberships:manage' } @{ $p->{permissions} }), '... and the permissions');
+    ($ev) = events_ok([ 'organizationMembership.updated' ], 'PATCH records organizationMembership.updated');
+    is_deeply $ev->{data}, $p, 'event data';
+    error_is api(PATCH => "/organizations/$o/memberships/$x->{id}", {}), 422, 'form_param_missing', 'PATCH without role';
+    error_is api(PATCH => "/organizations/$o/memberships/$x->{id}", { role => 'org:nope' }), 422, 'form_param_value_invalid',
+        'PATCH to an unknown role';
+    error_is api(PATCH => "/organizations/$o/memberships/$z->{id}", { role => 'org:admin' }), 404, 'resource_not_found',
+        'PATCH of a user who is no member -> 404';
+    my $md = ok_api(PATCH => "/organizations/$o/memberships/$x->{id}/metadata",
+        { public_metadata => { title => undef, team => { a => 1 } }, private_metadata => { hr => 7 } });
+    is_deeply [ $md->{public_metadata}, $md->{private_metadata} ], [ { team => { a => 1 } }, { hr => 7 } ],
+        'PATCH .../metadata merges, null removes';
+    events_ok([ 'organizationMembership.updated' ], 'metadata: organizationMembership.updated');
+
+    my $d = ok_api(DELETE => "/organizations/$o/memberships/$y->{id}");
+    is_deeply [ @$d{qw(object id role)} ], [ 'organization_membership', $cm->{id}, $custom->{key} ],
+        'DELETE answers the membership (the spec: OrganizationMembership)';
+    is_deeply ok_get("/organizations/$o/memberships?user_id=$y->{id}")->{data}, [], 'not listed any more';
+    ($ev) = events_ok([ 'organizationMembership.deleted' ], 'DELETE records organizationMembership.deleted');
+    is $ev->{data}{id}, $cm->{id}, 'with the whole membership';
+    error_is api(DELETE => "/organizations/$o/memberships/$y->{id}"), 404, 'resource_not_found', 'a second DELETE -> 404';
+};
+
+subtest 'writes: organization invitations (POST, GET, revoke)' => sub {
+    my $o = $w_org->{id};
+    my $member = ok_api(POST => "/organizations/$o/memberships", { user_id => $w_users[46]{id}, role => 'org:member' });
+    new_events();
+    my $email = 'Invitee.Writes@example.com';
+    my $t0 = time * 1000;
+    my $inv = ok_api(POST => "/organizations/$o/invitations",
+        { email_address => $email, role => 'org:member', inviter_user_id => $w_admin->{id},
+          public_metadata => { source => 'api' }, private_metadata => { ticket => 9 },
+          redirect_url => 'https://app.example.com/join', expires_in_days => 7, notify => JSON::PP::false });
+    like $inv->{id}, qr/^orginv_[0-9A-Za-z]{27}$/, 'a Clerk-like id';
+    is_deeply [ shape_problems($inv, 'organization_invitation') ], [], 'OrganizationInvitation shape';
+    is_deeply [ @$inv{qw(email_address role role_name organization_id inviter_id status)} ],
+        [ $email, 'org:member', 'Member', $o, $w_admin->{id}, 'pending' ], 'fields';
+    is $inv->{public_inviter_data}{user_id}, $w_admin->{id}, 'public_inviter_data';
+    is_deeply [ $inv->{public_metadata}, $inv->{private_metadata} ], [ { source => 'api' }, { ticket => 9 } ], 'metadata';
+    like $inv->{url}, qr{^https://app\.example\.com/join\?__clerk_ticket=\w+$}, 'url: redirect_url with the ticket';
+    ok abs($inv->{created_at} - $t0) < 60_000 && $inv->{expires_at} == $inv->{created_at} + 7 * $DAY_MS,
+        'expires_in_days';
+    my ($ev) = events_ok([ 'organizationInvitation.created' ], 'POST records organizationInvitation.created');
+    is_deeply without($ev->{data}, 'public_organization_data'), $inv, 'event data: the invitation ...';
+    is_deeply $ev->{data}{public_organization_data}, public_org_of($w_org), '... with public_organization_data';
+    is_deeply ok_get("/organizations/$o/invitations/$inv->{id}"), $inv, 'GET /organizations/{id}/invitations/{id}';
+    is ok_get("/organizations/$o/invitations?limit=1")->{data}[0]{id}, $inv->{id}, 'listed first';
+
+    error_is api(POST => "/organizations/$o/invitations", { email_address => lc $email, role => 'org:member' }), 400,
+        'organization_invitation_not_unique', 'a second pending invitation of the email -> 400';
+    my $e = error_is api(POST => "/organizations/$o/invitations", { email_address => 'not-an-email', role => 'org:member' }),
+        422, 'form_param_format_invalid', 'a malformed email -> 422';
+    is $e->{errors}[0]{meta}{param_name}, 'email_address', 'meta.param_name = email_address';
+    error_is api(POST => "/organizations/$o/invitations", { email_address => 'a@example.com' }), 422, 'form_param_missing',
+        'no role';
+    error_is api(POST => "/organizations/$o/invitations", { email_address => 'a@example.com', role => 'org:x' }), 422,
+        'form_param_value_invalid', 'an unknown role';
+    error_is api(POST => "/organizations/$o/invitations",
+                 { email_address => 'a@example.com', role => 'org:member', expires_in_days => 0 }), 422,
+        'form_param_value_invalid', 'expires_in_days 0';
+    error_is api(POST => "/organizations/$o/invitations",
+                 { email_address => 'a@example.com', role => 'org:member', inviter_user_id => $w_users[50]{id} }), 403,
+        'not_a_member_in_organization', 'an inviter who is no member -> 403';
+    error_is api(POST => "/organizations/$o/invitations",
+                 { email_address => 'a@example.com', role => 'org:member',
+                   inviter_user_id => $member->{public_user_data}{user_id} }), 403,
+        'missing_organization_permission', 'an inviter who is no admin -> 403';
+    my $mu = ok_get("/users/$member->{public_user_data}{user_id}");
+    my ($maddr) = map { $_->{email_address} } grep { $_->{id} eq ($mu->{primary_email_address_id} // '') }
+        @{ $mu->{email_addresses} };
+    SKIP: {
+        skip 'the member has no email address', 1 unless $maddr;
+        error_is api(POST => "/organizations/$o/invitations", { email_address => $maddr, role => 'org:member' }), 400,
+            'already_a_member_in_organization', "a member's email -> 400";
+    }
+    error_is api(POST => '/organizations/org_2nothere/invitations', { email_address => 'a@example.com', role => 'org:member' }),
+        404, 'resource_not_found', 'unknown organization';
+    events_ok([], 'rejected invitations record nothing');
+
+    my $rv = ok_api(POST => "/organizations/$o/invitations/$inv->{id}/revoke", { requesting_user_id => $w_admin->{id} });
+    is_deeply [ @$rv{qw(id status)} ], [ $inv->{id}, 'revoked' ], 'revoke: the invitation, revoked';
+    ($ev) = events_ok([ 'organizationInvitation.revoked' ], 'revoke records organizationInvitation.revoked');
+    is_deeply without($ev->{data}, 'public_organization_data'), $rv, 'event data';
+    error_is api(POST => "/organizations/$o/invitations/$inv->{id}/revoke"), 404, 'organization_invitation_not_pending',
+        'revoking it again -> organization_invitation_not_pending';
+    error_is api(POST => "/organizations/$o/invitations/orginv_2nothere/revoke"), 404, 'organization_invitation_not_found',
+        'unknown invitation';
+    my $elsewhere = ok_get('/organization_invitations?status=pending&limit=1')->{data}[0];
+    error_is api(POST => "/organizations/$o/invitations/$elsewhere->{id}/revoke"), 404, 'organization_invitation_not_found',
+        "another organization's invitation";
+    error_is $mock->get("/organizations/$o/invitations/$elsewhere->{id}"), 404, 'organization_invitation_not_found',
+        '... nor GET it here';
+    ok((grep { $_ eq $inv->{id} } ids(@{ ok_get("/organizations/$o/invitations?status=revoked&limit=100")->{data} })),
+        'listed under status=revoked');
+    my $again = ok_api(POST => "/organizations/$o/invitations", { email_address => $email, role => 'org:admin' });
+    is_deeply [ $again->{status}, $again->{inviter_id}, $again->{expires_at} - $again->{created_at} ],
+        [ 'pending', undef, 30 * $DAY_MS ], 'once revoked, the email may be invited again (30 days, no inviter)';
+    events_ok([ 'organizationInvitation.created' ], 'created');
+};
+
+subtest 'writes: instance invitations (POST, revoke; no events)' => sub {
+    my $i = ok_api(POST => '/invitations',
+        { email_address => 'guest.writes@example.com', public_metadata => { plan => 'pro' },
+          redirect_url => 'https://app.example.com/welcome?from=mail', notify => JSON::PP::false, expires_in_days => 10 });
+    like $i->{id}, qr/^inv_[0-9A-Za-z]{27}$/, 'a Clerk-like id';
+    is_deeply [ shape_problems($i, 'invitation') ], [], 'Invitation shape';
+    is_deeply [ @$i{qw(email_address status)}, bool01($i->{revoked}), $i->{public_metadata} ],
+        [ 'guest.writes@example.com', 'pending', 0, { plan => 'pro' } ], 'fields';
+    like $i->{url}, qr{^https://app\.example\.com/welcome\?from=mail&__clerk_ticket=\w+$}, 'url';
+    is $i->{expires_at} - $i->{created_at}, 10 * $DAY_MS, 'expires_in_days';
+    is_deeply ok_get('/invitations?limit=1'), [ $i ], 'listed first';
+    error_is api(POST => '/invitations', { email_address => 'GUEST.writes@example.com' }), 400, 'duplicate_record',
+        'a pending invitation of the email -> 400 duplicate_record';
+    my $dup = ok_api(POST => '/invitations', { email_address => 'guest.writes@example.com', ignore_existing => JSON::PP::true });
+    isnt $dup->{id}, $i->{id}, 'ignore_existing: a second one';
+    my $u = $w_users[45];
+    my ($addr) = map { $_->{email_address} } @{ $u->{email_addresses} };
+    SKIP: {
+        skip 'no email address', 2 unless $addr;
+        error_is api(POST => '/invitations', { email_address => $addr }), 422, 'form_identifier_exists',
+            "a user's email -> 422";
+        ok_api(POST => '/invitations', { email_address => $addr, ignore_existing => JSON::PP::true });
+    }
+    error_is api(POST => '/invitations', { email_address => 'two@@example.com' }), 422, 'form_param_format_invalid',
+        'a malformed email';
+    error_is api(POST => '/invitations', { email_address => 'a@example.com', template_slug => 'other' }), 422,
+        'form_param_value_invalid', 'a template_slug not in the enum';
+    error_is api(POST => '/invitations', { email_address => 'a@example.com', role => 'x' }), 422, 'form_param_unknown',
+        'an unknown field';
+    error_is api(POST => '/invitations', {}), 422, 'form_param_missing', 'no email_address';
+
+    my $rv = ok_api(POST => "/invitations/$i->{id}/revoke");
+    is_deeply [ @$rv{qw(id status)}, bool01($rv->{revoked}) ], [ $i->{id}, 'revoked', 1 ], 'revoke: Invitation.Revoked';
+    error_is api(POST => "/invitations/$i->{id}/revoke"), 400, 'invitation_already_revoked', 'revoked already -> 400';
+    my $acc = ok_get('/invitations?status=accepted&limit=1')->[0];
+    error_is api(POST => "/invitations/$acc->{id}/revoke"), 400, 'invitation_already_accepted', 'an accepted one -> 400';
+    my $e = error_is api(POST => '/invitations/inv_2nothere/revoke'), 404, 'resource_not_found', 'unknown invitation';
+    like $e->{errors}[0]{long_message}, qr/No invitation was found with id inv_2nothere/, 'its long_message';
+    events_ok([], 'instance invitations record no events (Clerk has none)');
+};
+
+subtest 'writes: routes, methods, auth, endpoint_errors' => sub {
+    my $u = $w_users[6]{id};
+    $mock->control(DELETE => 'stats');
+    my $r = api(GET => "/users/$u/ban");
+    error_is $r, 405, 'method_not_allowed', 'GET of a POST-only path -> 405';
+    is $r->{headers}{allow}, 'POST', 'Allow: POST';
+    $r = api(PUT => "/users/$u", {});
+    is_deeply [ $r->{status}, $r->{headers}{allow} ], [ 405, 'GET, PATCH, DELETE' ], 'PUT /users/{id}: Allow lists the rest';
+    $r = api(POST => '/users', { first_name => 'X' });
+    is_deeply [ $r->{status}, $r->{headers}{allow} ], [ 405, 'GET' ], 'a route the mock only reads: Allow: GET';
+    is api(DELETE => '/users/count')->{status}, 405, 'DELETE /users/count -> 405 (not a user id)';
+    is api(POST => '/users/count/ban')->{status}, 404, 'no route -> 404';
+    error_is api(PATCH => "/users/$u", { first_name => 'X' }, headers => { Authorization => 'Bearer sk_test_wrong' }),
+        401, 'authentication_invalid', 'a write needs the key';
+    isnt ok_get("/users/$u")->{first_name}, 'X', '... and changed nothing';
+    $mock->configure(endpoint_errors => { organization_invitations => 403 });
+    error_is api(POST => "/organizations/$w_org->{id}/invitations", { email_address => 'e@example.com', role => 'org:member' }),
+        403, 'organization_not_enabled_in_instance', 'endpoint_errors apply to writes';
+    $mock->configure(endpoint_errors => {});
+    is_deeply [ map { $_->{status} } @{ $mock->requests('^/v1/users/user_') }[ -2, -1 ] ], [ 401, 200 ], 'writes are logged';
+    my ($last) = grep { $_->{method} eq 'PATCH' } reverse @{ $mock->requests };
+    is_deeply [ @$last{qw(applied body_sha256)} ], [ JSON::PP::false, body_sha({ first_name => 'X' }) ],
+        'the request log: applied false, the body hash';
+    is $mock->stats->{by_path_prefix}{'/v1/users/{id}/ban'}, 1, 'stats by_path_prefix';
+    new_events();
+};
+
+subtest 'writes: rate limits (global and per object)' => sub {
+    $mock->configure(write_rate_limits => $w_limits);
+    my ($u, $v) = @w_users[7, 8];
+    my @st = map { api(PATCH => "/users/$u->{id}/metadata", { public_metadata => { n => $_ } })->{status} } 1 .. 10;
+    is_deeply \@st, [ (200) x 10 ], '10 metadata writes to one user within 10 s pass';
+    my $r = api(PATCH => "/users/$u->{id}/metadata", { public_metadata => { n => 11 } });
+    error_is $r, 429, 'too_many_requests', 'the 11th -> 429';
+    ok(($r->{headers}{'retry-after'} // 0) >= 1 && $r->{headers}{'retry-after'} <= 10, 'Retry-After in 1..10');
+    is ok_get("/users/$u->{id}")->{public_metadata}{n}, 10, 'the 11th changed nothing';
+    is api(PUT => "/users/$u->{id}/metadata", { public_metadata => {} })->{status}, 429, 'PUT .../metadata shares the window';
+    is api(PATCH => "/users/$v->{id}/metadata", { public_metadata => { n => 1 } })->{status}, 200, 'another user: fine';
+    is api(PATCH => "/users/$u->{id}", { first_name => 'Still' })->{status}, 200, 'PATCH /users/{id}: a window of its own';
+    ok $mock->stats->{rate_limited} >= 2, 'stats.rate_limited counts them';
+
+    my $o = $w_org->{id};
+    is_deeply [ map { api(PATCH => "/organizations/$o", { name => "Org $_" })->{status} } 1 .. 11 ], [ (200) x 10, 429 ],
+        'PATCH /organizations/{id}: 10 per 10 s per organization';
+    is api(PATCH => "/organizations/$o/metadata", { public_metadata => {} })->{status}, 200, '... its metadata: another window';
+    my ($m) = @{ ok_get("/organizations/$o/memberships?limit=1")->{data} };
+    my $mu = $m->{public_user_data}{user_id};
+    is_deeply [ map { api(PATCH => "/organizations/$o/memberships/$mu", { role => 'org:admin' })->{status} } 1 .. 11 ],
+        [ (200) x 10, 429 ], 'PATCH /organizations/{id}/memberships/{user_id}: 10 per 10 s per membership';
+
+    $mock->configure(write_rate_limits => { %$w_limits, 'PATCH|PUT /v1/users/{id}/metadata' => { limit => 2, window => 1 } });
+    my $w = $w_users[9]{id};
+    is_deeply [ map { api(PATCH => "/users/$w/metadata", {})->{status} } 1 .. 3 ], [ 200, 200, 429 ],
+        'config write_rate_limits: {limit: 2, window: 1}';
+    sleep 1.1;
+    is api(PATCH => "/users/$w/metadata", {})->{status}, 200, 'allowed again after the window';
+    is $mock->control_raw(POST => 'config', { write_rate_limits => { 'PATCH /v1/nothing' => { limit => 1 } } })->{status}, 400,
+        'an unknown write rate limit is refused';
+
+    my $n = scalar @{ writes_log() };
+    $mock->configure(rate_limit => 2);
+    my @g = map { api(POST => '/organizations', { name => "Global $_" })->{status} } 1 .. 3;
+    $mock->configure(rate_limit => 0);
+    is_deeply \@g, [ 200, 200, 429 ], 'the global limit applies to writes';
+    is scalar @{ writes_log() }, $n + 2, 'the limited one was not applied';
+    new_events();
+};
+
+subtest 'writes: faults by method, lost answers, the writes log' => sub {
+    my $u = $w_users[11];
+    $mock->add_fault(kind => 'status', status => 503, method => 'PATCH', path => '^/v1/users/');
+    is api(GET => "/users/$u->{id}")->{status}, 200, 'a PATCH fault leaves GETs alone';
+    my $before = scalar @{ writes_log() };
+    error_is api(PATCH => "/users/$u->{id}", { first_name => 'Faulty' }), 503, 'service_unavailable', 'it hits the PATCH';
+    is scalar @{ writes_log() }, $before, 'a status fault: nothing applied';
+    isnt ok_get("/users/$u->{id}")->{first_name}, 'Faulty', 'the user is unchanged';
+    is api(PATCH => "/users/$u->{id}", { first_name => 'Fine' })->{status}, 200, 'count 1: the next one passes';
+    $mock->add_fault(kind => 'status', status => 500, method => [qw(post delete)], count => 2);
+    is_deeply [ api(PATCH => "/users/$u->{id}", {})->{status}, api(POST => "/users/$u->{id}/lock")->{status},
+                api(DELETE => "/users/$w_users[12]{id}")->{status}, api(POST => "/users/$u->{id}/unlock")->{status} ],
+        [ 200, 500, 500, 200 ], 'a list of methods (any case)';
+    is ok_get("/users/$w_users[12]{id}")->{id}, $w_users[12]{id}, 'the faulted DELETE deleted nothing';
+    $mock->add_fault(kind => 'latency', latency_ms => 400, method => 'POST');
+    my $t0 = time;
+    ok_api(POST => "/users/$u->{id}/lock");
+    cmp_ok time - $t0, '>=', 0.38, 'a latency fault for POST';
+    # (not on a DELETE: HTTP::Tiny sends an idempotent request again when the connection closes unanswered)
+    $mock->add_fault(kind => 'drop', method => 'PATCH');
+    is api(PATCH => "/users/$w_users[12]{id}", { first_name => 'Dropped' })->{status}, 599, 'drop: no answer';
+    isnt ok_get("/users/$w_users[12]{id}")->{first_name}, 'Dropped', '... and nothing applied';
+    is $mock->control_raw(POST => 'faults', { kind => 'status', method => [] })->{status}, 400, 'a bad method is refused';
+    is $mock->control_raw(POST => 'faults', { kind => 'lost_after_apply' })->{status}, 200, 'lost_after_apply is a kind';
+    $mock->clear_faults;
+    new_events();
+
+    # a lost answer to a create: the object exists once; the retry cannot make a second one with the same slug
+    $mock->control(DELETE => 'writes');
+    my $orgs = $mock->state->{organizations};
+    my $body = { name => 'Lost Answer Inc', slug => 'lost-answer-inc' };
+    $mock->add_fault(kind => 'lost_after_apply', method => 'POST', path => '^/v1/organizations$');
+    my $r = api(POST => '/organizations', $body);
+    is $r->{status}, 599, 'lost_after_apply: the client gets no answer';
+    is $mock->state->{organizations}, $orgs + 1, '... but the organization was created';
+    my $log = writes_log('path=^/v1/organizations$');
+    is scalar @$log, 1, 'the writes log: applied once';
+    is_deeply [ @{ $log->[0] }{qw(method route op object status answered body_sha256)} ],
+        [ 'POST', 'POST /v1/organizations', 'create', 'organization', 200, JSON::PP::false, body_sha($body) ],
+        '... its answer (200) was not delivered';
+    my ($req) = grep { ($_->{fault} // '') eq 'lost_after_apply' } @{ $mock->requests('^/v1/organizations$') };
+    is_deeply [ @$req{qw(status withheld_status object_id)}, bool01($req->{applied}), bool01($req->{answered}) ],
+        [ 0, 200, $log->[0]{id}, 1, 0 ], 'the request log: status 0, withheld_status 200, applied, not answered';
+    my ($ev) = events_ok([ 'organization.created' ], 'the event was recorded');
+    is $ev->{data}{id}, $log->[0]{id}, '... for that organization';
+    error_is api(POST => '/organizations', $body), 422, 'form_identifier_exists', 'a blind retry: the slug is taken';
+    is $mock->state->{organizations}, $orgs + 1, 'one organization';
+    is_deeply ok_get('/organizations/lost-answer-inc'), ok_get("/organizations/$log->[0]{id}"), 'it can be found by slug';
+    is scalar @{ writes_log('method=POST&path=^/v1/organizations$') }, 1, 'still applied once';
+    events_ok([], 'the failed retry recorded nothing');
+
+    # truncated and hanging variants, on PATCH and DELETE
+    $mock->add_fault(kind => 'lost_after_apply', method => 'PATCH', truncate => JSON::PP::true);
+    is api(PATCH => "/users/$u->{id}", { first_name => 'Cut' })->{status}, 599, 'truncate: half an answer';
+    is ok_get("/users/$u->{id}")->{first_name}, 'Cut', '... the change was applied';
+    my $o = $w_org->{id};
+    my ($m) = @{ ok_get("/organizations/$o/memberships?limit=1")->{data} };
+    $mock->add_fault(kind => 'lost_after_apply', method => 'DELETE', hang => 3);
+    $t0 = time;
+    is api(DELETE => "/organizations/$o/memberships/$m->{public_user_data}{user_id}", undef, timeout => 0.7)->{status},
+        599, 'hang: the client times out';
+    cmp_ok time - $t0, '<', 2.5, '... on its own timeout';
+    is_deeply ok_get("/organizations/$o/memberships?user_id=$m->{public_user_data}{user_id}")->{data}, [],
+        '... the membership was deleted';
+    my $w;
+    for (1 .. 40) {
+        ($w) = @{ writes_log('method=DELETE') };
+        last if $w && defined $w->{answered};
+        sleep 0.1;
+    }
+    is_deeply [ @$w{qw(op object id)}, bool01($w->{answered}) ], [ 'delete', 'organization_membership', $m->{id}, 0 ],
+        'the writes log: deleted, not answered';
+    events_ok([ 'user.updated', 'organizationMembership.deleted' ], 'both changes recorded their events');
+    $mock->clear_faults;
+
+    # triggers match by method too
+    my $users = $mock->state->{users};
+    $mock->add_trigger(path => '^/v1/users/', method => 'POST', create_users => 1);
+    ok_get("/users/$u->{id}");
+    is $mock->state->{users}, $users, 'a POST trigger: not fired by a GET';
+    ok_api(POST => "/users/$u->{id}/unlock");
+    is $mock->state->{users}, $users + 1, '... fired by the POST';
+    $mock->clear_triggers;
+    new_events();
+
+    is_deeply writes_log("id=$u->{id}&method=POST")->[-1]{route}, 'POST /v1/users/{id}/unlock', 'writes: ?id= and ?method=';
+    ok $mock->control(DELETE => 'writes')->{deleted} > 0, 'DELETE /__mock/writes clears it';
+    is_deeply writes_log(), [], 'empty';
+    $mock->reset;
+    is_deeply writes_log(), [], 'reset clears it too';
+};
+}
+
 $mock->stop;
 done_testing;

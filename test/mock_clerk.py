@@ -6,8 +6,11 @@ statements and their payment attempts) and waitlist entries.
 
 Standard library only.  Serves the read endpoints a sync client needs under
 /v1, with Clerk's response shapes, pagination rules, error bodies, bearer
-authentication and rate limiting, plus a control API under /__mock/ that
-tests use to mutate data and inject faults.  See test/README.md.
+authentication and rate limiting, and the write endpoints of users,
+organizations, memberships and invitations (with their validation, per-object
+rate limits and webhook events), plus a control API under /__mock/ that tests
+use to mutate data, inject faults (also answers lost after a write was
+applied) and see which writes were applied.  See test/README.md.
 
 Data is generated lazily and deterministically from (seed, index): nothing is
 materialised at start-up, and only objects created, changed or deleted
@@ -417,7 +420,7 @@ def int_or(v, default):
 class ApiError(Exception):
     """A Clerk-style error response."""
 
-    def __init__(self, status, code, message, long_message, meta=None, headers=None):
+    def __init__(self, status, code, message, long_message, meta=None, headers=None, more=()):
         super().__init__(long_message)
         self.status = status
         self.code = code
@@ -425,6 +428,7 @@ class ApiError(Exception):
         self.long_message = long_message
         self.meta = meta
         self.headers = headers or {}
+        self.more = list(more)  # further errors of the same answer: (code, message, long_message, meta)
 
 
 class ControlError(Exception):
@@ -433,11 +437,14 @@ class ControlError(Exception):
         self.status = status
 
 
-def clerk_error_body(code, message, long_message, meta=None):
-    err = {"message": message, "long_message": long_message, "code": code}
-    if meta:
-        err["meta"] = meta
-    return {"errors": [err], "clerk_trace_id": uuid.uuid4().hex}
+def clerk_error_body(code, message, long_message, meta=None, more=()):
+    errs = []
+    for c, m, lm, mt in [(code, message, long_message, meta)] + list(more):
+        err = {"message": m, "long_message": lm, "code": c}
+        if mt:
+            err["meta"] = mt
+        errs.append(err)
+    return {"errors": errs, "clerk_trace_id": uuid.uuid4().hex}
 
 
 def not_found(long_message):
@@ -461,6 +468,14 @@ ROUTE_FAMILY = {
     "billing/plans": "billing", "billing/prices": "billing", "billing/subscription_items": "billing",
     "billing/statements": "billing", "billing/statements/{id}": "billing",
     "billing/statements/{id}/payment_attempts": "billing",
+    # the write endpoints' routes (POST /organizations and /invitations are their own families)
+    "users/{id}/metadata": "users", "users/{id}/ban": "users", "users/{id}/unban": "users",
+    "users/{id}/lock": "users", "users/{id}/unlock": "users", "organizations/{id}/metadata": "organizations",
+    "organizations/{id}/memberships/{user_id}": "organizations",
+    "organizations/{id}/memberships/{user_id}/metadata": "organizations",
+    "organizations/{id}/invitations/{invitation_id}": "organization_invitations",
+    "organizations/{id}/invitations/{invitation_id}/revoke": "organization_invitations",
+    "invitations/{id}/revoke": "invitations",
 }
 _ORGS_OFF = ("organization_not_enabled_in_instance", "access denied",
              "The organizations feature is not enabled for this instance. You can enable it at https://dashboard.clerk.com.")
@@ -2246,6 +2261,35 @@ class Store:
                     found.add(i)
         return found
 
+    def user_by_username(self, name):
+        """Index of the live user with this username (case-insensitive), or None."""
+        want = name.lower()
+        U = self.users
+        for i, obj in U.over.items():
+            if U.live(i) and isinstance(obj.get("username"), str) and obj["username"].lower() == want:
+                return i
+        m = re.search(r"\d+$", want)  # generated usernames end in their index
+        if m:
+            i = int(m.group())
+            if i < U.n_base and i not in U.over and U.live(i):
+                un = self._user_core(i)[2]
+                if un is not None and un.lower() == want:
+                    return i
+        return None
+
+    def user_by_external_id(self, ext):
+        """Index of the live user with this external_id, or None."""
+        U = self.users
+        for i, obj in U.over.items():
+            if U.live(i) and obj.get("external_id") == ext:
+                return i
+        m = re.fullmatch(r"ext-(\d{6,})", ext)  # generated external ids: ext-<index>
+        if m:
+            i = int(m.group(1))
+            if i < U.n_base and i not in U.over and U.live(i) and self._gen_user(i).get("external_id") == ext:
+                return i
+        return None
+
     # -- mutations (callers hold self.lock) ----------------------------------
     def _bump(self):
         self.version += 1
@@ -2315,7 +2359,9 @@ class Store:
         self._bump()
         return obj
 
-    def create_org(self, body):
+    def create_org(self, body, replace=False):
+        """replace=True: body's top-level fields replace the generated
+        template's instead of merging into them (what POST /v1/organizations needs)."""
         t = self._stamp("orgs")
         O = self.orgs
         if isinstance(body.get("id"), str) and O.index_of(body["id"]) is not None:
@@ -2327,7 +2373,7 @@ class Store:
         tmpl.update(created_at=t, updated_at=t)
         if "name" in body and "slug" not in body and isinstance(body["name"], str):
             tmpl["slug"] = f"{slugify(body['name']) or 'org'}-{noise62(6, self.seed, o, t).lower()}"
-        obj = deep_merge(tmpl, body)
+        obj = dict(tmpl, **copy.deepcopy(body)) if replace else deep_merge(tmpl, body)
         obj["id"] = O.key(o) if "id" not in body else body["id"]
         O.over[o] = obj
         self._bump()
@@ -2368,7 +2414,9 @@ class Store:
         got = self.mems.over.get(idx)
         return got if got is not None else self._gen_mem_own(idx)
 
-    def patch(self, kind, idx, body):
+    def patch(self, kind, idx, body, replace=False):
+        """Deep-merge body into the object (replace=True: each top-level field
+        of body replaces the object's, as the /v1 write endpoints do)."""
         note_raw(body)
         cur = self._current(kind, idx)
         if kind is self.users:
@@ -2377,7 +2425,7 @@ class Store:
             name, perms = self.role_view(body["role"])
             body = dict(body, role_name=name)
             body.setdefault("permissions", list(perms))
-        obj = deep_merge(cur, body)
+        obj = dict(cur, **copy.deepcopy(body)) if replace else deep_merge(cur, body)
         if "updated_at" not in body:
             prev = int_or(cur.get("updated_at"), 0)
             obj["updated_at"] = max(now_ms(), prev + 1)
@@ -2462,6 +2510,7 @@ class Store:
                 if own.get("status") == "pending" and str(own.get("email_address", "")).lower() == email.lower():
                     raise ControlError(409, "organization_invitation_not_unique")
         t = self._stamp("orginvs")
+        body = self._expiry(body, t)
         role = body.get("role", "org:member")
 
         def own(i):
@@ -2476,15 +2525,26 @@ class Store:
         self.orginv_links.add(i, o)
         return i
 
-    def create_inv(self, body):
+    def _expiry(self, body, t):
+        """A create body's expires_in_days (whole days from now) as expires_at."""
+        if "expires_in_days" not in body:
+            return body
+        body = dict(body)
+        days = body.pop("expires_in_days")
+        if isinstance(days, int) and not isinstance(days, bool) and "expires_at" not in body:
+            body["expires_at"] = t + days * DAY_MS
+        return body
+
+    def create_inv(self, body, unique=True):
         note_raw(body)
         email = body.get("email_address")
-        if body.get("status", "pending") == "pending" and isinstance(email, str):
+        if unique and body.get("status", "pending") == "pending" and isinstance(email, str):
             for i in self.live_indices(self.invs):
                 own = self.invitation(i)
                 if own.get("status") == "pending" and str(own.get("email_address", "")).lower() == email.lower():
                     raise ControlError(409, "duplicate_record: there is already a pending invitation for " + email)
         t = self._stamp("invs")
+        body = self._expiry(body, t)
         status = body.get("status", "pending")
 
         def own(i):
@@ -2803,8 +2863,9 @@ class Store:
                     "status": "pending", "is_locked": False, "created_at": t, "updated_at": t, "invitation": None}
         return self._create_child(self.waits, body, own)
 
-    def patch_more(self, kind, idx, body):
-        """PATCH of an object of the kinds added later: deep merge, then updated_at = now."""
+    def patch_more(self, kind, idx, body, replace=False):
+        """PATCH of an object of the kinds added later: deep merge (replace=True:
+        top-level fields replace), then updated_at = now."""
         note_raw(body)
         cur = self.own(kind, idx)
         body = dict(body)
@@ -2822,7 +2883,7 @@ class Store:
                 and cur.get("status") == "pending":
             body["tasks"] = None
         body = self._billing_body(kind, body, cur)
-        obj = deep_merge(cur, body)
+        obj = dict(cur, **copy.deepcopy(body)) if replace else deep_merge(cur, body)
         if "updated_at" not in body and "updated_at" in cur:  # (plans, prices and statements have none)
             obj["updated_at"] = max(now_ms(), int_or(cur.get("updated_at"), 0) + 1)
         kind.over[idx] = obj
@@ -3103,8 +3164,238 @@ def json_response(status, obj, headers=None):
 
 
 def error_response(err):
-    return json_response(err.status, clerk_error_body(err.code, err.message, err.long_message, err.meta),
+    return json_response(err.status, clerk_error_body(err.code, err.message, err.long_message, err.meta, err.more),
                          err.headers)
+
+
+# ---------------------------------------------------------------------------
+# /v1 writes: routes, limits, request bodies
+# ---------------------------------------------------------------------------
+
+# (method, path pattern ("*": an id), route name (endpoint_errors), App method,
+#  write_rate_limits entry or None)
+WRITE_ROUTES = [
+    ("PATCH", ("users", "*"), "users/{id}", "w_update_user", "PATCH /v1/users/{id}"),
+    ("DELETE", ("users", "*"), "users/{id}", "w_delete_user", None),
+    ("PATCH", ("users", "*", "metadata"), "users/{id}/metadata", "w_merge_user_metadata",
+     "PATCH|PUT /v1/users/{id}/metadata"),
+    ("PUT", ("users", "*", "metadata"), "users/{id}/metadata", "w_replace_user_metadata",
+     "PATCH|PUT /v1/users/{id}/metadata"),
+    ("POST", ("users", "*", "ban"), "users/{id}/ban", "w_ban_user", None),
+    ("POST", ("users", "*", "unban"), "users/{id}/unban", "w_unban_user", None),
+    ("POST", ("users", "*", "lock"), "users/{id}/lock", "w_lock_user", None),
+    ("POST", ("users", "*", "unlock"), "users/{id}/unlock", "w_unlock_user", None),
+    ("POST", ("organizations",), "organizations", "w_create_org", None),
+    ("PATCH", ("organizations", "*"), "organizations/{id}", "w_update_org", "PATCH /v1/organizations/{id}"),
+    ("DELETE", ("organizations", "*"), "organizations/{id}", "w_delete_org", None),
+    ("PATCH", ("organizations", "*", "metadata"), "organizations/{id}/metadata", "w_merge_org_metadata",
+     "PATCH|PUT /v1/organizations/{id}/metadata"),
+    ("PUT", ("organizations", "*", "metadata"), "organizations/{id}/metadata", "w_replace_org_metadata",
+     "PATCH|PUT /v1/organizations/{id}/metadata"),
+    ("POST", ("organizations", "*", "memberships"), "organizations/{id}/memberships", "w_create_membership", None),
+    ("PATCH", ("organizations", "*", "memberships", "*"), "organizations/{id}/memberships/{user_id}",
+     "w_update_membership", "PATCH /v1/organizations/{id}/memberships/{user_id}"),
+    ("DELETE", ("organizations", "*", "memberships", "*"), "organizations/{id}/memberships/{user_id}",
+     "w_delete_membership", None),
+    ("PATCH", ("organizations", "*", "memberships", "*", "metadata"),
+     "organizations/{id}/memberships/{user_id}/metadata", "w_merge_membership_metadata",
+     "PATCH /v1/organizations/{id}/memberships/{user_id}/metadata"),
+    ("POST", ("organizations", "*", "invitations"), "organizations/{id}/invitations", "w_create_org_invitation",
+     "POST /v1/organizations/{id}/invitations"),
+    ("POST", ("organizations", "*", "invitations", "*", "revoke"),
+     "organizations/{id}/invitations/{invitation_id}/revoke", "w_revoke_org_invitation", None),
+    ("POST", ("invitations",), "invitations", "w_create_invitation", "POST /v1/invitations"),
+    ("POST", ("invitations", "*", "revoke"), "invitations/{id}/revoke", "w_revoke_invitation", None),
+]
+
+# API-NOTES section 6 (clerk-docs system-limits): {limit, window (seconds), per}.
+# "per" says what one window counts: the user, organization or membership
+# (organization id / user id) of the path, or the whole instance.
+WRITE_RATE_LIMITS = {
+    "PATCH /v1/users/{id}": {"limit": 10, "window": 10, "per": "user"},
+    "PATCH|PUT /v1/users/{id}/metadata": {"limit": 10, "window": 10, "per": "user"},
+    "PATCH /v1/organizations/{id}": {"limit": 10, "window": 10, "per": "organization"},
+    "PATCH|PUT /v1/organizations/{id}/metadata": {"limit": 10, "window": 10, "per": "organization"},
+    "PATCH /v1/organizations/{id}/memberships/{user_id}": {"limit": 10, "window": 10, "per": "membership"},
+    "PATCH /v1/organizations/{id}/memberships/{user_id}/metadata": {"limit": 10, "window": 10, "per": "membership"},
+    "POST /v1/invitations": {"limit": 100, "window": 3600, "per": "instance"},
+    "POST /v1/organizations/{id}/invitations": {"limit": 250, "window": 3600, "per": "instance"},
+}
+# Clerk's docs: "Metadata is limited to 8KB maximum" (here: each metadata
+# object, as compact UTF-8 JSON).
+METADATA_MAX_BYTES = 8192
+# As of API version 2026-05-12, PATCH /users/{id} and /organizations/{id} take no metadata.
+METADATA_IN_UPDATE_BEFORE = "2026-05-12"
+FAULT_KINDS = ("status", "latency", "hang", "malformed", "truncated", "drop", "lost_after_apply")
+EMAIL_RX = re.compile(r"[^@\s\"(),:;<>\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+USERNAME_RX = re.compile(r"[A-Za-z0-9_-]+")
+SLUG_RX = re.compile(r"[a-z0-9-]+")
+LOCALE_RX = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+USER_LOCK_SECONDS = 1800  # the lockout the generated locked users show
+
+# Request bodies (the spec's; "?" = nullable).  The metadata of the update
+# endpoints is taken by API versions before METADATA_IN_UPDATE_BEFORE only.
+USER_UPDATE_FIELDS = {
+    "external_id": "string?", "first_name": "string?", "last_name": "string?", "locale": "string?",
+    "primary_email_address_id": "string?", "notify_primary_email_address_changed": "boolean?",
+    "primary_phone_number_id": "string?", "primary_web3_wallet_id": "string?", "username": "string?",
+    "profile_image_id": "string?", "password": "string?", "password_digest": "string", "password_hasher": "string",
+    "skip_password_checks": "boolean?", "sign_out_of_other_sessions": "boolean?", "totp_secret": "string?",
+    "backup_codes": "array", "delete_self_enabled": "boolean?", "create_organization_enabled": "boolean?",
+    "legal_accepted_at": "string?", "skip_legal_checks": "boolean?", "create_organizations_limit": "integer?",
+    "created_at": "string?", "bypass_client_trust": "boolean?",
+    "public_metadata": "object?", "private_metadata": "object?", "unsafe_metadata": "object?",
+}
+ORG_CREATE_FIELDS = {
+    "name": "string", "created_by": "string?", "private_metadata": "object?", "public_metadata": "object?",
+    "slug": "string?", "max_allowed_memberships": "integer?", "created_at": "string?", "role_set_key": "string?",
+}
+ORG_UPDATE_FIELDS = {
+    "name": "string?", "slug": "string?", "max_allowed_memberships": "integer?", "admin_delete_enabled": "boolean?",
+    "created_at": "string?", "role_set_key": "string?", "public_metadata": "object?", "private_metadata": "object?",
+}
+MEMBERSHIP_CREATE_FIELDS = {"user_id": "string", "role": "string", "public_metadata": "object?",
+                            "private_metadata": "object?"}
+ORG_INVITATION_CREATE_FIELDS = {
+    "email_address": "string", "inviter_user_id": "string?", "role": "string", "public_metadata": "object?",
+    "private_metadata": "object?", "redirect_url": "string?", "expires_in_days": "integer?", "notify": "boolean?",
+}
+INVITATION_CREATE_FIELDS = {
+    "email_address": "string", "public_metadata": "object", "redirect_url": "string", "notify": "boolean?",
+    "ignore_existing": "boolean?", "expires_in_days": "integer?", "template_slug": "string",
+}
+
+
+def write_routes(parts):
+    """The write routes whose pattern the path matches."""
+    if parts[:2] == ["users", "count"]:
+        return []
+    out = []
+    for w in WRITE_ROUTES:
+        pat = w[1]
+        if len(pat) == len(parts) and all(p == x if p != "*" else bool(x) for p, x in zip(pat, parts)):
+            out.append(w)
+    return out
+
+
+def limit_key(name, parts):
+    """The object a write_rate_limits window counts for this path."""
+    per = WRITE_RATE_LIMITS.get(name, {}).get("per")
+    if per == "instance":
+        return ""
+    if per == "membership":
+        return parts[1] + "/" + parts[3]
+    return parts[1]
+
+
+def json_type(v):
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return "array" if isinstance(v, list) else "object"
+
+
+def _type_ok(t, v):
+    if t == "string":
+        return isinstance(v, str)
+    if t == "boolean":
+        return isinstance(v, bool)
+    if t == "integer":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if t == "object":
+        return isinstance(v, dict)
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)  # "array": of strings
+
+
+def form_error(code, message, long_message, param):
+    return ApiError(422, code, message, long_message, {"param_name": param})
+
+
+def parse_body(raw):
+    """A write's JSON body: {} when there is none; 400 request_body_invalid if
+    it is not a JSON object."""
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(400, "request_body_invalid", "Request body invalid",
+                       "The request body is invalid. Please consult the API documentation for more information.")
+    return body
+
+
+def form(body, spec, required=()):
+    """The fields of a request body, checked against spec {name: type}
+    ("string", "boolean", "integer", "object", "array" (of strings); a trailing
+    "?" = nullable).  Unknown fields, values of the wrong type and missing
+    required fields give one 422 listing every problem, as Clerk does.  Returns
+    {name: value} of the fields given; an explicit null is kept for a nullable
+    field and left out for another."""
+    errs, out = [], {}
+    for k, v in body.items():
+        t = spec.get(k)
+        if t is None:
+            errs.append(("form_param_unknown", "is unknown", f"{k} is not a valid parameter for this request.",
+                         {"param_name": k}))
+            continue
+        if v is None:
+            if t.endswith("?"):
+                out[k] = None
+            continue
+        if not _type_ok(t.rstrip("?"), v):
+            errs.append(("form_param_value_invalid", "is invalid",
+                         f"{k} is invalid. Received {json_type(v)}, must be of type {t.rstrip('?')}.",
+                         {"param_name": k}))
+            continue
+        out[k] = v
+    bad = {e[3]["param_name"] for e in errs}
+    for k in required:
+        if out.get(k) is None and k not in bad:
+            errs.append(("form_param_missing", "is missing", f"{k} must be included.", {"param_name": k}))
+    if errs:
+        raise ApiError(422, *errs[0], more=errs[1:])
+    return out
+
+
+def merge_metadata(base, patch):
+    """Clerk's metadata merge: objects merge recursively, a key set to null is
+    removed, anything else replaces."""
+    out = dict(base) if isinstance(base, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict):
+            out[k] = merge_metadata(out.get(k), v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def rfc3339_ms(name, v):
+    """An RFC3339 date-time string as Unix ms; 422 form_param_invalid_time otherwise."""
+    try:
+        dt = datetime.datetime.fromisoformat(v)
+        if dt.tzinfo is None or not re.match(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}", v):
+            raise ValueError(v)
+    except ValueError:
+        raise form_error("form_param_invalid_time", "invalid format", f"{name} must contain a datetime specified in "
+                         "RFC3339 format (e.g. `2022-10-20T10:00:27.645Z`).", name)
+    return int(dt.timestamp() * 1000)
+
+
+def api_version(headers, q):
+    hv = headers.get("Clerk-API-Version")
+    qv = q.get("__clerk_api_version")
+    v = hv if hv is not None else (qv[0] if qv else None)
+    return v.strip() if v else None
 
 
 class App:
@@ -3126,6 +3417,9 @@ class App:
             "cascade_events": False,  # also for what a deleted user or organization takes along
             "webhook_secret": None,   # whsec_...: sign the recorded events
             "webhook_url": None,      # POST each new event there (Svix headers), if set
+            # the per-object and per-endpoint limits of the write endpoints ({} = none)
+            "write_rate_limits": copy.deepcopy(WRITE_RATE_LIMITS),
+            "metadata_max_bytes": METADATA_MAX_BYTES,  # per metadata object (0 = no limit)
         }
         self.meta_lock = threading.Lock()
         self.events_lock = threading.Lock()
@@ -3156,6 +3450,9 @@ class App:
             self.trigger_seq = 0
             self.requests = deque(maxlen=REQUEST_LOG_MAX)
             self.rate_window = deque()
+            self.object_windows = {}  # (write limit name, object key) -> deque of times
+            self.writes = deque(maxlen=REQUEST_LOG_MAX)  # the /v1 writes applied
+            self.write_seq = 0
             self.stats = {"requests": 0, "by_status": {}, "rate_limited": 0, "max_in_flight": 0,
                           "by_path_prefix": {}, "faults_injected": 0, "in_flight": 0}
 
@@ -3171,13 +3468,19 @@ class App:
             s["in_flight"] += 1
             s["max_in_flight"] = max(s["max_in_flight"], s["in_flight"])
 
-    def finish(self, method, path, query, status, headers, started, fault=None):
+    def finish(self, method, path, query, status, headers, started, fault=None, extra=None, writes=(),
+               answered=True):
         dur = (time.time() - started) * 1000
         entry = {"method": method, "path": path, "query": query, "status": status,
                  "headers": headers, "time": started, "duration_ms": round(dur, 3)}
         if fault:
             entry["fault"] = fault
+        if extra:
+            entry.update(extra)
         with self.meta_lock:
+            for w in writes:  # what became of the answer to a write that was applied
+                w["status"] = status if answered or not extra else extra.get("withheld_status", status)
+                w["answered"] = answered
             s = self.stats
             s["in_flight"] -= 1
             s["requests"] += 1
@@ -3192,6 +3495,25 @@ class App:
             self.requests.append(entry)
         self.log(f"{method} {path}{'?' + query if query else ''} {status} {dur:.1f}ms"
                  f"{' fault=' + fault if fault else ''}")
+
+    def object_rate_check(self, name, key):
+        """config write_rate_limits[name] ({limit, window}): a sliding window
+        per object (key) for one write endpoint; 429 when it is full."""
+        with self.meta_lock:
+            spec = (self.config.get("write_rate_limits") or {}).get(name)
+            if not isinstance(spec, dict) or int(spec.get("limit") or 0) <= 0:
+                return
+            limit, window = int(spec["limit"]), float(spec.get("window") or 10.0)
+            now = time.monotonic()
+            dq = self.object_windows.setdefault((name, key), deque())
+            while dq and dq[0] <= now - window:
+                dq.popleft()
+            if len(dq) < limit:
+                dq.append(now)
+                return
+            wait = max(1, math.ceil(dq[0] + window - now))
+        raise ApiError(429, "too_many_requests", "Too many requests", "Too many requests, retry later",
+                       {"resets_in": wait}, {"Retry-After": wait})
 
     def rate_check(self):
         """Sliding-window limiter; returns seconds to wait, or 0 if the request may proceed."""
@@ -3210,18 +3532,34 @@ class App:
             return 0
 
     # -- faults and triggers ---------------------------------------------------
+    @staticmethod
+    def _methods(spec):
+        """A fault's or trigger's optional "method": one HTTP method or a list
+        of them (any case); None = every method."""
+        m = spec.get("method")
+        if m is None:
+            return None
+        ms = [m] if isinstance(m, str) else m
+        if not isinstance(ms, list) or not ms or not all(isinstance(x, str) and x.strip() for x in ms):
+            raise ControlError(400, "method must be an HTTP method or a list of them")
+        return frozenset(x.strip().upper() for x in ms)
+
     def add_fault(self, spec):
         kind = spec.get("kind", "status")
-        if kind not in ("status", "latency", "hang", "malformed", "truncated", "drop"):
+        if kind not in FAULT_KINDS:
             raise ControlError(400, f"unknown fault kind {kind!r}")
         try:
             rx = re.compile(spec.get("path") or r"^/v1/")
         except re.error as e:
             raise ControlError(400, f"bad path regex: {e}")
+        methods = self._methods(spec)
+        hang = spec.get("hang", False)
+        if kind == "lost_after_apply" and not (isinstance(hang, bool) or (isinstance(hang, (int, float)) and hang >= 0)):
+            raise ControlError(400, "hang must be true, false or a number of seconds")
         with self.meta_lock:
             self.fault_seq += 1
             f = dict(spec)
-            f.update(id=self.fault_seq, kind=kind, _rx=rx, seen=0, hits=0,
+            f.update(id=self.fault_seq, kind=kind, _rx=rx, _methods=methods, seen=0, hits=0,
                      _rng=random.Random(h(self.store.seed, 99, self.fault_seq)))
             if "count" not in spec:
                 f["count"] = -1 if "rate" in spec else 1
@@ -3234,12 +3572,12 @@ class App:
     def public_fault(f):
         return {k: v for k, v in f.items() if not k.startswith("_")}
 
-    def pick_faults(self, target):
+    def pick_faults(self, target, method="GET"):
         """Return (total extra latency in ms, the first applicable non-latency fault or None)."""
         latency, chosen = 0, None
         with self.meta_lock:
             for f in self.faults:
-                if not f["_rx"].search(target):
+                if not f["_rx"].search(target) or (f["_methods"] is not None and method not in f["_methods"]):
                     continue
                 f["seen"] += 1
                 if f["seen"] <= int(f["skip"]) or f["remaining"] == 0:
@@ -3262,19 +3600,21 @@ class App:
             rx = re.compile(spec.get("path") or r"^/v1/")
         except re.error as e:
             raise ControlError(400, f"bad path regex: {e}")
+        methods = self._methods(spec)
         with self.meta_lock:
             self.trigger_seq += 1
             t = dict(spec)
-            t.update(id=self.trigger_seq, _rx=rx, seen=0, fired=False)
+            t.update(id=self.trigger_seq, _rx=rx, _methods=methods, seen=0, fired=False)
             t["on_request"] = int(spec.get("on_request", 1))
             self.triggers.append(t)
             return t["id"]
 
-    def run_triggers(self, target):
+    def run_triggers(self, target, method="GET"):
         due = []
         with self.meta_lock:
             for t in self.triggers:
-                if t["fired"] or not t["_rx"].search(target):
+                if t["fired"] or not t["_rx"].search(target) or (
+                        t["_methods"] is not None and method not in t["_methods"]):
                     continue
                 t["seen"] += 1
                 if t["seen"] >= t["on_request"]:
@@ -3363,7 +3703,7 @@ class App:
             raise ApiError(400, "api_version_invalid", "invalid API version",
                            f"Invalid Clerk API version: {v!r} is not a date in YYYY-MM-DD format")
 
-    def handle_v1(self, method, path, q, headers):
+    def handle_v1(self, method, path, q, headers, raw=b""):
         self.authenticate(headers)
         self.check_version(headers, q)
         parts = [unquote(p) for p in path.split("/")[2:]]
@@ -3387,6 +3727,9 @@ class App:
             route = lambda: self.instance_memberships(q)
         elif len(parts) == 3 and parts[0] == "organizations" and parts[2] == "invitations":
             route, rname = (lambda: self.org_invitations(parts[1], q)), "organizations/{id}/invitations"
+        elif len(parts) == 4 and parts[0] == "organizations" and parts[2] == "invitations" and parts[3]:
+            route, rname = (lambda: self.get_org_invitation(parts[1], parts[3], q)), \
+                "organizations/{id}/invitations/{invitation_id}"
         elif len(parts) == 3 and parts[0] == "organizations" and parts[2] == "domains":
             route, rname = (lambda: self.org_domains(parts[1], q)), "organizations/{id}/domains"
         elif parts == ["organization_invitations"]:
@@ -3422,11 +3765,17 @@ class App:
                 "billing/statements/{id}/payment_attempts"
         elif parts == ["waitlist_entries"]:
             route = lambda: self.list_waitlist(q)
-        if route is None:
-            raise not_found("The requested resource was not found.")
-        if method != "GET":
-            raise ApiError(405, "method_not_allowed", "method not allowed",
-                           f"{method} is not supported by this mock server for {path}.", headers={"Allow": "GET"})
+        writes = write_routes(parts)
+        if method != "GET" or route is None:
+            allowed = (["GET"] if route is not None else []) + [w[0] for w in writes]
+            if not allowed:
+                raise not_found("The requested resource was not found.")
+            w = next((w for w in writes if w[0] == method), None)
+            if w is None:
+                raise ApiError(405, "method_not_allowed", "method not allowed",
+                               f"{method} is not supported by this mock server for {path}.",
+                               headers={"Allow": ", ".join(allowed)})
+            return self.handle_write(w, parts, q, headers, raw)
         self.endpoint_error(rname or parts[0])
         self._tls.offset_cost_s = 0.0
         with st.lock:
@@ -3995,6 +4344,544 @@ class App:
         data = with_extras(self, "waitlist_entries", offset, [st.wait(i) for i in page(seq, offset, limit, desc)])
         return json_response(200, {"data": data, "total_count": len(seq)})
 
+    # -- /v1 writes --------------------------------------------------------------
+    def handle_write(self, w, parts, q, headers, raw):
+        """One of WRITE_ROUTES: endpoint_errors, its own rate limit, query
+        parameters (none), the JSON body, then the change, made under the store's
+        lock through the control API's own operations (so it records the same events)."""
+        method, _, rname, fn, limit = w
+        self.endpoint_error(rname)
+        if limit:
+            self.object_rate_check(limit, limit_key(limit, parts))
+        check_params(q, set(), set())
+        body = parse_body(raw)
+        req = getattr(self._tls, "req", None)
+        if req is not None:
+            req["route"] = f"{method} /v1/{rname}"
+        self._tls.mute = False
+        with self.store.lock:
+            return getattr(self, fn)(parts, body, api_version(headers, q))
+
+    def _applied(self, op, obj, ident):
+        """Log a write that changed the data (GET /__mock/writes)."""
+        req = getattr(self._tls, "req", None) or {}
+        with self.meta_lock:
+            self.write_seq += 1
+            w = {"seq": self.write_seq, "time": time.time(), "method": req.get("method"), "path": req.get("path"),
+                 "route": req.get("route"), "op": op, "object": obj, "id": ident,
+                 "body_sha256": req.get("body_sha256"), "status": None, "answered": None}
+            self.writes.append(w)
+        got = getattr(self._tls, "applied", None)
+        if got is not None:
+            got.append(w)
+
+    def _user_or_404(self, ident):
+        u = self.store.users.index_of(ident)
+        if not self.store.users.live(u):
+            raise not_found(f"No user was found with id {ident}")
+        return u
+
+    def _org_or_404(self, ident):
+        o = self.store.org_index(ident, allow_slug=False)
+        if o is None:
+            raise not_found("Given organization not found.")
+        return o
+
+    def _membership_or_404(self, org_ident, user_ident):
+        st = self.store
+        o = self._org_or_404(org_ident)
+        u = st.users.index_of(user_ident)
+        m = st.mem_of_pair(o, u) if st.users.live(u) else None
+        if m is None:
+            raise not_found("Resource not found")
+        return o, u, m
+
+    def _metadata_size_ok(self, name, value):
+        limit = int_or(self.config.get("metadata_max_bytes"), 0)
+        if limit > 0 and value is not None:
+            n = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+            if n > limit:
+                raise form_error("form_param_exceeds_allowed_size", "exceeds allowed size",
+                                 f"{name} exceeds the maximum allowed size of {limit} bytes.", name)
+        return value
+
+    @staticmethod
+    def _no_metadata_in_update(body, ver, path):
+        """As of API version 2026-05-12 the update endpoints take no metadata."""
+        if ver is None or ver < METADATA_IN_UPDATE_BEFORE:
+            return
+        for k in ("public_metadata", "private_metadata", "unsafe_metadata"):
+            if k in body:
+                raise form_error("form_param_deprecated", "is deprecated",
+                                 f"{k} is deprecated. Use PATCH {path}/metadata to merge updates into existing "
+                                 f"metadata, or PUT {path}/metadata to replace a metadata field entirely.", k)
+
+    def _metadata_write(self, name, idx, body, fields, merge):
+        """PATCH (merge) or PUT (replace) .../metadata of a user, organization or membership."""
+        f = form(body, {k: "object" for k in fields})
+        cur = self.view(name, idx)
+        change = {}
+        for k, v in f.items():
+            change[k] = self._metadata_size_ok(k, merge_metadata(cur.get(k), v) if merge else copy.deepcopy(v))
+        return self.do_patch(name, idx, change, replace=True)
+
+    @staticmethod
+    def _email(v, param="email_address"):
+        v = v.strip()
+        if len(v) > 320 or not EMAIL_RX.fullmatch(v):
+            raise form_error("form_param_format_invalid", "is invalid", f"{param} must be a valid email address.",
+                             param)
+        return v
+
+    def _role_key(self, role, param="role"):
+        if role not in self.store._role_table():
+            raise form_error("form_param_value_invalid", "is invalid",
+                             f"{role} does not match one of the allowed values for parameter {param}", param)
+        return role
+
+    @staticmethod
+    def _expires_in_days(f):
+        days = f.get("expires_in_days")
+        if days is None:
+            return 30
+        if not 1 <= days <= 365:
+            raise form_error("form_param_value_invalid", "is invalid", "expires_in_days must be between 1 and 365.",
+                             "expires_in_days")
+        return days
+
+    def _invite_url(self, redirect_url):
+        ticket = noise62(32, self.store.seed, "v1-ticket", time.time_ns(), self.write_seq)
+        return redirect_url + ("&" if "?" in redirect_url else "?") + "__clerk_ticket=" + ticket
+
+    def _org_seats_used(self, o):
+        """Members plus pending invitations: what max_allowed_memberships counts."""
+        st = self.store
+        pending = sum(1 for i in st.orginv_links.of_parent(o) if st.own(st.orginvs, i).get("status") == "pending")
+        return st.members_count(o) + pending
+
+    def _seat_left(self, o):
+        cap = int_or(self.store.org(o).get("max_allowed_memberships"), 0)
+        if cap > 0 and self._org_seats_used(o) >= cap:
+            raise ApiError(403, "organization_membership_quota_exceeded", "organization membership quota exceeded",
+                           f"You have reached your limit of {cap} organization memberships, including outstanding "
+                           "invitations.")
+
+    def _org_admin(self, o, ident, param):
+        """The id of a user who may manage the organization's members (inviter_user_id, requesting_user_id)."""
+        st = self.store
+        u = st.users.index_of(ident)
+        if not st.users.live(u):
+            raise not_found(f"No user was found with id {ident}")
+        m = st.mem_of_pair(o, u)
+        if m is None:
+            raise ApiError(403, "not_a_member_in_organization", "not a member",
+                           "Current user is not a member of the organization. "
+                           "Only organization members can perform this action.")
+        if "org:sys_memberships:manage" not in (st.membership(m).get("permissions") or []):
+            raise ApiError(403, "missing_organization_permission", "missing permission",
+                           "Current user is missing an organization permission.")
+        return st.users.key(u)
+
+    # users
+    def w_update_user(self, parts, body, ver):
+        st = self.store
+        self._no_metadata_in_update(body, ver, "/v1/users/{user_id}")
+        f = form(body, USER_UPDATE_FIELDS)
+        u = self._user_or_404(parts[1])
+        cur = st.user(u)
+        key = st.users.key(u)
+        t = now_ms()
+        ch = {}
+        for k in ("first_name", "last_name"):
+            if k in f:
+                ch[k] = f[k]
+        if "username" in f:
+            name = f["username"] or None
+            if name is not None:
+                if not 4 <= len(name) <= 64:
+                    raise form_error("form_username_invalid_length", "is invalid",
+                                     "Username must be between 4 and 64 characters long.", "username")
+                if not USERNAME_RX.fullmatch(name):
+                    raise form_error("form_username_invalid_character", "is invalid",
+                                     "Username can only contain letters, numbers and '_' or '-'.", "username")
+                other = st.user_by_username(name)
+                if other is not None and other != u:
+                    raise form_error("form_identifier_exists", "is taken",
+                                     "That username is taken. Please try another.", "username")
+            ch["username"] = name
+        if "external_id" in f:
+            ext = f["external_id"] or None
+            if ext is not None:
+                other = st.user_by_external_id(ext)
+                if other is not None and other != u:
+                    raise form_error("form_identifier_exists", "is taken",
+                                     "That external_id is taken. Please try another.", "external_id")
+            ch["external_id"] = ext
+        if "locale" in f:
+            if f["locale"] is not None and not LOCALE_RX.fullmatch(f["locale"]):
+                raise form_error("form_param_format_invalid", "is invalid",
+                                 "locale must be a valid BCP-47 language tag.", "locale")
+            ch["locale"] = f["locale"]
+        for k, lst in (("primary_email_address_id", "email_addresses"), ("primary_phone_number_id", "phone_numbers"),
+                       ("primary_web3_wallet_id", "web3_wallets")):
+            if f.get(k) is None:
+                continue
+            item = next((x for x in cur.get(lst) or [] if isinstance(x, dict) and x.get("id") == f[k]), None)
+            if item is None:
+                raise form_error("form_identifier_not_found", "not found",
+                                 f"{k} does not match any identification of this user.", k)
+            if (item.get("verification") or {}).get("status") != "verified":
+                raise form_error("form_verification_needed", "is unverified",
+                                 "This identification needs to be verified before you can perform this action.", k)
+            ch[k] = f[k]
+        if f.get("password") is not None:
+            if len(f["password"]) < 8:
+                raise form_error("form_password_length_too_short", "is too short",
+                                 "Passwords must be 8 characters or more.", "password")
+            ch.update(password_enabled=True, password_last_updated_at=t)
+        if ("password_digest" in f) != ("password_hasher" in f):
+            have, need = ("password_digest", "password_hasher") if "password_digest" in f else \
+                ("password_hasher", "password_digest")
+            raise form_error("form_conditional_param_missing", "is missing",
+                             f"`{need}` is required when `{have}` is present.", need)
+        if "password_digest" in f:
+            ch.update(password_enabled=True, password_last_updated_at=t)
+        if f.get("totp_secret") is not None:
+            ch.update(totp_enabled=True, two_factor_enabled=True)
+        if "backup_codes" in f:
+            ch.update(backup_code_enabled=True, two_factor_enabled=True)
+        if ch.get("two_factor_enabled") and not cur.get("two_factor_enabled"):
+            ch["mfa_enabled_at"] = t
+        for k in ("delete_self_enabled", "create_organization_enabled", "bypass_client_trust"):
+            if f.get(k) is not None:
+                ch[k] = f[k]
+        if "create_organizations_limit" in f:
+            if f["create_organizations_limit"] is not None and f["create_organizations_limit"] < 0:
+                raise form_error("form_param_value_invalid", "is invalid",
+                                 "create_organizations_limit must be greater than or equal to 0.",
+                                 "create_organizations_limit")
+            ch["create_organizations_limit"] = f["create_organizations_limit"]
+        if "legal_accepted_at" in f:
+            ch["legal_accepted_at"] = None if f["legal_accepted_at"] is None else \
+                rfc3339_ms("legal_accepted_at", f["legal_accepted_at"])
+        if f.get("created_at") is not None:
+            ch["created_at"] = rfc3339_ms("created_at", f["created_at"])
+        for k in ("public_metadata", "private_metadata", "unsafe_metadata"):
+            if k in f:
+                ch[k] = self._metadata_size_ok(k, {} if f[k] is None else copy.deepcopy(f[k]))
+        out = self.do_patch("users", u, ch, replace=True)
+        self._applied("update", "user", key)
+        return json_response(200, out)
+
+    def w_merge_user_metadata(self, parts, body, ver, merge=True):
+        f_ok = form(body, {k: "object" for k in ("public_metadata", "private_metadata", "unsafe_metadata")})
+        u = self._user_or_404(parts[1])
+        out = self._metadata_write("users", u, f_ok, ("public_metadata", "private_metadata", "unsafe_metadata"), merge)
+        self._applied("update", "user", out["id"])
+        return json_response(200, out)
+
+    def w_replace_user_metadata(self, parts, body, ver):
+        return self.w_merge_user_metadata(parts, body, ver, merge=False)
+
+    def _user_flags(self, parts, body, change):
+        form(body, {})
+        st = self.store
+        u = self._user_or_404(parts[1])
+        out = self.do_patch("users", u, change, replace=True)
+        self._applied("update", "user", out["id"])
+        return u, out
+
+    def w_ban_user(self, parts, body, ver):
+        # "all their sessions are revoked"
+        st = self.store
+        u, out = self._user_flags(parts, body, {"banned": True})
+        for i in st.sess_links.of_parent(u):
+            if st.session(i).get("status") in ("active", "pending"):
+                self.do_patch("sessions", i, {"status": "revoked"})
+        return json_response(200, st.user(u))
+
+    def w_unban_user(self, parts, body, ver):
+        return json_response(200, self._user_flags(parts, body, {"banned": False})[1])
+
+    def w_lock_user(self, parts, body, ver):
+        return json_response(200, self._user_flags(parts, body, {"locked": True,
+                                                                 "lockout_expires_in_seconds": USER_LOCK_SECONDS})[1])
+
+    def w_unlock_user(self, parts, body, ver):
+        return json_response(200, self._user_flags(parts, body, {"locked": False, "lockout_expires_in_seconds": None,
+                                                                 "verification_attempts_remaining": 100})[1])
+
+    def w_delete_user(self, parts, body, ver):
+        form(body, {})
+        st = self.store
+        u = self._user_or_404(parts[1])
+        key = st.users.key(u)
+        self.do_delete("users", u)
+        self._applied("delete", "user", key)
+        return json_response(200, {"object": "user", "id": key, "deleted": True})
+
+    # organizations
+    @staticmethod
+    def _org_name(name):
+        if not name.strip():
+            raise form_error("form_param_value_invalid", "is invalid", "name is invalid. Must be not empty", "name")
+        if len(name) > 256:
+            raise form_error("form_param_max_length_exceeded", "exceeds maximum length",
+                             "name should not exceed 256 characters.", "name")
+        if re.search(r"<[^>]*>|[a-z][a-z0-9+.-]*://|www\.", name, re.I):
+            raise form_error("form_param_value_invalid", "invalid organization name",
+                             f"The organization name {json.dumps(name, ensure_ascii=False)} is invalid: "
+                             "it may not contain URLs or HTML.", "name")
+        return name
+
+    def _org_slug(self, slug, o=None):
+        if not SLUG_RX.fullmatch(slug):
+            raise form_error("form_param_format_invalid", "is invalid",
+                             'slug must contain only lowercase alphanumeric characters and the dash "-".', "slug")
+        other = self.store.org_index(slug)
+        if other is not None and other != o:
+            raise form_error("form_identifier_exists", "is taken", "That slug is taken. Please try another.", "slug")
+        return slug
+
+    @staticmethod
+    def _role_set_key(v):
+        if not re.fullmatch(r"role_set:[a-z0-9_]+", v):
+            raise form_error("form_param_format_invalid", "is invalid",
+                             "role_set_key must start with 'role_set:' and contain only lowercase alphanumeric "
+                             "characters and underscores.", "role_set_key")
+        return v
+
+    @staticmethod
+    def _max_memberships(v):
+        if v < 0:
+            raise form_error("form_param_value_invalid", "is invalid",
+                             "max_allowed_memberships must be greater than or equal to 0.", "max_allowed_memberships")
+        return v
+
+    def w_create_org(self, parts, body, ver):
+        st = self.store
+        f = form(body, ORG_CREATE_FIELDS, required=("name",))
+        new = {"name": self._org_name(f["name"]), "created_by": None, "public_metadata": {}, "private_metadata": {},
+               "max_allowed_memberships": 0, "admin_delete_enabled": True, "has_image": False}
+        if f.get("slug") is not None:
+            new["slug"] = self._org_slug(f["slug"])
+        if f.get("created_by") is not None:
+            u = st.users.index_of(f["created_by"])
+            if not st.users.live(u):
+                raise ApiError(400, "organization_creator_not_found", "creator not found",
+                               f"No users found with id {f['created_by']}.")
+            new["created_by"] = st.users.key(u)
+        for k in ("public_metadata", "private_metadata"):
+            if f.get(k) is not None:
+                new[k] = self._metadata_size_ok(k, f[k])
+        if f.get("max_allowed_memberships") is not None:
+            new["max_allowed_memberships"] = self._max_memberships(f["max_allowed_memberships"])
+        if f.get("created_at") is not None:
+            new["created_at"] = rfc3339_ms("created_at", f["created_at"])
+        if f.get("role_set_key") is not None:
+            new["role_set_key"] = self._role_set_key(f["role_set_key"])
+        o = st.orgs.next_index
+        new["image_url"] = image_url_for("org", st.orgs.key(o), False, st.seed, o + 10 ** 9)
+        obj = self.do_create("organizations", new, replace=True)
+        o = st.orgs.index_of(obj["id"])
+        if new["created_by"]:  # the creator becomes an admin
+            self.do_create("organization_memberships", {"organization_id": obj["id"], "user_id": new["created_by"],
+                                                        "role": "org:admin"})
+        self._applied("create", "organization", obj["id"])
+        return json_response(200, st.org(o))
+
+    def w_update_org(self, parts, body, ver):
+        st = self.store
+        self._no_metadata_in_update(body, ver, "/v1/organizations/{organization_id}")
+        f = form(body, ORG_UPDATE_FIELDS)
+        o = self._org_or_404(parts[1])
+        ch = {}
+        if f.get("name") is not None:
+            ch["name"] = self._org_name(f["name"])
+        if f.get("slug") is not None:
+            ch["slug"] = self._org_slug(f["slug"], o)
+        if f.get("max_allowed_memberships") is not None:
+            ch["max_allowed_memberships"] = self._max_memberships(f["max_allowed_memberships"])
+        if f.get("admin_delete_enabled") is not None:
+            ch["admin_delete_enabled"] = f["admin_delete_enabled"]
+        if f.get("created_at") is not None:
+            ch["created_at"] = rfc3339_ms("created_at", f["created_at"])
+        if f.get("role_set_key") is not None:
+            ch["role_set_key"] = self._role_set_key(f["role_set_key"])
+        for k in ("public_metadata", "private_metadata"):
+            if k in f:
+                ch[k] = self._metadata_size_ok(k, {} if f[k] is None else copy.deepcopy(f[k]))
+        out = self.do_patch("organizations", o, ch, replace=True)
+        self._applied("update", "organization", out["id"])
+        return json_response(200, st.org(o))
+
+    def w_merge_org_metadata(self, parts, body, ver, merge=True):
+        st = self.store
+        f_ok = form(body, {k: "object" for k in ("public_metadata", "private_metadata")})
+        o = self._org_or_404(parts[1])
+        self._metadata_write("organizations", o, f_ok, ("public_metadata", "private_metadata"), merge)
+        self._applied("update", "organization", st.orgs.key(o))
+        return json_response(200, st.org(o))
+
+    def w_replace_org_metadata(self, parts, body, ver):
+        return self.w_merge_org_metadata(parts, body, ver, merge=False)
+
+    def w_delete_org(self, parts, body, ver):
+        form(body, {})
+        st = self.store
+        o = self._org_or_404(parts[1])
+        key = st.orgs.key(o)
+        self.do_delete("organizations", o)
+        self._applied("delete", "organization", key)
+        return json_response(200, {"object": "organization", "id": key, "deleted": True})
+
+    # memberships
+    def w_create_membership(self, parts, body, ver):
+        st = self.store
+        f = form(body, MEMBERSHIP_CREATE_FIELDS, required=("user_id", "role"))
+        o = self._org_or_404(parts[1])
+        u = self._user_or_404(f["user_id"])
+        role = self._role_key(f["role"])
+        if st.mem_of_pair(o, u) is not None:
+            raise ApiError(400, "already_a_member_in_organization", "already a member",
+                           f"{st.users.key(u)} is already a member of the organization.")
+        self._seat_left(o)
+        new = {"organization_id": st.orgs.key(o), "user_id": st.users.key(u), "role": role}
+        for k in ("public_metadata", "private_metadata"):
+            if f.get(k) is not None:
+                new[k] = self._metadata_size_ok(k, f[k])
+        out = self.do_create("organization_memberships", new)
+        self._applied("create", "organization_membership", out["id"])
+        return json_response(200, out)
+
+    def w_update_membership(self, parts, body, ver):
+        f = form(body, {"role": "string"}, required=("role",))
+        o, u, m = self._membership_or_404(parts[1], parts[3])
+        out = self.do_patch("organization_memberships", m, {"role": self._role_key(f["role"])}, replace=True)
+        self._applied("update", "organization_membership", out["id"])
+        return json_response(200, out)
+
+    def w_merge_membership_metadata(self, parts, body, ver):
+        f_ok = form(body, {k: "object" for k in ("public_metadata", "private_metadata")})
+        o, u, m = self._membership_or_404(parts[1], parts[3])
+        out = self._metadata_write("organization_memberships", m, f_ok, ("public_metadata", "private_metadata"), True)
+        self._applied("update", "organization_membership", out["id"])
+        return json_response(200, out)
+
+    def w_delete_membership(self, parts, body, ver):
+        form(body, {})
+        st = self.store
+        o, u, m = self._membership_or_404(parts[1], parts[3])
+        out = st.membership(m)  # the spec answers the membership itself
+        self.do_delete("organization_memberships", m)
+        self._applied("delete", "organization_membership", out["id"])
+        return json_response(200, out)
+
+    # organization invitations
+    def get_org_invitation(self, org_ident, inv_ident, q):
+        check_params(q, set(), set())
+        st = self.store
+        i = self._org_invitation_or_404(org_ident, inv_ident)
+        return json_response(200, st.orginv(i))
+
+    def _org_invitation_or_404(self, org_ident, inv_ident):
+        st = self.store
+        o = self._org_or_404(org_ident)
+        i = st.orginvs.index_of(inv_ident)
+        if not st.orginvs.live(i) or st.orginv_links.parent(i) != o:
+            raise ApiError(404, "organization_invitation_not_found", "not found",
+                           f"No invitation found with id {inv_ident}.")
+        return i
+
+    def w_create_org_invitation(self, parts, body, ver):
+        st = self.store
+        f = form(body, ORG_INVITATION_CREATE_FIELDS, required=("email_address", "role"))
+        o = self._org_or_404(parts[1])
+        email = self._email(f["email_address"])
+        role = self._role_key(f["role"])
+        days = self._expires_in_days(f)
+        new = {"organization_id": st.orgs.key(o), "email_address": email, "role": role, "inviter_id": None,
+               "public_metadata": {}, "private_metadata": {}, "expires_in_days": days}
+        if f.get("inviter_user_id") is not None:
+            new["inviter_id"] = self._org_admin(o, f["inviter_user_id"], "inviter_user_id")
+        for k in ("public_metadata", "private_metadata"):
+            if f.get(k) is not None:
+                new[k] = self._metadata_size_ok(k, f[k])
+        for i in st.orginv_links.of_parent(o):
+            own = st.own(st.orginvs, i)
+            if own.get("status") == "pending" and str(own.get("email_address", "")).lower() == email.lower():
+                raise ApiError(400, "organization_invitation_not_unique", "organization invitation not unique",
+                               "Organizations cannot have duplicate pending invitations for an email address.")
+        if any(st.mem_of_pair(o, u) is not None for u in st.users_by_email([email])):
+            raise ApiError(400, "already_a_member_in_organization", "already a member",
+                           f"{email} is already a member of the organization.")
+        self._seat_left(o)
+        if f.get("redirect_url"):
+            new["url"] = self._invite_url(f["redirect_url"])
+        out = self.do_create("organization_invitations", new)
+        i = st.orginvs.index_of(out["id"])
+        self._applied("create", "organization_invitation", out["id"])
+        return json_response(200, st.orginv(i))
+
+    def w_revoke_org_invitation(self, parts, body, ver):
+        st = self.store
+        f = form(body, {"requesting_user_id": "string?"})
+        i = self._org_invitation_or_404(parts[1], parts[3])
+        if f.get("requesting_user_id") is not None:
+            self._org_admin(st.orginv_links.parent(i), f["requesting_user_id"], "requesting_user_id")
+        if st.own(st.orginvs, i).get("status") != "pending":
+            raise ApiError(404, "organization_invitation_not_pending", "not pending",
+                           "The organization invitation is not in the 'pending' status.")
+        self.do_patch("organization_invitations", i, {"status": "revoked"})
+        self._applied("update", "organization_invitation", st.orginvs.key(i))
+        return json_response(200, st.orginv(i))
+
+    # instance invitations
+    def w_create_invitation(self, parts, body, ver):
+        st = self.store
+        f = form(body, INVITATION_CREATE_FIELDS, required=("email_address",))
+        email = self._email(f["email_address"])
+        days = self._expires_in_days(f)
+        if "template_slug" in f and f["template_slug"] not in ("invitation", "waitlist_invitation"):
+            raise form_error("form_param_value_invalid", "is invalid",
+                             f"{f['template_slug']} does not match the allowed values for parameter template_slug. "
+                             "Allowed values: invitation, waitlist_invitation", "template_slug")
+        new = {"email_address": email, "public_metadata": {}, "expires_in_days": days}
+        if f.get("public_metadata") is not None:
+            new["public_metadata"] = self._metadata_size_ok("public_metadata", f["public_metadata"])
+        ignore = f.get("ignore_existing") is True
+        if not ignore:
+            if any(st.invitation(i).get("status") == "pending"
+                   and str(st.invitation(i).get("email_address", "")).lower() == email.lower()
+                   for i in st.live_indices(st.invs)):
+                raise ApiError(400, "duplicate_record", "duplicate invitation",
+                               f"There are already pending invitations for the following email addresses: {email}")
+            if st.users_by_email([email]):
+                raise form_error("form_identifier_exists", "is taken",
+                                 "That email address is taken. Please try another.", "email_address")
+        if f.get("redirect_url"):
+            new["url"] = self._invite_url(f["redirect_url"])
+        out = self.do_create("invitations", new, unique=not ignore)
+        self._applied("create", "invitation", out["id"])
+        return json_response(200, out)
+
+    def w_revoke_invitation(self, parts, body, ver):
+        st = self.store
+        form(body, {})
+        i = st.invs.index_of(parts[1])
+        if not st.invs.live(i):
+            raise not_found(f"No invitation was found with id {parts[1]}.")
+        status = st.invitation(i).get("status")
+        if status == "revoked":
+            raise ApiError(400, "invitation_already_revoked", "Invitation is already revoked.",
+                           "Invitation is already revoked.")
+        if status == "accepted":
+            msg = "Invitation is already accepted, try signing in instead."
+            raise ApiError(400, "invitation_already_accepted", msg, msg)
+        out = self.do_patch("invitations", i, {"status": "revoked"})
+        self._applied("update", "invitation", out["id"])
+        return json_response(200, out)
+
     # -- /__mock -------------------------------------------------------------
     def handle_control(self, method, path, q, body):
         parts = [unquote(p) for p in path.split("/")[2:] if p != ""]
@@ -4016,6 +4903,7 @@ class App:
                 if unknown:
                     raise ControlError(400, f"unknown config keys: {sorted(unknown)}")
                 note_raw(body)
+                self._check_write_config(body)
                 ws = body.get("webhook_secret")
                 if ws is not None:
                     try:
@@ -4028,6 +4916,8 @@ class App:
                     self.config.update(body)
                     if "rate_limit" in body or "rate_limit_window" in body:
                         self.rate_window.clear()
+                    if "write_rate_limits" in body:
+                        self.object_windows.clear()
             elif method != "GET":
                 raise ControlError(405, "use GET or POST")
             with self.meta_lock:
@@ -4079,6 +4969,21 @@ class App:
             if rx:
                 items = [e for e in items if rx.search(e["path"] + ("?" + e["query"] if e["query"] else ""))]
             return items
+        if parts == ["writes"]:
+            if method == "DELETE":
+                with self.meta_lock:
+                    n = len(self.writes)
+                    self.writes.clear()
+                return {"deleted": n}
+            if method != "GET":
+                raise ControlError(405, "use GET or DELETE")
+            rx = re.compile(q["path"][0]) if q.get("path") else None
+            want_m = q["method"][0].upper() if q.get("method") else None
+            want_id = q["id"][0] if q.get("id") else None
+            with self.meta_lock:
+                items = [dict(w) for w in self.writes]
+            return [w for w in items if (rx is None or rx.search(w["path"] or ""))
+                    and (want_m is None or w["method"] == want_m) and (want_id is None or w["id"] == want_id)]
         if parts == ["stats"]:
             if method == "DELETE":
                 with self.meta_lock:
@@ -4122,6 +5027,21 @@ class App:
             finally:
                 self._tls.mute = False
         raise ControlError(404, f"no control endpoint {method} {path}")
+
+    @staticmethod
+    def _check_write_config(body):
+        wl = body.get("write_rate_limits", {})
+        if not isinstance(wl, dict):
+            raise ControlError(400, "write_rate_limits must be an object")
+        for k, v in wl.items():
+            if k not in WRITE_RATE_LIMITS:
+                raise ControlError(400, f"unknown write rate limit {k!r} (known: {', '.join(WRITE_RATE_LIMITS)})")
+            if v is not None and not (isinstance(v, dict) and isinstance(v.get("limit"), int)
+                                      and isinstance(v.get("window", 10), (int, float)) and v.get("window", 10) > 0):
+                raise ControlError(400, f"write_rate_limits[{k!r}] must be null or {{limit, window}}")
+        mb = body.get("metadata_max_bytes", 0)
+        if not isinstance(mb, int) or isinstance(mb, bool) or mb < 0:
+            raise ControlError(400, "metadata_max_bytes must be an integer >= 0")
 
     def control_subscriptions(self, method, parts, body):
         """GET /__mock/billing_subscriptions: every subscription (the live items
@@ -4177,7 +5097,7 @@ class App:
             "billing_statements": st.stmt, "billing_payment_attempts": st.payatt, "waitlist_entries": st.wait,
         }[name](idx)
 
-    def do_create(self, name, body):
+    def do_create(self, name, body, **opts):
         st = self.store
         st.cascade_log = []
         if name == "users":
@@ -4185,7 +5105,7 @@ class App:
             self.emit_for("user.created", st.users.index_of(obj["id"]))
             return obj
         if name == "organizations":
-            obj = st.create_org(body)
+            obj = st.create_org(body, **opts)
             self.emit_for("organization.created", st.orgs.index_of(obj["id"]))
             return obj
         if name == "organization_memberships":
@@ -4198,7 +5118,7 @@ class App:
                   "billing_plans": st.create_plan, "billing_prices": st.create_price,
                   "billing_subscription_items": st.create_bitem, "billing_statements": st.create_stmt,
                   "billing_payment_attempts": st.create_payatt, "waitlist_entries": st.create_wait}[name]
-        idx = create(body)
+        idx = create(body, **opts)
         if name == "billing_subscription_items":
             # Clerk has no subscriptionItem.created: a new item sends the event of its status
             self.emit_for("subscriptionItem." + ITEM_STATUS_EVENT.get(st.own(st.bitems, idx).get("status"),
@@ -4209,11 +5129,11 @@ class App:
             self.emit_for(CREATED_EVENT[name], idx)
         return self.view(name, idx)
 
-    def do_patch(self, name, idx, body):
+    def do_patch(self, name, idx, body, replace=False):
         st = self.store
         kind = self.kind_of(name)
         if name in ("users", "organizations", "organization_memberships"):
-            out = st.patch(kind, idx, body)
+            out = st.patch(kind, idx, body, replace=replace)
             self.emit_for({"users": "user.updated", "organizations": "organization.updated",
                            "organization_memberships": "organizationMembership.updated"}[name], idx)
             return out
@@ -4221,7 +5141,7 @@ class App:
         accept_user = body.pop("user_id", None) if name == "organization_invitations" else None
         make_member = body.pop("create_membership", True) if name == "organization_invitations" else True
         before = st.own(kind, idx).get("status")
-        st.patch_more(kind, idx, body)
+        st.patch_more(kind, idx, body, replace=replace)
         after = st.own(kind, idx).get("status")
         if name == "organization_invitations" and after != before:
             if after == "accepted":
@@ -4503,9 +5423,11 @@ def path_prefix(path):
     out = []
     for i, p in enumerate(parts):
         if i == 3 and len(parts) > 3 and parts[2] in ("users", "organizations", "sessions", "organization_roles",
-                                                     "organization_permissions") and p != "count":
+                                                     "organization_permissions", "invitations") and p != "count":
             out.append("{id}")
         elif i == 4 and parts[2:4] == ["billing", "statements"]:
+            out.append("{id}")
+        elif i == 5 and parts[2] == "organizations" and parts[4] in ("memberships", "invitations"):
             out.append("{id}")
         else:
             out.append(p)
@@ -4567,14 +5489,17 @@ class Handler(BaseHTTPRequestHandler):
             return
         app.begin()
         started = time.time()
-        status, fault = 0, None
+        status, fault, answered, withheld = 0, None, False, None
         headers = {k: (("sha256:" + hashlib.sha256(v.encode("utf-8", "surrogateescape")).hexdigest())
                        if k.lower() in ("authorization", "proxy-authorization") else v)
                    for k, v in self.headers.items()}
+        body_sha = hashlib.sha256(raw).hexdigest() if raw else None
+        app._tls.req = {"method": method, "path": path, "body_sha256": body_sha, "route": None}
+        app._tls.applied = []
         try:
             target = path + ("?" + query if query else "")
-            app.run_triggers(target)
-            extra_ms, f = app.pick_faults(target)
+            app.run_triggers(target, method)
+            extra_ms, f = app.pick_faults(target, method)
             if extra_ms:
                 time.sleep(extra_ms / 1000)
             if f is not None:
@@ -4586,15 +5511,48 @@ class Handler(BaseHTTPRequestHandler):
             cfg_ms = int(app.config.get("latency_ms") or 0)
             if cfg_ms > 0:
                 time.sleep(cfg_ms / 1000)
-            resp = self.serve_api(app, method, path, query)
+            resp = self.serve_api(app, method, path, query, raw)
             status = resp.status
-            self.send(resp, truncate=(fault == "truncated"))
+            if fault == "lost_after_apply":
+                withheld, status = status, 0
+                self.lose(app, f, resp)
+            else:
+                self.send(resp, truncate=(fault == "truncated"))
+                answered = fault != "truncated"
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            app.finish(method, path, query, status, headers, started, fault)
+            writes = app._tls.applied
+            app._tls.applied = None
+            extra = {}
+            if body_sha:
+                extra["body_sha256"] = body_sha
+            if method != "GET":
+                extra["applied"] = bool(writes)
+                if writes:
+                    extra["object_id"] = writes[0]["id"]
+            if withheld is not None:
+                extra.update(answered=False, withheld_status=withheld)
+            elif status and not answered:
+                extra["answered"] = False
+            app.finish(method, path, query, status, headers, started, fault, extra, writes, answered)
 
-    def serve_api(self, app, method, path, query):
+    def lose(self, app, f, resp):
+        """lost_after_apply: the request has been carried out (a write is
+        applied); its answer is not sent.  "truncate": true sends half of it;
+        "hang": true or N seconds keeps the connection open and silent first;
+        "reset": true closes with a TCP RST."""
+        if f.get("truncate"):
+            self.send(resp, truncate=True)
+            return
+        if f.get("hang"):
+            secs = HANG_MAX_SECONDS if f["hang"] is True else float(f["hang"])
+            self.hang(min(secs, HANG_MAX_SECONDS), app)
+        if f.get("reset"):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+
+    def serve_api(self, app, method, path, query, raw=b""):
         try:
             q = parse_qs(query, keep_blank_values=True)
             wait = app.rate_check()
@@ -4602,7 +5560,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(429, "too_many_requests", "Too many requests", "Too many requests, retry later",
                                {"resets_in": wait}, {"Retry-After": wait})
             if path == "/v1" or path.startswith("/v1/"):
-                return app.handle_v1(method, path, q, self.headers)
+                return app.handle_v1(method, path, q, self.headers, raw)
             raise not_found("The requested resource was not found.")
         except ApiError as e:
             resp = error_response(e)
@@ -4617,7 +5575,7 @@ class Handler(BaseHTTPRequestHandler):
         """Carry out fault f.  Returns the status to log, or None when the
         request should be served normally (truncated: served, then cut)."""
         kind = f["kind"]
-        if kind == "truncated":
+        if kind in ("truncated", "lost_after_apply"):
             return None
         if kind == "drop":
             if f.get("reset"):
