@@ -232,6 +232,15 @@ my @mock_users = map { $_->{id} } @{ $mock->get('/users?limit=500')->{json} };
 is(qdb('upgraded', 'SELECT count(*) FROM clerk.users WHERE deleted_at IS NULL AND id = ANY (ARRAY['
                    . join(',', map { sql_literal($_) } @mock_users) . '])'),
    scalar(@mock_users), 'and stores every user of the mock');
+my @mock_items = map { $_->{id} } @{ $mock->get('/billing/subscription_items?paginated=true&include_free=true&limit=500')->{json}{data} };
+ok(@mock_items > 0, 'the mock has Clerk Billing');
+is(qdb('upgraded', 'SELECT count(*) FROM clerk.billing_subscription_items WHERE deleted_at IS NULL AND id = ANY (ARRAY['
+                   . join(',', map { sql_literal($_) } @mock_items) . '])'),
+   scalar(@mock_items), 'and its subscription items, in the tables the update made');
+is(qdb('upgraded', webhook('waitlistEntry.created', { object => 'waitlistEntry', id => 'wle_upgraded', email_address => 'up@example.com',
+                                                      status => 'pending', created_at => 1, updated_at => 1 })),
+   'waitlistEntry.created', 'a billing-era event works after the update');
+is(qdb('upgraded', q{SELECT status FROM clerk.waitlist_entries WHERE id = 'wle_upgraded'}), 'pending', 'and writes its row');
 my $u = qdb('upgraded', 'SELECT id FROM clerk.users WHERE deleted_at IS NULL ORDER BY id LIMIT 1');
 is(qdb('upgraded', webhook('user.updated', { id => $u, object => 'user', first_name => 'Upgraded',
                                                  created_at => 1, updated_at => 4102444800000 })),
