@@ -99,36 +99,6 @@ CREATE VIEW clerk.sync_progress AS
 COMMENT ON FUNCTION @extschema@.clerk_sync_progress() IS 'The running sync of this database, read from shared memory; clerk.sync_progress shows it';
 COMMENT ON VIEW clerk.sync_progress IS 'The running sync of this database, from shared memory (like pg_stat_progress_*), with its worker''s pid and wait event';
 
--- clerk_status() also shows the library's and the installed SQL's versions
-CREATE OR REPLACE FUNCTION @extschema@.clerk_status()
-RETURNS jsonb
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = ''
-AS $$
-    SELECT pg_catalog.jsonb_build_object(
-        'running', (SELECT pg_catalog.to_jsonb(p) FROM clerk.sync_progress p LIMIT 1),
-        'last_run', (SELECT pg_catalog.to_jsonb(r) FROM clerk.sync_runs r ORDER BY id DESC LIMIT 1),
-        'last_successful_run', (SELECT pg_catalog.to_jsonb(r) FROM clerk.sync_runs r
-                                 WHERE status = 'succeeded' AND NOT dry_run ORDER BY id DESC LIMIT 1),
-        'rows', pg_catalog.jsonb_build_object(
-            'users', (SELECT count(*) FROM clerk.users WHERE deleted_at IS NULL),
-            'organizations', (SELECT count(*) FROM clerk.organizations WHERE deleted_at IS NULL),
-            'memberships', (SELECT count(*) FROM clerk.organization_members WHERE deleted_at IS NULL)),
-        'version', pg_catalog.jsonb_build_object(
-            'library', @extschema@.clerk_library_version(),
-            'extension', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'clerk_sync')),
-        'config', pg_catalog.jsonb_build_object(
-            'api_url', pg_catalog.current_setting('clerk_sync.api_url'),
-            'page_size', pg_catalog.current_setting('clerk_sync.page_size')::int,
-            'rate_limit', pg_catalog.current_setting('clerk_sync.rate_limit')::int,
-            'concurrency', pg_catalog.current_setting('clerk_sync.concurrency')::int,
-            'request_timeout', pg_catalog.current_setting('clerk_sync.request_timeout'),
-            'max_retries', pg_catalog.current_setting('clerk_sync.max_retries')::int,
-            'max_delete_fraction', pg_catalog.current_setting('clerk_sync.max_delete_fraction')::float8,
-            'log_retention', pg_catalog.current_setting('clerk_sync.log_retention'),
-            'secret_key_configured', @extschema@.clerk_secret_key_configured()))
-$$;
-
 -- ---- the mapping: identity columns hold verified identities only ---------
 -- primary_email, email_addresses and primary_phone are what applications
 -- match people by; an address or number a user added but never verified
@@ -1111,6 +1081,170 @@ RETURNS text
 LANGUAGE C STRICT STABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'clerk_rls_org_role_in';
 COMMENT ON FUNCTION clerk.org_role_in(text) IS 'The token''s user''s role in the organization, from their live synced membership; NULL without one';
+
+-- ---- writing to Clerk: changes queued in a transaction, sent after commit ---
+-- A change is a row of clerk.changes, inserted by one of the functions below
+-- in the caller's transaction: if it rolls back, there is nothing to send.
+-- The write-back worker sends each committed change once, in id order per
+-- object (object_key), and writes Clerk's answer through the one write path.
+CREATE TABLE clerk.changes (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queued_by       name NOT NULL,
+    queued_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    operation       text NOT NULL,
+    object_type     text NOT NULL,
+    object_id       text,
+    organization_id text,
+    object_key      text NOT NULL,
+    arguments       jsonb NOT NULL,
+    status          text NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'sent', 'failed', 'canceled')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_attempt_at timestamptz,
+    in_doubt        boolean NOT NULL DEFAULT false,
+    finished_at     timestamptz,
+    http_status     integer,
+    error_code      text,
+    error_message   text,
+    result_id       text
+);
+CREATE INDEX changes_pending ON clerk.changes (object_key, id) WHERE status = 'pending';
+CREATE INDEX changes_due ON clerk.changes (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX changes_finished ON clerk.changes (finished_at) WHERE status <> 'pending';
+COMMENT ON TABLE clerk.changes IS 'Changes to Clerk queued from SQL (clerk.update_user(), ...): sent by the write-back worker after their transaction commits, in order per object';
+COMMENT ON COLUMN clerk.changes.object_key IS 'Changes with the same key are sent one at a time, in id order (the order their transactions committed in)';
+COMMENT ON COLUMN clerk.changes.in_doubt IS 'The last attempt was sent and its answer lost: Clerk may have applied it (a create is looked up before it is sent again)';
+SELECT pg_catalog.pg_extension_config_dump('clerk.changes', '');
+
+-- Clerk's metadata merge (PATCH .../metadata): objects merge recursively, a
+-- key set to null is removed, anything else replaces.
+CREATE FUNCTION clerk.metadata_merge(stored jsonb, patch jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN patch IS NULL THEN stored
+        WHEN pg_catalog.jsonb_typeof(patch) OPERATOR(pg_catalog.<>) 'object' THEN patch
+        ELSE (SELECT COALESCE(pg_catalog.jsonb_object_agg(m.key, m.value), '{}'::jsonb)
+                FROM (SELECT COALESCE(p.key, s.key) AS key,
+                             CASE WHEN p.key IS NULL THEN s.value
+                                  ELSE clerk.metadata_merge(
+                                           CASE WHEN pg_catalog.jsonb_typeof(s.value) OPERATOR(pg_catalog.=) 'object'
+                                                THEN s.value END, p.value) END AS value
+                        FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(stored) OPERATOR(pg_catalog.=) 'object'
+                                                        THEN stored ELSE '{}'::jsonb END) s
+                        FULL JOIN pg_catalog.jsonb_each(patch) p ON p.key OPERATOR(pg_catalog.=) s.key
+                       WHERE p.key IS NULL
+                          OR pg_catalog.jsonb_typeof(p.value) OPERATOR(pg_catalog.<>) 'null') m)
+    END
+$$;
+COMMENT ON FUNCTION clerk.metadata_merge(jsonb, jsonb) IS 'Clerk''s metadata merge: objects merge recursively, a key set to null is removed, anything else replaces';
+
+CREATE FUNCTION clerk.update_user(user_id text, first_name text DEFAULT NULL, last_name text DEFAULT NULL,
+                                  username text DEFAULT NULL, external_id text DEFAULT NULL, locale text DEFAULT NULL)
+RETURNS bigint LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_update_user';
+COMMENT ON FUNCTION clerk.update_user(text, text, text, text, text, text) IS 'Queue PATCH /users/{id} (the fields given; '''' removes a username or external id), sent after commit; returns the change''s id';
+CREATE FUNCTION clerk.merge_user_metadata(user_id text, public jsonb DEFAULT NULL, private jsonb DEFAULT NULL, unsafe jsonb DEFAULT NULL)
+RETURNS bigint LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_merge_user_metadata';
+COMMENT ON FUNCTION clerk.merge_user_metadata(text, jsonb, jsonb, jsonb) IS 'Queue PATCH /users/{id}/metadata (deep merge; null removes a key), sent after commit; returns the change''s id';
+CREATE FUNCTION clerk.ban_user(user_id text) RETURNS bigint LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_ban_user';
+CREATE FUNCTION clerk.unban_user(user_id text) RETURNS bigint LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_unban_user';
+CREATE FUNCTION clerk.lock_user(user_id text) RETURNS bigint LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_lock_user';
+CREATE FUNCTION clerk.unlock_user(user_id text) RETURNS bigint LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_unlock_user';
+CREATE FUNCTION clerk.delete_user(user_id text) RETURNS bigint LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_delete_user';
+COMMENT ON FUNCTION clerk.ban_user(text) IS 'Queue POST /users/{id}/ban, sent after commit; returns the change''s id';
+COMMENT ON FUNCTION clerk.unban_user(text) IS 'Queue POST /users/{id}/unban, sent after commit; returns the change''s id';
+COMMENT ON FUNCTION clerk.lock_user(text) IS 'Queue POST /users/{id}/lock, sent after commit; returns the change''s id';
+COMMENT ON FUNCTION clerk.unlock_user(text) IS 'Queue POST /users/{id}/unlock, sent after commit; returns the change''s id';
+COMMENT ON FUNCTION clerk.delete_user(text) IS 'Queue DELETE /users/{id}, sent after commit; returns the change''s id';
+
+CREATE FUNCTION clerk.create_organization(name text, slug text DEFAULT NULL, created_by text DEFAULT NULL,
+                                          public jsonb DEFAULT NULL, private jsonb DEFAULT NULL,
+                                          max_allowed_memberships integer DEFAULT NULL)
+RETURNS bigint LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_create_organization';
+COMMENT ON FUNCTION clerk.create_organization(text, text, text, jsonb, jsonb, integer) IS 'Queue POST /organizations (the slug made from the name when not given), sent after commit; returns the change''s id';
+CREATE FUNCTION clerk.update_organization(organization_id text, name text DEFAULT NULL, slug text DEFAULT NULL,
+                                          max_allowed_memberships integer DEFAULT NULL)
+RETURNS bigint LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_update_organization';
+COMMENT ON FUNCTION clerk.update_organization(text, text, text, integer) IS 'Queue PATCH /organizations/{id}, sent after commit; returns the change''s id';
+CREATE FUNCTION clerk.merge_organization_metadata(organization_id text, public jsonb DEFAULT NULL, private jsonb DEFAULT NULL)
+RETURNS bigint LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_merge_organization_metadata';
+COMMENT ON FUNCTION clerk.merge_organization_metadata(text, jsonb, jsonb) IS 'Queue PATCH /organizations/{id}/metadata (deep merge; null removes a key), sent after commit; returns the change''s id';
+CREATE FUNCTION clerk.delete_organization(organization_id text) RETURNS bigint LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_delete_organization';
+COMMENT ON FUNCTION clerk.delete_organization(text) IS 'Queue DELETE /organizations/{id}, sent after commit; returns the change''s id';
+
+CREATE FUNCTION clerk.add_organization_member(organization_id text, user_id text, role text)
+RETURNS bigint LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_add_organization_member';
+COMMENT ON FUNCTION clerk.add_organization_member(text, text, text) IS 'Queue POST /organizations/{id}/memberships (a user with a role), sent after commit; returns the change''s id';
+CREATE FUNCTION clerk.set_organization_member_role(organization_id text, user_id text, role text)
+RETURNS bigint LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_set_organization_member_role';
+COMMENT ON FUNCTION clerk.set_organization_member_role(text, text, text) IS 'Queue PATCH /organizations/{id}/memberships/{user_id} (the role), sent after commit; returns the change''s id';
+CREATE FUNCTION clerk.remove_organization_member(organization_id text, user_id text)
+RETURNS bigint LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_remove_organization_member';
+COMMENT ON FUNCTION clerk.remove_organization_member(text, text) IS 'Queue DELETE /organizations/{id}/memberships/{user_id}, sent after commit; returns the change''s id';
+
+CREATE FUNCTION clerk.invite_to_organization(organization_id text, email_address text, role text,
+                                             inviter_user_id text DEFAULT NULL, redirect_url text DEFAULT NULL,
+                                             public jsonb DEFAULT NULL, expires_in_days integer DEFAULT NULL)
+RETURNS bigint LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_invite_to_organization';
+COMMENT ON FUNCTION clerk.invite_to_organization(text, text, text, text, text, jsonb, integer) IS 'Queue POST /organizations/{id}/invitations, sent after commit; returns the change''s id';
+CREATE FUNCTION clerk.revoke_organization_invitation(organization_id text, invitation_id text, requesting_user_id text DEFAULT NULL)
+RETURNS bigint LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_revoke_organization_invitation';
+COMMENT ON FUNCTION clerk.revoke_organization_invitation(text, text, text) IS 'Queue POST /organizations/{id}/invitations/{invitation_id}/revoke, sent after commit; returns the change''s id';
+CREATE FUNCTION clerk.create_invitation(email_address text, public jsonb DEFAULT NULL, redirect_url text DEFAULT NULL,
+                                        notify boolean DEFAULT NULL, expires_in_days integer DEFAULT NULL)
+RETURNS bigint LANGUAGE C VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_create_invitation';
+COMMENT ON FUNCTION clerk.create_invitation(text, jsonb, text, boolean, integer) IS 'Queue POST /invitations (an invitation to the instance), sent after commit; returns the change''s id';
+CREATE FUNCTION clerk.revoke_invitation(invitation_id text) RETURNS bigint LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_revoke_invitation';
+COMMENT ON FUNCTION clerk.revoke_invitation(text) IS 'Queue POST /invitations/{id}/revoke, sent after commit; returns the change''s id';
+
+CREATE FUNCTION clerk.wait_for_change(change_id bigint, timeout interval DEFAULT '30 seconds')
+RETURNS text LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_wait';
+COMMENT ON FUNCTION clerk.wait_for_change(bigint, interval) IS 'Wait until a committed change is sent, failed or canceled, or the timeout passes; returns its status';
+CREATE FUNCTION clerk.cancel_change(change_id bigint) RETURNS boolean LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_cancel';
+COMMENT ON FUNCTION clerk.cancel_change(bigint) IS 'Cancel a pending change; false if it is no longer pending (one being sent may still reach Clerk: its row then says sent)';
+CREATE FUNCTION clerk.retry_change(change_id bigint) RETURNS boolean LANGUAGE C STRICT VOLATILE AS 'MODULE_PATHNAME', 'clerk_change_retry';
+COMMENT ON FUNCTION clerk.retry_change(bigint) IS 'Queue a failed change again, after commit; false if it has not failed';
+
+-- clerk_status() shows the library's and the installed SQL's versions, and
+-- counts the changes to Clerk
+CREATE OR REPLACE FUNCTION @extschema@.clerk_status()
+RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = ''
+AS $$
+    SELECT pg_catalog.jsonb_build_object(
+        'running', (SELECT pg_catalog.to_jsonb(p) FROM clerk.sync_progress p LIMIT 1),
+        'last_run', (SELECT pg_catalog.to_jsonb(r) FROM clerk.sync_runs r ORDER BY id DESC LIMIT 1),
+        'last_successful_run', (SELECT pg_catalog.to_jsonb(r) FROM clerk.sync_runs r
+                                 WHERE status OPERATOR(pg_catalog.=) 'succeeded' AND NOT dry_run ORDER BY id DESC LIMIT 1),
+        'rows', pg_catalog.jsonb_build_object(
+            'users', (SELECT pg_catalog.count(*) FROM clerk.users WHERE deleted_at IS NULL),
+            'organizations', (SELECT pg_catalog.count(*) FROM clerk.organizations WHERE deleted_at IS NULL),
+            'memberships', (SELECT pg_catalog.count(*) FROM clerk.organization_members WHERE deleted_at IS NULL)),
+        'changes', (SELECT pg_catalog.jsonb_build_object(
+                        'pending', pg_catalog.count(*) FILTER (WHERE status OPERATOR(pg_catalog.=) 'pending'),
+                        'sent', pg_catalog.count(*) FILTER (WHERE status OPERATOR(pg_catalog.=) 'sent'),
+                        'failed', pg_catalog.count(*) FILTER (WHERE status OPERATOR(pg_catalog.=) 'failed'),
+                        'canceled', pg_catalog.count(*) FILTER (WHERE status OPERATOR(pg_catalog.=) 'canceled'),
+                        'oldest_pending', pg_catalog.min(queued_at) FILTER (WHERE status OPERATOR(pg_catalog.=) 'pending'))
+                      FROM clerk.changes),
+        'version', pg_catalog.jsonb_build_object(
+            'library', @extschema@.clerk_library_version(),
+            'extension', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'clerk_sync')),
+        'config', pg_catalog.jsonb_build_object(
+            'api_url', pg_catalog.current_setting('clerk_sync.api_url'),
+            'page_size', pg_catalog.current_setting('clerk_sync.page_size')::int,
+            'rate_limit', pg_catalog.current_setting('clerk_sync.rate_limit')::int,
+            'concurrency', pg_catalog.current_setting('clerk_sync.concurrency')::int,
+            'request_timeout', pg_catalog.current_setting('clerk_sync.request_timeout'),
+            'max_retries', pg_catalog.current_setting('clerk_sync.max_retries')::int,
+            'max_delete_fraction', pg_catalog.current_setting('clerk_sync.max_delete_fraction')::float8,
+            'log_retention', pg_catalog.current_setting('clerk_sync.log_retention'),
+            'secret_key_configured', @extschema@.clerk_secret_key_configured()))
+$$;
 
 -- ---- privileges -----------------------------------------------------------
 -- Every object of the extension gets an owner-only ACL, whatever ALTER

@@ -15,6 +15,9 @@
 #include "utils/guc.h"
 
 #include "base/settings.h"
+#include "clerk/rate_budget.h"
+#include "changes/sender_slot.h"
+#include "runs/change_workers.h"
 #include "runs/ddl.h"
 #include "sync/run_slot.h"
 #include "vault/keyring.h"
@@ -54,6 +57,9 @@ _PG_init(void)
 	if (clerk_sync_preloaded)
 	{
 		clerk_run_slots_init();
+		clerk_rate_budget_init();
+		clerk_sender_slots_init();
+		clerk_change_workers_init();
 		clerk_ddl_init();
 	}
 }

@@ -1,7 +1,7 @@
 # The source tree's architecture, checked: src/ has one folder per
 # subsystem, and includes run one way, down the data flow (doc/architecture.md):
 #
-#   clerk_sync.c (the module entry) > runs > webhooks, rls > sync > vault
+#   clerk_sync.c (the module entry) > runs > webhooks, rls, changes > sync > vault
 #     > store > clerk (the API client) > base
 #
 # A file may include headers of its own folder and of folders below it,
@@ -17,7 +17,7 @@ use Test::More;
 
 my $root = dirname(__FILE__) . '/..';
 my %rank = (base => 1, clerk => 2, store => 3, vault => 4, sync => 5,
-            webhooks => 6, rls => 6, runs => 7, '' => 8);
+            webhooks => 6, rls => 6, changes => 6, runs => 7, '' => 8);
 
 my @files = (sort(glob("$root/src/*/*.c"), glob("$root/src/*/*.h")), "$root/clerk_sync.c");
 ok(@files > 30, 'the tree has its files');

@@ -21,6 +21,15 @@
 #define CLERK_MY_LXID (MyProc->lxid)
 #endif
 
+/* 17 numbers the PGPROCs by MyProcNumber; before, PGPROC.pgprocno said it */
+#if PG_VERSION_NUM >= 170000
+#define CLERK_MY_PROCNO ((int) MyProcNumber)
+#else
+#define CLERK_MY_PROCNO (MyProc->pgprocno)
+#endif
+/* the latch of the process with that number (an index, never a pointer, is what is shared) */
+#define CLERK_PROC_LATCH(procno) (&ProcGlobal->allProcs[(procno)].procLatch)
+
 /*
  * Whether role owns the object of catalog classid (16 made one function of
  * the per-catalog ones; clerk_sync asks about databases, extensions and

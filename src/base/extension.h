@@ -26,6 +26,7 @@
 #define CLERK_SQL_FOR_VAULT		CLERK_SQL_1_1	/* credentials and stored secrets, as the writer */
 #define CLERK_SQL_FOR_WEBHOOKS	CLERK_SQL_1_1	/* clerk_handle_webhook */
 #define CLERK_SQL_FOR_RLS		CLERK_SQL_1_1	/* clerk.is_member(), clerk.org_role_in() */
+#define CLERK_SQL_FOR_CHANGES	CLERK_SQL_1_1	/* clerk.changes and the write-back */
 
 /* The role the clerk tables are written as (a NOLOGIN role without rights elsewhere). */
 #define CLERK_WRITER_ROLE "clerk_sync_writer"

@@ -26,6 +26,7 @@ int			clerk_sync_retry_backoff = 500;
 int			clerk_sync_rate_limit = 100;
 int			clerk_sync_concurrency = 4;
 int			clerk_sync_log_retention = 30 * 24 * 60;
+int			clerk_sync_change_retention = 30 * 24 * 60;
 int			clerk_sync_credential_audit_retention = 0;
 int			clerk_sync_session_retention = 90 * 24 * 60;
 int			clerk_sync_worker_start_timeout = 10000;
@@ -329,6 +330,14 @@ clerk_settings_init(void)
 							"How long sync runs and their audit log rows are kept.",
 							"Older rows are pruned when a run starts (audit rows of credentials and secrets have their own setting). 0 keeps them forever.",
 							&clerk_sync_log_retention,
+							30 * 24 * 60, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("clerk_sync.change_retention",
+							"How long finished changes to Clerk (sent, failed or canceled) are kept in clerk.changes.",
+							"Older ones are pruned by the write-back worker. 0 keeps them forever; pending changes are never pruned.",
+							&clerk_sync_change_retention,
 							30 * 24 * 60, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_MIN,
 							NULL, NULL, NULL);

@@ -17,6 +17,7 @@ extern int	clerk_sync_retry_backoff;
 extern int	clerk_sync_rate_limit;
 extern int	clerk_sync_concurrency;
 extern int	clerk_sync_log_retention;
+extern int	clerk_sync_change_retention;
 extern int	clerk_sync_session_retention;
 extern int	clerk_sync_credential_audit_retention;
 extern int	clerk_sync_worker_start_timeout;

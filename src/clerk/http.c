@@ -28,6 +28,7 @@
 
 #include "base/base.h"
 #include "clerk/http.h"
+#include "clerk/rate_budget.h"
 
 /* the largest answer body accepted, a guard against a runaway server */
 #define CLERK_HTTP_MAX_BODY (256 * 1024 * 1024)
@@ -122,6 +123,8 @@ typedef struct HttpRequest
 	bool		running;
 	bool		done;
 	bool		varying;		/* its latency depends on what it asks for */
+	const char *method;			/* NULL for GET; else a write (see clerk_http_submit_write) */
+	char	   *body;			/* a write's JSON body, or NULL */
 	uint64		seq;			/* submission order */
 	TimestampTz sent_at;		/* when the current attempt was handed to curl */
 	ClerkHttpResult result;		/* once done */
@@ -288,6 +291,7 @@ clerk_http_create(MemoryContext mcxt, const ClerkHttpConfig *config)
 	PG_END_TRY();
 	pfree(auth);
 	add_header(client, "Accept: application/json");
+	add_header(client, "Content-Type: application/json");
 	add_header(client, "Clerk-API-Version: " CLERK_API_VERSION);
 
 	for (i = 0; i < client->concurrency; i++)
@@ -388,6 +392,11 @@ start_request(ClerkHttpClient *client, HttpSlot *slot, int index,
 {
 	char	   *url = psprintf("%s%s", client->base_url, req->path);
 
+	/* a reused handle forgets the last request's method and body first */
+	curl_easy_setopt(slot->easy, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(slot->easy, CURLOPT_CUSTOMREQUEST, req->method);
+	if (req->method != NULL && (req->body != NULL || strcmp(req->method, "DELETE") != 0))
+		curl_easy_setopt(slot->easy, CURLOPT_COPYPOSTFIELDS, req->body ? req->body : "{}");
 	slot->request = index;
 	slot->len = 0;
 	slot->overflow = false;
@@ -535,6 +544,7 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 	res->sqlerrcode = 0;
 	res->body = NULL;
 	res->len = 0;
+	res->retry_after_ms = 0;
 
 	if (rc == CURLE_OK && status != 429)
 		window_answer(client, res->latency_ms, req->varying, now);
@@ -572,18 +582,20 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 			backoff_ms(client, req->attempts_429 + 1);
 		/* every request waits: the limit is the instance's, not this request's */
 		client->pause_until = Max(client->pause_until, now + wait_ms);
+		res->retry_after_ms = wait_ms;
 		set_error(client, res, CLERK_ERRCODE_API_ERROR,
 				  "request %s was still rate limited (HTTP %ld) after many retries",
 				  req->path, status);
-		/* without retries (clerk_test_connection), a 429 is the answer */
-		if (client->max_retries > 0 && ++req->attempts_429 <= CLERK_HTTP_MAX_429)
+		/* without retries (clerk_test_connection, a write), a 429 is the answer */
+		if (client->max_retries > 0 && req->method == NULL &&
+			++req->attempts_429 <= CLERK_HTTP_MAX_429)
 		{
 			client->stats.retries++;
 			req->ready_at = client->pause_until;
 			return;
 		}
 	}
-	else if (status == 401 || status == 403)
+	else if (status == 401 || (status == 403 && req->method == NULL))
 	{
 		set_error(client, res, CLERK_ERRCODE_KEY_REJECTED,
 				  "Clerk rejected the secret key (%s answered HTTP %ld)", req->path, status);
@@ -596,7 +608,8 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 		delay = backoff_ms(client, req->attempts + 1);
 	}
 
-	if (retry && req->attempts < client->max_retries)
+	/* a write is never sent again here: its sender knows whether that is safe */
+	if (retry && req->method == NULL && req->attempts < client->max_retries)
 	{
 		req->attempts++;
 		client->stats.retries++;
@@ -628,6 +641,18 @@ clerk_http_submit_varying(ClerkHttpClient *client, const char *path)
 	int			id = clerk_http_submit(client, path);
 
 	client->reqs[id].varying = true;
+	return id;
+}
+
+int
+clerk_http_submit_write(ClerkHttpClient *client, const char *method, const char *path,
+						const char *body)
+{
+	int			id = clerk_http_submit(client, path);
+
+	client->reqs[id].method = method;
+	if (body != NULL)
+		client->reqs[id].body = MemoryContextStrdup(client->req_cxt, body);
 	return id;
 }
 
@@ -669,6 +694,7 @@ http_step(ClerkHttpClient *client, int *running)
 	int64		now = now_ms();
 	int64		wake = PG_INT64_MAX;
 	int			nrunning = 0;
+	int64		shared_at;
 	int			still;
 	int			i;
 	CURLMsg    *msg;
@@ -705,6 +731,14 @@ http_step(ClerkHttpClient *client, int *running)
 		{
 			client->stats.rate_limit_waits++;
 			wake = Min(wake, rate_permit_at(client));
+			break;
+		}
+		/* and under the budget this database's other processes share */
+		shared_at = clerk_rate_budget_take(client->rate_limit, now);
+		if (shared_at > now)
+		{
+			client->stats.rate_limit_waits++;
+			wake = Min(wake, shared_at);
 			break;
 		}
 		for (s = 0; client->slots[s].request >= 0; s++)
@@ -823,6 +857,8 @@ clerk_http_release(ClerkHttpClient *client, int id)
 	if (req->result.error)
 		pfree(req->result.error);
 	pfree(req->path);
+	if (req->body)
+		pfree(req->body);
 	memset(req, 0, sizeof(HttpRequest));
 	/* nothing left: start the answers' memory afresh */
 	for (i = 0; i < client->nreqs; i++)
@@ -830,66 +866,4 @@ clerk_http_release(ClerkHttpClient *client, int id)
 			return;
 	client->nreqs = 0;
 	MemoryContextReset(client->req_cxt);
-}
-
-void
-clerk_http_get_many(ClerkHttpClient *client, int n, char **paths,
-					ClerkHttpResult *results)
-{
-	int		   *ids = palloc(sizeof(int) * n);
-	int			i;
-
-	for (i = 0; i < n; i++)
-		ids[i] = clerk_http_submit(client, paths[i]);
-	for (i = 0; i < n; i++)
-	{
-		ClerkHttpResult r;
-
-		clerk_http_wait(client, ids[i], &r);
-		/* copy out, so the answer outlives the request */
-		results[i] = r;
-		results[i].body = r.body ? pstrdup(r.body) : NULL;
-		results[i].error = r.error ? pstrdup(r.error) : NULL;
-	}
-	for (i = 0; i < n; i++)
-		clerk_http_release(client, ids[i]);
-	pfree(ids);
-}
-
-void
-clerk_http_get(ClerkHttpClient *client, const char *path, ClerkHttpResult *result)
-{
-	char	   *p = unconstify(char *, path);
-
-	clerk_http_get_many(client, 1, &p, result);
-}
-
-void
-clerk_http_check(const ClerkHttpResult *result, const char *what)
-{
-	if (result->error != NULL)
-	{
-		if (result->sqlerrcode == CLERK_ERRCODE_KEY_REJECTED)
-			ereport(ERROR,
-					(errcode(result->sqlerrcode),
-					 errmsg("%s", result->error),
-					 errdetail("The request for %s was refused.", what),
-					 errhint("Check the key stored with clerk_set_secret_key(), the file clerk_sync.secret_key_file names, or CLERK_SECRET_KEY; it must be a valid secret key of this Clerk instance.")));
-		ereport(ERROR,
-				(errcode(result->sqlerrcode),
-				 errmsg("%s", result->error),
-				 errdetail("The request for %s failed after its retries.", what),
-				 errhint("Check clerk_sync.api_url and that the Clerk API is reachable from the database server.")));
-	}
-	if (result->status < 200 || result->status > 299)
-	{
-		/* Clerk's error body names the problem; show its first message */
-		const char *body = result->body ? result->body : "";
-		int			cut = pg_mbcliplen(body, strlen(body), 300);
-
-		ereport(ERROR,
-				(errcode(CLERK_ERRCODE_API_ERROR),
-				 errmsg("Clerk answered the request for %s with HTTP %ld", what, result->status),
-				 errdetail("The answer began: %.*s", cut, body)));
-	}
 }

@@ -52,6 +52,7 @@ typedef struct ClerkHttpResult
 	TimestampTz sent_at;		/* when the last attempt was sent */
 	char	   *error;			/* NULL, or why no usable answer came */
 	int			sqlerrcode;		/* with error: the SQLSTATE by cause */
+	int64		retry_after_ms; /* a 429's wait (Retry-After, or a backoff); else 0 */
 } ClerkHttpResult;
 
 /*
@@ -90,6 +91,18 @@ extern void clerk_http_get_many(ClerkHttpClient *client, int n, char **paths,
  */
 extern int	clerk_http_submit(ClerkHttpClient *client, const char *path);
 extern int	clerk_http_submit_varying(ClerkHttpClient *client, const char *path);
+
+/*
+ * A write: method ("POST", "PATCH", "PUT" or "DELETE") with a JSON body
+ * (NULL: "{}", or none for DELETE), otherwise as clerk_http_submit.  It is
+ * sent once: a failure, a 5xx or a 429 is its result (a 429 still pauses
+ * the client's other requests for result.retry_after_ms), because only
+ * the caller knows whether sending it again could apply it twice.  A 403
+ * is an answer like any 4xx (Clerk's error); a 401 is an error as for a GET.
+ * method must outlive the request (a string literal).
+ */
+extern int	clerk_http_submit_write(ClerkHttpClient *client, const char *method,
+									const char *path, const char *body);
 extern void clerk_http_pump(ClerkHttpClient *client);
 extern void clerk_http_wait(ClerkHttpClient *client, int id, ClerkHttpResult *result);
 extern bool clerk_http_poll(ClerkHttpClient *client, int id, ClerkHttpResult *result);
