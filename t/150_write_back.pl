@@ -29,7 +29,7 @@ my $JSON = JSON::PP->new->utf8->canonical;
 
 my $mock = ClerkMock->new(users => 40, organizations => 4, memberships => 30, seed => 11,
     extra_args => ['--custom-roles', 1]);
-my $node = clerk_node('writes', $mock, webhook_secret => $SECRET,
+my $node = clerk_node('writes', $mock, webhook_secret => $SECRET, init => { allows_streaming => 1 },
     conf => "clerk_sync.retry_backoff = 200\nclerk_sync.concurrency = 8");
 
 is(q1('SELECT status FROM clerk_sync_all()'), 'succeeded', 'a full sync first');
@@ -297,8 +297,113 @@ is(q1("SELECT public_metadata ->> 'seq' FROM clerk.users WHERE id = '$users[3]'"
        0, 'its memberships go with it');
 }
 
+# ---- one rate budget: a 429 storm and a running sync never exceed clerk_sync.rate_limit together ----
+{
+    $node->safe_psql('postgres', q{ALTER SYSTEM SET clerk_sync.rate_limit = 20; SELECT pg_reload_conf()});
+    sleep 0.5;
+    $mock->clear_requests;
+    # three 429s answer the metadata writes first
+    $mock->add_fault(kind => 'status', status => 429, retry_after => 1, path => '/metadata$', method => 'PATCH', count => 3);
+    my $t0 = time;
+    # the sync starts without waiting; the changes go out while it lists
+    my $run = q1('SELECT clerk_sync_all(wait => false)');
+    my $list = q1("SELECT string_agg(clerk.merge_user_metadata(u, public => '{\"budget\":1}')::text, ',') FROM unnest(ARRAY['"
+                  . join("','", @users[14 .. 33]) . "']) u");
+    ok(within(90, "SELECT count(*) = 0 FROM clerk.changes WHERE id IN ($list) AND status = 'pending'"),
+       'twenty changes are sent through a 429 storm, beside a sync');
+    ok(within(90, "SELECT count(*) = 0 FROM clerk.sync_progress"), 'the sync ends');
+    is(q1("SELECT count(*) FROM clerk.changes WHERE id IN ($list) AND status = 'sent'"), 20, 'all of them sent');
+    my @starts = sort { $a <=> $b } map { $_->{time} } @{ $mock->requests };
+    my $most = 0;
+    for my $i (0 .. $#starts) {
+        my $j = $i;
+        $j++ while $j + 1 <= $#starts && $starts[$j + 1] < $starts[$i] + 10;
+        $most = $j - $i + 1 if $j - $i + 1 > $most;
+    }
+    cmp_ok(scalar @starts, '>', 25, 'the sync and the changes made more requests than the budget of one window');
+    cmp_ok($most, '<=', 20, "no 10 s window held more than clerk_sync.rate_limit (20) requests together ($most)");
+    cmp_ok(time - $t0, '>=', 10, 'so they took more than one window');
+    $node->safe_psql('postgres', q{ALTER SYSTEM RESET clerk_sync.rate_limit; SELECT pg_reload_conf()});
+}
+
+# ---- a restart with pending changes resumes them, with no statement run ----
+{
+    $node->safe_psql('postgres', q{ALTER SYSTEM SET clerk_sync.api_url = 'http://127.0.0.1:1/v1'; SELECT pg_reload_conf()});
+    sleep 0.5;
+    my $cid = q1(qq{SELECT clerk.merge_user_metadata('$users[34]', public => '{"after":"restart"}')});
+    ok(within(20, "SELECT attempts >= 1 FROM clerk.changes WHERE id = $cid"), 'a change is tried while Clerk is unreachable');
+    is(q1("SELECT status || ' ' || in_doubt::text FROM clerk.changes WHERE id = $cid"), 'pending true',
+       'and stays pending, in doubt');
+    $node->safe_psql('postgres', q{ALTER SYSTEM RESET clerk_sync.api_url});
+    $node->stop('immediate');
+    $node->start;
+    # nothing but the launcher sends it: only this observation runs after the start
+    ok(within(60, "SELECT status = 'sent' FROM clerk.changes WHERE id = $cid"), 'after a crash and a start it is sent within a minute');
+    is(mock_user($users[34])->{public_metadata}{after}, 'restart', 'Clerk has it');
+}
+
+# ---- privileges ----
+{
+    $node->safe_psql('postgres', q{
+        CREATE ROLE app LOGIN;
+        CREATE ROLE mallory LOGIN;
+        GRANT CREATE ON SCHEMA public TO mallory;});
+    my ($state) = sql_error($node, qq{SET ROLE app; SELECT clerk.ban_user('$users[35]')});
+    is($state, '42501', 'install grants nothing: a role without a grant cannot queue');
+    $node->safe_psql('postgres', q{
+        GRANT USAGE ON SCHEMA clerk TO app;
+        GRANT EXECUTE ON FUNCTION clerk.merge_user_metadata(text, jsonb, jsonb, jsonb), clerk.wait_for_change(bigint, interval) TO app;});
+    my $cid = $node->safe_psql('postgres', qq{SET ROLE app; SELECT clerk.merge_user_metadata('$users[35]', public => '{"by":"app"}')});
+    is(q1("SELECT queued_by FROM clerk.changes WHERE id = $cid"), 'app', 'with the grant it queues, recorded as queued by app');
+    ($state) = sql_error($node, qq{SET ROLE app; SELECT clerk.ban_user('$users[35]')});
+    is($state, '42501', 'the grant of one function allows that one only');
+    ($state) = sql_error($node, q{SET ROLE app; SELECT count(*) FROM clerk.changes});
+    is($state, '42501', 'nor may it read clerk.changes');
+    is($node->safe_psql('postgres', qq{SET ROLE app; SELECT clerk.wait_for_change($cid, '20 s')}), 'sent',
+       'it may wait for its change');
+    # a role that may create objects on the caller's search_path puts an operator there: not used
+    $node->safe_psql('postgres', q{
+        SET ROLE mallory;
+        CREATE FUNCTION public.text_eq_evil(text, text) RETURNS boolean LANGUAGE sql AS
+            $$ SELECT pg_catalog.texteq($1, $2) AND pg_catalog.current_setting('is_superuser') = 'x' $$;
+        CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.text_eq_evil);
+        CREATE FUNCTION public.jsonb_typeof(jsonb) RETURNS text LANGUAGE sql AS $$ SELECT 'evil' $$;});
+    $cid = $node->safe_psql('postgres', qq{SET ROLE app; SET search_path = public, pg_catalog;
+        SELECT clerk.merge_user_metadata('$users[35]', public => '{"nested":{"a":1}}')});
+    like($cid, qr/^\d+$/, "a caller's search_path with another's operators and functions first: still queued");
+    is(wait_change($cid), 'sent', 'and sent');
+    is(q1("SELECT public_metadata -> 'nested' ->> 'a' FROM clerk.users WHERE id = '$users[35]'"), '1',
+       'merged with the built-ins');
+}
+
 # ---- clerk_status() counts the changes ----
 like(q1(q{SELECT clerk_status() -> 'changes' ->> 'sent'}), qr/^[1-9]\d*$/, 'clerk_status() counts the sent changes');
 is(q1(q{SELECT clerk_status() -> 'changes' ->> 'pending'}), '0', 'and the pending ones');
+
+# ---- a standby answers 25006; after a failover the new primary sends what the old one committed ----
+{
+    $node->stop;
+    $node->backup_fs_cold('wb');
+    $node->start;
+    my $standby = PostgreSQL::Test::Cluster->new('wb_standby');
+    $standby->init_from_backup($node, 'wb', has_streaming => 1);
+    $standby->start;
+    my ($state, $msg) = sql_error($standby, qq{SELECT clerk.ban_user('$users[36]')});
+    is($state, '25006', 'a standby refuses to queue (25006)');
+    like($msg, qr/on a standby/, 'saying why');
+    # the old primary cannot reach Clerk: the change is committed, replicated, not sent
+    $node->safe_psql('postgres', q{ALTER SYSTEM SET clerk_sync.api_url = 'http://127.0.0.1:1/v1'; SELECT pg_reload_conf()});
+    sleep 0.5;
+    my $cid = q1(qq{SELECT clerk.merge_user_metadata('$users[36]', public => '{"failover":true}')});
+    $node->wait_for_catchup($standby, 'replay');
+    is($standby->safe_psql('postgres', "SELECT status FROM clerk.changes WHERE id = $cid"), 'pending',
+       'the standby has the pending change');
+    $node->stop('immediate');
+    $standby->promote;
+    ok(within(60, "SELECT status = 'sent' FROM clerk.changes WHERE id = $cid", $standby),
+       'the promoted standby sends it within a minute');
+    is(mock_user($users[36])->{public_metadata}{failover}, JSON::PP::true, 'Clerk has it');
+    $standby->stop;
+}
 
 done_testing();
