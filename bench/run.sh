@@ -415,6 +415,81 @@ SEQ_SPLIT="$(us_s $SEQ_FETCH_US) s fetching, $(us_s $SEQ_SPLIT_US) s splitting, 
 # the extension on the same slice
 sync32 slice SLICE
 
+# ---- writing to Clerk: the write-back worker against the rate-limit floor ----
+# The worker runs with the server's settings, so they go in with ALTER SYSTEM
+# (the key through the same file).  WB_CHANGES metadata changes of as many
+# users, queued in one transaction; timed from the commit until none is
+# pending, against the floor: WB_CHANGES requests at $LIMIT per 10 s.
+WB_CHANGES=$((SEQ_USERS < 1000 ? SEQ_USERS : 1000))
+$PSQL >/dev/null <<-EOF
+	ALTER SYSTEM SET clerk_sync.api_url = '$MOCK_URL';
+	ALTER SYSTEM SET clerk_sync.secret_key_file = '$OUT/bench.key';
+	ALTER SYSTEM SET clerk_sync.rate_limit = $LIMIT;
+	ALTER SYSTEM SET clerk_sync.concurrency = $CONC_NEW;
+	SELECT pg_reload_conf();
+	TRUNCATE clerk.changes;
+	DROP TABLE IF EXISTS bench_users, bench_orders;
+	CREATE TABLE bench_users AS
+	    SELECT row_number() OVER (ORDER BY id) AS n, id FROM clerk.users WHERE deleted_at IS NULL ORDER BY id LIMIT $WB_CHANGES;
+	CREATE INDEX ON bench_users (n);
+	CREATE TABLE bench_orders AS SELECT n AS id, 0 AS paid FROM bench_users;
+	ALTER TABLE bench_orders ADD PRIMARY KEY (id);
+EOF
+sleep 1
+# (each config call empties the mock's rate window)
+mock_config "\"latency_ms\": $LATENCY, \"offset_cost_us\": 0"
+curl -s --max-time 10 -X DELETE "${MOCK_URL%/v1}/__mock/stats" >/dev/null
+mock_wb0=$(proc_cpu "$MOCK_PID")
+t0=$(now)
+$PSQL -c "SELECT count(clerk.merge_user_metadata(id, public => jsonb_build_object('bench', n))) FROM bench_users" >/dev/null
+deadline=$((SECONDS + SYNC_TIMEOUT))
+while [ "$($PSQL -c "SELECT count(*) FROM clerk.changes WHERE status = 'pending'")" != 0 ]; do
+	[ $SECONDS -lt $deadline ] || { echo "the write-back did not finish within ${SYNC_TIMEOUT}s" >&2; exit 1; }
+	sleep 0.1
+done
+t1=$(now)
+WB_SECS=$(printf '%.2f' "$(elapsed "$t0" "$t1")")
+WB_MOCK_CPU=$(echo "$(proc_cpu "$MOCK_PID") - $mock_wb0" | bc)
+WB_SENT=$($PSQL -c "SELECT count(*) FROM clerk.changes WHERE status = 'sent'")
+WB_ATTEMPTS=$($PSQL -c "SELECT sum(attempts) FROM clerk.changes")
+WB_429=$(curl -s --max-time 10 "${MOCK_URL%/v1}/__mock/stats" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin).get("rate_limited", 0))')
+WB_FLOOR=$(echo "scale=2; $WB_CHANGES * 10 / $LIMIT" | bc)
+WB_RATIO=$(ratio "$WB_SECS" "$WB_FLOOR")
+
+# What queuing costs the caller: the same transaction (an UPDATE of one row
+# of an application's table) with and without a queued change, 1,000 of
+# each by pgbench, one client; the median of the per-transaction latencies.
+PGBENCH=$(dirname "$(command -v psql)")/pgbench
+cat >"$OUT/wb-without.sql" <<-EOF
+	\set i random(1, $WB_CHANGES)
+	SELECT id AS uid FROM bench_users WHERE n = :i \gset
+	BEGIN;
+	UPDATE bench_orders SET paid = paid + 1 WHERE id = :i;
+	COMMIT;
+EOF
+cat >"$OUT/wb-with.sql" <<-EOF
+	\set i random(1, $WB_CHANGES)
+	SELECT id AS uid FROM bench_users WHERE n = :i \gset
+	BEGIN;
+	UPDATE bench_orders SET paid = paid + 1 WHERE id = :i;
+	SELECT clerk.merge_user_metadata(:'uid', public => '{"paid": true}');
+	COMMIT;
+EOF
+median_ms() {
+	# median_ms script: the median of pgbench's per-transaction latencies (µs, its log's 3rd column), in ms
+	rm -f "$OUT"/pgbench_log.*
+	(cd "$OUT" && "$PGBENCH" -n -c 1 -t 1000 -l -f "$1" postgres >/dev/null 2>&1) \
+		|| { echo "pgbench $1 failed" >&2; exit 1; }
+	awk '{print $3}' "$OUT"/pgbench_log.* | sort -n | awk '{a[NR] = $1} END {printf "%.3f", a[int((NR + 1) / 2)] / 1000}'
+}
+WB_WITHOUT_MS=$(median_ms "$OUT/wb-without.sql")
+WB_WITH_MS=$(median_ms "$OUT/wb-with.sql")
+WB_EXTRA_MS=$(echo "scale=3; $WB_WITH_MS - $WB_WITHOUT_MS" | bc)
+$PSQL >/dev/null <<-EOF
+	ALTER SYSTEM RESET ALL;
+	SELECT pg_reload_conf();
+EOF
+
 SLOWER=$(echo "if ($FETCH_SECS > $WRITE_SECS) $FETCH_SECS else $WRITE_SECS" | bc)
 RATIO=$(echo "scale=2; ${FULL[0]} / $SLOWER" | bc)
 RSS_RATIO=$(echo "scale=2; ${FULL[4]} / $SMALL_RSS" | bc)
@@ -469,4 +544,8 @@ SEQ_RATIO=$(ratio "$SEQ_SECS" "${SLICE[0]}")
 	echo "| (d) sequential reference ($SEQ_USERS users, $SEQ_ORGS organizations, $SEQ_MEMS memberships; curl, one request at a time, $SEQ_PAGE per page by offset; one INSERT ... ON CONFLICT DO UPDATE per record) | $SEQ_SECS s (CPU busy: ${SEQ_BUSY}%); $SEQ_REQ requests, $SEQ_STMT statements, $SEQ_ROWS rows; $SEQ_SPLIT |"
 	echo "| full sync of the same slice, concurrency $CONC_NEW | $(run_cell SLICE) |"
 	echo "| (d) / full sync of the slice | **$SEQ_RATIO** (target at least 20) |"
+	echo "| write-back: $WB_CHANGES metadata changes of $WB_CHANGES users queued in one transaction, until none is pending | $WB_SECS s; $WB_SENT sent, $WB_ATTEMPTS attempts, $WB_429 429s; mock CPU $WB_MOCK_CPU s |"
+	echo "| write-back rate-limit floor: $WB_CHANGES requests / ($LIMIT per 10 s) | $WB_FLOOR s |"
+	echo "| write-back / its floor | **$WB_RATIO** (target at most 1.2) |"
+	echo "| a transaction (UPDATE of one row) with one queued change / without, median of 1000 each (pgbench) | $WB_WITH_MS ms / $WB_WITHOUT_MS ms: **+$WB_EXTRA_MS ms** (target at most 1 ms) |"
 } | tee "$OUT/bench.md"

@@ -53,8 +53,12 @@
 #include "store/transaction.h"
 #include "sync/run_settings.h"
 
-/* a sender with nothing to do for this long exits (a commit starts another) */
-#define IDLE_EXIT_MS (5 * 60 * 1000)
+/*
+ * a sender with nothing to do for this long exits (a commit starts another):
+ * long enough to spare a busy database a start per commit, short enough not
+ * to hold the database (DROP DATABASE waits for its connections)
+ */
+#define IDLE_EXIT_MS (30 * 1000)
 /* a change whose answers keep failing (5xx, lost) fails after this many attempts */
 #define MAX_ATTEMPTS 20
 #define MAX_BACKOFF_MS (5 * 60 * 1000)

@@ -245,6 +245,9 @@ clerk_sync_sender_main(Datum main_arg)
 						 ERROR_PAUSE_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		/* the extension was dropped (or its SQL is older than the write-back): nothing to send */
+		if (!has_write_back())
+			break;
 	}
 	proc_exit(0);
 }
