@@ -462,24 +462,23 @@ WB_RATIO=$(ratio "$WB_SECS" "$WB_FLOOR")
 PGBENCH=$(dirname "$(command -v psql)")/pgbench
 cat >"$OUT/wb-without.sql" <<-EOF
 	\set i random(1, $WB_CHANGES)
-	SELECT id AS uid FROM bench_users WHERE n = :i \gset
 	BEGIN;
 	UPDATE bench_orders SET paid = paid + 1 WHERE id = :i;
+	SELECT id FROM bench_users WHERE n = :i;
 	COMMIT;
 EOF
 cat >"$OUT/wb-with.sql" <<-EOF
 	\set i random(1, $WB_CHANGES)
-	SELECT id AS uid FROM bench_users WHERE n = :i \gset
 	BEGIN;
 	UPDATE bench_orders SET paid = paid + 1 WHERE id = :i;
-	SELECT clerk.merge_user_metadata(:'uid', public => '{"paid": true}');
+	SELECT clerk.merge_user_metadata(id, public => '{"paid": true}') FROM bench_users WHERE n = :i;
 	COMMIT;
 EOF
 median_ms() {
 	# median_ms script: the median of pgbench's per-transaction latencies (µs, its log's 3rd column), in ms
 	rm -f "$OUT"/pgbench_log.*
-	(cd "$OUT" && "$PGBENCH" -n -c 1 -t 1000 -l -f "$1" postgres >/dev/null 2>&1) \
-		|| { echo "pgbench $1 failed" >&2; exit 1; }
+	(cd "$OUT" && "$PGBENCH" -n -c 1 -t 1000 -l -f "$1" postgres >"$OUT/pgbench.out" 2>&1) \
+		|| { echo "pgbench $1 failed" >&2; cat "$OUT/pgbench.out" >&2; exit 1; }
 	awk '{print $3}' "$OUT"/pgbench_log.* | sort -n | awk '{a[NR] = $1} END {printf "%.3f", a[int((NR + 1) / 2)] / 1000}'
 }
 WB_WITHOUT_MS=$(median_ms "$OUT/wb-without.sql")

@@ -65,6 +65,8 @@
 /* without a key, or with the key refused, look again this often */
 #define NO_KEY_RETRY_MS 60000
 #define PRUNE_EVERY_MS (10 * 60 * 1000)
+/* a change due but not taken (its row locked by a caller) is looked at again after this */
+#define WAIT_FLOOR_MS 250
 #define MAX_ERROR_LEN 1000
 /* changes in flight at most: twice clerk_sync.concurrency's largest value */
 #define MAX_FLIGHT 64
@@ -116,6 +118,9 @@ now_ms(void)
 	return (int64) INSTR_TIME_GET_MILLISEC(t);
 }
 
+/* the configuration was reloaded: a new client, with the new settings, once nothing is in flight */
+static bool settings_changed = false;
+
 static void
 check_signals(void)
 {
@@ -124,6 +129,7 @@ check_signals(void)
 	{
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
+		settings_changed = true;
 	}
 }
 
@@ -179,6 +185,7 @@ ensure_client(Sender *s)
 	{
 		ereport(LOG,
 				(errmsg("clerk_sync write-back: changes wait: %s", edata->message)));
+		FreeErrorData(edata);
 		drop_client(s);
 		return false;
 	}
@@ -385,6 +392,7 @@ typedef struct Finish
 	const char *error_message;
 	int64		retry_ms;
 	bool		in_doubt;
+	bool		uncounted;		/* the attempt does not count (429, a refused key) */
 	const char *note;			/* with OUT_SENT: how it was known */
 } Finish;
 
@@ -407,9 +415,9 @@ static void
 record_outcome(void *arg)
 {
 	Finish	   *f = (Finish *) arg;
-	Oid			types[8] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, INT8OID, BOOLOID, TEXTOID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[9] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, INT8OID, BOOLOID, TEXTOID, BOOLOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	char	   *result_id = NULL;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -448,7 +456,9 @@ record_outcome(void *arg)
 	values[7] = result_id ? CStringGetTextDatum(result_id) : (Datum) 0;
 	nulls[7] = result_id ? ' ' : 'n';
 	/* a change canceled while it was in flight and sent says so: sent is what happened */
+	values[8] = BoolGetDatum(f->uncounted);
 	if (SPI_execute_with_args("UPDATE clerk.changes SET status = $2, http_status = $3, error_code = $4, "
+							  "attempts = attempts OPERATOR(pg_catalog.-) CASE WHEN $9 THEN 1 ELSE 0 END, "
 							  "error_message = $5, in_doubt = $7, result_id = COALESCE($8, result_id), "
 							  "next_attempt_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'pending' "
 							  "THEN (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) "
@@ -457,7 +467,7 @@ record_outcome(void *arg)
 							  "ELSE pg_catalog.clock_timestamp() END "
 							  "WHERE id OPERATOR(pg_catalog.=) $1 AND (status OPERATOR(pg_catalog.=) 'pending' "
 							  "OR $2 OPERATOR(pg_catalog.=) 'sent')",
-							  8, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+							  9, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not record a change's outcome");
 	SPI_finish();
 }
@@ -500,6 +510,42 @@ answer_object(ClerkParsed *p)
 	return p->root && JB_ROOT_IS_OBJECT(p->root) ? p->root : NULL;
 }
 
+/*
+ * The object a deletion without an answer body deletes: {"id": ...}, or for
+ * a membership (keyed by its own id, which the change does not know) the
+ * stored one of the organization and user.  Inside the settling transaction.
+ */
+static Jsonb *
+gone_object(Change *c)
+{
+	if (c->object_id == NULL)
+		return NULL;
+	if (c->op->entity == CLERK_MEMBERSHIPS)
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+		Datum		values[2] = {CStringGetTextDatum(c->organization_id), CStringGetTextDatum(c->object_id)};
+		Jsonb	   *raw = NULL;
+		bool		isnull;
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute_with_args("SELECT raw FROM clerk.organization_members "
+								  "WHERE organization_id OPERATOR(pg_catalog.=) $1 "
+								  "AND user_id OPERATOR(pg_catalog.=) $2 AND deleted_at IS NULL",
+								  2, types, values, NULL, true, 1) == SPI_OK_SELECT && SPI_processed > 0)
+		{
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				raw = DatumGetJsonbP(SPI_datumTransfer(d, false, -1));
+		}
+		SPI_finish();
+		return raw;
+	}
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+											  CStringGetDatum(psprintf("{\"id\": \"%s\"}", c->object_id))));
+}
+
 /* Decide what a finished request means for its change. */
 static bool
 judge(Sender *s, Change *c, ClerkHttpResult *r, Finish *f)
@@ -526,14 +572,14 @@ judge(Sender *s, Change *c, ClerkHttpResult *r, Finish *f)
 			f->note = "the answer to an earlier attempt was lost; Clerk had made the object";
 			return true;
 		}
-		if (r->error == NULL && (r->status == 200 || r->status == 404))
+		if (r->error == NULL && ((r->status == 200 && parsed) || r->status == 404))
 		{
 			/* not made: send the create itself now */
 			c->in_doubt = false;
 			return false;
 		}
-		/* the lookup itself failed: try again later, still in doubt */
-		f->outcome = OUT_RETRY;
+		/* the lookup itself failed (or its answer did not parse): try again later, still in doubt */
+		f->outcome = c->attempts >= MAX_ATTEMPTS ? OUT_FAILED : OUT_RETRY;
 		f->in_doubt = true;
 		f->error_message = r->error ? r->error : psprintf("looking up the object answered HTTP %ld", r->status);
 		f->retry_ms = r->retry_after_ms > 0 ? r->retry_after_ms : backoff_ms(s, c->attempts);
@@ -545,9 +591,8 @@ judge(Sender *s, Change *c, ClerkHttpResult *r, Finish *f)
 		f->outcome = OUT_SENT;
 		f->object = parsed ? answer_object(&p) : NULL;
 		f->deleted = c->op->answer == CLERK_WRITE_GONE;
-		if (f->deleted && f->object == NULL && c->object_id != NULL)
-			f->object = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-														   CStringGetDatum(psprintf("{\"id\": \"%s\"}", c->object_id))));
+		if (f->deleted && f->object == NULL)
+			f->object = gone_object(c);
 		return true;
 	}
 	if (r->error == NULL && r->status == 429)
@@ -556,7 +601,7 @@ judge(Sender *s, Change *c, ClerkHttpResult *r, Finish *f)
 		f->retry_ms = Max(r->retry_after_ms, 1000);
 		f->error_code = "too_many_requests";
 		f->error_message = "Clerk answered 429 (rate limited); sent again after its Retry-After";
-		c->attempts--;			/* a 429 was not applied: it does not count */
+		f->uncounted = true;	/* a 429 was not applied: it does not count */
 		return true;
 	}
 	if (r->error == NULL && r->status >= 400 && r->status < 500 && r->status != 408 && r->status != 401)
@@ -571,9 +616,7 @@ judge(Sender *s, Change *c, ClerkHttpResult *r, Finish *f)
 			f->note = "the answer to an earlier attempt was lost; Clerk no longer had the object to change";
 			f->error_code = NULL;
 			f->error_message = NULL;
-			f->object = c->op->answer == CLERK_WRITE_GONE && c->object_id && c->op->entity != CLERK_MEMBERSHIPS ?
-				DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-												   CStringGetDatum(psprintf("{\"id\": \"%s\"}", c->object_id)))) : NULL;
+			f->object = c->op->answer == CLERK_WRITE_GONE ? gone_object(c) : NULL;
 			f->deleted = f->object != NULL;
 			return true;
 		}
@@ -587,10 +630,14 @@ judge(Sender *s, Change *c, ClerkHttpResult *r, Finish *f)
 	f->in_doubt = r->status != 401;
 	f->error_message = r->error ? r->error : psprintf("Clerk answered HTTP %ld", r->status);
 	f->retry_ms = r->status == 401 ? NO_KEY_RETRY_MS : backoff_ms(s, c->attempts);
-	if (c->attempts >= MAX_ATTEMPTS)
-		f->outcome = OUT_FAILED;
 	if (r->status == 401)
+	{
+		/* the key was refused: nothing was applied, and the change waits for a good key */
+		f->uncounted = true;
 		s->reconnect = true;
+	}
+	else if (c->attempts >= MAX_ATTEMPTS)
+		f->outcome = OUT_FAILED;
 	return true;
 }
 
@@ -658,13 +705,39 @@ next_due(void *arg)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/* the due time of the head of each object's queue: what take_changes may take */
 	if (SPI_execute("SELECT (pg_catalog.date_part('epoch', pg_catalog.min(next_attempt_at) "
 					"OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000)::int8 "
-					"FROM clerk.changes WHERE status OPERATOR(pg_catalog.=) 'pending'", true, 1) != SPI_OK_SELECT)
+					"FROM clerk.changes c WHERE status OPERATOR(pg_catalog.=) 'pending' "
+					"AND NOT EXISTS (SELECT FROM clerk.changes e "
+					"WHERE e.object_key OPERATOR(pg_catalog.=) c.object_key "
+					"AND e.status OPERATOR(pg_catalog.=) 'pending' AND e.id OPERATOR(pg_catalog.<) c.id)",
+					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the pending changes");
 	v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	d->ms = isnull ? -1 : Max(DatumGetInt64(v), 0);
 	SPI_finish();
+}
+
+/*
+ * Give the slot up and exit, unless work came meanwhile (true: exit).  A
+ * commit after the release starts a new sender, and the look after it
+ * sees every commit before: none goes unseen.  Work due later is left to
+ * the launcher, which starts a sender when it is due.
+ */
+static bool
+may_exit(int64 retry_ms)
+{
+	NextDue		d;
+
+	clerk_sender_release();
+	clerk_in_transaction(next_due, &d);
+	if (d.ms == 0 && retry_ms == 0)
+		return !clerk_sender_claim();
+	if (d.ms >= 0)
+		clerk_sender_want(MyDatabaseId,
+						  TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(d.ms, retry_ms)));
+	return true;
 }
 
 static void
@@ -682,12 +755,18 @@ send_loop(Sender *sp, bool probe)
 
 	for (;;)
 	{
-		int64		wait_ms = IDLE_EXIT_MS;
+		int64		wait_ms;
 		TakeArgs	take;
 		ListCell   *lc;
+		NextDue		d;
 
 		check_signals();
 		ResetLatch(MyLatch);
+		if (settings_changed)
+		{
+			s.reconnect = true;
+			settings_changed = false;
+		}
 		if (s.reconnect && s.nflight == 0)
 		{
 			drop_client(&s);
@@ -709,10 +788,9 @@ send_loop(Sender *sp, bool probe)
 		{
 			if (!ensure_client(&s))
 			{
-				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 NO_KEY_RETRY_MS, PG_WAIT_EXTENSION);
-				if (probe)
-					return;
+				/* no key (logged): the launcher starts a sender again in a while */
+				if (may_exit(NO_KEY_RETRY_MS))
+					break;
 				continue;
 			}
 			take.s = &s;
@@ -741,8 +819,11 @@ send_loop(Sender *sp, bool probe)
 			pgstat_report_activity(STATE_RUNNING, "clerk_sync write-back: sending");
 			for (int i = 0; i < s.nflight; i++)
 				ids[i] = s.flight[i]->req;
-			done = clerk_http_wait_any(s.http, ids, s.nflight);
+			/* a commit (the latch) is taken at once, beside what is in flight */
+			done = clerk_http_wait_any_or_latch(s.http, ids, s.nflight, true);
 			pfree(ids);
+			if (done < 0)
+				continue;
 			c = s.flight[done];
 			clerk_http_wait(s.http, c->req, &r);
 			settle.s = &s;
@@ -761,38 +842,39 @@ send_loop(Sender *sp, bool probe)
 			continue;
 		}
 
-		/* nothing in flight: sleep until the next change is due, a commit, or idle too long */
+		/* nothing in flight: wait until the next change is due, a commit, or exit */
+		if (take.taken != NIL)
+			continue;
+		clerk_in_transaction(next_due, &d);
+		if (d.ms < 0)
 		{
-			NextDue		d;
-
-			clerk_in_transaction(next_due, &d);
-			if (d.ms < 0 && probe)
-				break;
-			if (d.ms == 0)
-				continue;
-			if (take.deferred_ms > 0)
-				wait_ms = take.deferred_ms;
-			else if (d.ms > 0)
-				wait_ms = d.ms;
-			else
+			/* nothing pending: a probe is done; a sender waits a while for commits */
+			wait_ms = IDLE_EXIT_MS - (now_ms() - idle_since);
+			if (probe || wait_ms <= 0)
 			{
-				wait_ms = IDLE_EXIT_MS - (now_ms() - idle_since);
-				if (wait_ms <= 0)
-				{
-					/* give the slot up, then look once more: a commit after this starts a new sender */
-					clerk_sender_release();
-					clerk_in_transaction(next_due, &d);
-					if (d.ms < 0 || !clerk_sender_claim())
-						break;
-					idle_since = now_ms();
-					continue;
-				}
+				if (may_exit(0))
+					break;
+				idle_since = now_ms();
+				continue;
 			}
-			pgstat_report_activity(STATE_IDLE, NULL);
-			drop_client(&s);
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 (long) Min(wait_ms, IDLE_EXIT_MS), PG_WAIT_EXTENSION);
 		}
+		else if (d.ms > IDLE_EXIT_MS)
+		{
+			/* due much later (a backoff): the launcher starts a sender then */
+			if (may_exit(0))
+				break;
+			continue;
+		}
+		else
+		{
+			/* due now but not taken (its row locked, or a newer library's), or due soon */
+			wait_ms = Max(d.ms, WAIT_FLOOR_MS);
+			if (take.deferred_ms > 0)
+				wait_ms = Min(wait_ms, take.deferred_ms);
+		}
+		pgstat_report_activity(STATE_IDLE, NULL);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 (long) Max(wait_ms, 1), PG_WAIT_EXTENSION);
 	}
 	drop_client(&s);
 }
@@ -800,9 +882,11 @@ send_loop(Sender *sp, bool probe)
 void
 clerk_send_changes(bool probe)
 {
-	Sender	   *s = palloc0(sizeof(Sender));
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "clerk_sync write-back",
+											  ALLOCSET_DEFAULT_SIZES);
+	Sender	   *s = MemoryContextAllocZero(cxt, sizeof(Sender));
 
-	s->cxt = AllocSetContextCreate(TopMemoryContext, "clerk_sync write-back", ALLOCSET_DEFAULT_SIZES);
+	s->cxt = cxt;
 	PG_TRY();
 	{
 		send_loop(s, probe);
@@ -810,8 +894,7 @@ clerk_send_changes(bool probe)
 	PG_FINALLY();
 	{
 		/* curl goes with the memory, whatever happened (its reset callback) */
-		MemoryContextDelete(s->cxt);
+		MemoryContextDelete(cxt);
 	}
 	PG_END_TRY();
-	pfree(s);
 }

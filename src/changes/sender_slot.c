@@ -41,7 +41,8 @@ typedef struct SenderSlot
 	SenderState state;
 	int			procno;			/* RUNNING: the sender's PGPROC number */
 	TimestampTz starting_since; /* STARTING: since when (a sender that never came is forgotten) */
-	bool		wanted;			/* a sender is needed and could not be started */
+	bool		wanted;			/* a sender is needed: the launcher starts one at wanted_at */
+	TimestampTz wanted_at;
 } SenderSlot;
 
 typedef struct Senders
@@ -133,7 +134,23 @@ clerk_sender_start(Oid dboid)
 }
 
 void
-clerk_sender_want(Oid dboid)
+clerk_sender_want(Oid dboid, TimestampTz at)
+{
+	SenderSlot *s;
+
+	SpinLockAcquire(&senders->mutex);
+	s = slot_of(dboid);
+	/* (a sender starting or running will see the work itself) */
+	if (s != NULL && s->state == SENDER_NONE)
+	{
+		s->wanted_at = s->wanted ? Min(s->wanted_at, at) : at;
+		s->wanted = true;
+	}
+	SpinLockRelease(&senders->mutex);
+}
+
+void
+clerk_sender_start_failed(Oid dboid)
 {
 	SenderSlot *s;
 
@@ -143,6 +160,7 @@ clerk_sender_want(Oid dboid)
 	{
 		s->state = SENDER_NONE;
 		s->wanted = true;
+		s->wanted_at = GetCurrentTimestamp();
 	}
 	SpinLockRelease(&senders->mutex);
 }
@@ -180,7 +198,7 @@ clerk_sender_wake(Oid dboid)
 	else if (start && !clerk_sender_start(dboid))
 	{
 		/* no worker slot free now: the launcher tries again */
-		clerk_sender_want(dboid);
+		clerk_sender_start_failed(dboid);
 		if (launcher >= 0)
 			SetLatch(CLERK_PROC_LATCH(launcher));
 	}
@@ -233,13 +251,14 @@ int
 clerk_sender_take_wanted(Oid *dboids, int max)
 {
 	int			n = 0;
+	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&senders->mutex);
 	for (int i = 0; i < MAX_SENDERS && n < max; i++)
 	{
 		SenderSlot *s = &senders->slot[i];
 
-		if (s->wanted && s->state == SENDER_NONE)
+		if (s->wanted && s->state == SENDER_NONE && s->wanted_at <= now)
 		{
 			s->wanted = false;
 			s->state = SENDER_STARTING;

@@ -10,6 +10,8 @@
 #ifndef CLERK_SENDER_SLOT_H
 #define CLERK_SENDER_SLOT_H
 
+#include "datatype/timestamp.h"
+
 /* At server start (shared_preload_libraries): ask for the shared memory. */
 extern void clerk_sender_slots_init(void);
 
@@ -33,14 +35,21 @@ extern void clerk_sender_release(void);
 
 /* The launcher: its latch is set when a sender could not be started. */
 extern void clerk_sender_set_launcher(void);
-/* Databases whose sender could not be started, forgotten once taken; returns how many (at most max). */
+/* Databases whose wanted sender is due, now STARTING; returns how many (at most max). */
 extern int	clerk_sender_take_wanted(Oid *dboids, int max);
 
 /*
  * The launcher's part: start a sender for dboid now (false when no worker
- * slot is free), and if that failed, want one (the launcher tries again).
+ * slot is free; then start_failed: the launcher tries again).
  */
 extern bool clerk_sender_start(Oid dboid);
-extern void clerk_sender_want(Oid dboid);
+extern void clerk_sender_start_failed(Oid dboid);
+
+/*
+ * A sender is wanted in dboid at `at` (unless one is starting or running):
+ * the launcher starts it then.  A sender that exits with work due later,
+ * or a launcher that could not start one, says so.
+ */
+extern void clerk_sender_want(Oid dboid, TimestampTz at);
 
 #endif							/* CLERK_SENDER_SLOT_H */

@@ -352,13 +352,17 @@ http_check_interrupts(void)
 
 /* Sleep up to ms milliseconds, waking for interrupts. */
 static void
-http_sleep(int64 ms)
+http_sleep(int64 ms, bool keep_latch)
 {
+	int			rc;
+
 	if (ms <= 0)
 		return;
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 Min(ms, CLERK_HTTP_TICK_MS), PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
+	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+				   Min(ms, CLERK_HTTP_TICK_MS), PG_WAIT_EXTENSION);
+	/* a caller that waits for its latch too sees it still set */
+	if (!(keep_latch && (rc & WL_LATCH_SET)))
+		ResetLatch(MyLatch);
 	http_check_interrupts();
 }
 
@@ -397,6 +401,13 @@ start_request(ClerkHttpClient *client, HttpSlot *slot, int index,
 	curl_easy_setopt(slot->easy, CURLOPT_CUSTOMREQUEST, req->method);
 	if (req->method != NULL && (req->body != NULL || strcmp(req->method, "DELETE") != 0))
 		curl_easy_setopt(slot->easy, CURLOPT_COPYPOSTFIELDS, req->body ? req->body : "{}");
+
+	/*
+	 * A write goes on a new connection: on a reused one that the server
+	 * closes without an answer, libcurl sends the request again by itself,
+	 * and a create whose answer was lost would be made twice.
+	 */
+	curl_easy_setopt(slot->easy, CURLOPT_FRESH_CONNECT, req->method != NULL ? 1L : 0L);
 	slot->request = index;
 	slot->len = 0;
 	slot->overflow = false;
@@ -583,9 +594,11 @@ finish_transfer(ClerkHttpClient *client, HttpSlot *slot, CURLcode rc,
 		/* every request waits: the limit is the instance's, not this request's */
 		client->pause_until = Max(client->pause_until, now + wait_ms);
 		res->retry_after_ms = wait_ms;
-		set_error(client, res, CLERK_ERRCODE_API_ERROR,
-				  "request %s was still rate limited (HTTP %ld) after many retries",
-				  req->path, status);
+		/* (for a write, the 429 is its answer: its sender waits and sends it again) */
+		if (req->method == NULL)
+			set_error(client, res, CLERK_ERRCODE_API_ERROR,
+					  "request %s was still rate limited (HTTP %ld) after many retries",
+					  req->path, status);
 		/* without retries (clerk_test_connection, a write), a 429 is the answer */
 		if (client->max_retries > 0 && req->method == NULL &&
 			++req->attempts_429 <= CLERK_HTTP_MAX_429)
@@ -781,11 +794,19 @@ clerk_http_pump(ClerkHttpClient *client)
 int
 clerk_http_wait_any(ClerkHttpClient *client, const int *ids, int n)
 {
+	return clerk_http_wait_any_or_latch(client, ids, n, false);
+}
+
+int
+clerk_http_wait_any_or_latch(ClerkHttpClient *client, const int *ids, int n, bool latch)
+{
 	for (;;)
 	{
 		int			running;
 		int64		wake;
 
+		if (latch && MyLatch->is_set)
+			return -1;
 		for (int i = 0; i < n; i++)
 		{
 			Assert(client->reqs[ids[i]].in_use);
@@ -802,7 +823,7 @@ clerk_http_wait_any(ClerkHttpClient *client, const int *ids, int n)
 			/* everything left is waiting for its time */
 			int64		now = now_ms();
 
-			http_sleep(wake == PG_INT64_MAX ? CLERK_HTTP_TICK_MS : Max(wake - now, 1));
+			http_sleep(wake == PG_INT64_MAX ? CLERK_HTTP_TICK_MS : Max(wake - now, 1), latch);
 		}
 		else
 		{

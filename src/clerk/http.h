@@ -108,6 +108,8 @@ extern void clerk_http_wait(ClerkHttpClient *client, int id, ClerkHttpResult *re
 extern bool clerk_http_poll(ClerkHttpClient *client, int id, ClerkHttpResult *result);
 /* Wait until one of the n requests is done; returns its index in ids. */
 extern int	clerk_http_wait_any(ClerkHttpClient *client, const int *ids, int n);
+/* The same, returning -1 as soon as the process latch is set (left set: the caller resets it). */
+extern int	clerk_http_wait_any_or_latch(ClerkHttpClient *client, const int *ids, int n, bool latch);
 extern void clerk_http_release(ClerkHttpClient *client, int id);
 
 /* One GET; see clerk_http_get_many. */

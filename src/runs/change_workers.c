@@ -31,6 +31,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "base/extension.h"
 #include "changes/send.h"
@@ -133,7 +134,7 @@ probe(Oid dboid)
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
-		clerk_sender_want(dboid);
+		clerk_sender_want(dboid, GetCurrentTimestamp());
 		return;
 	}
 	while (waited < PROBE_WAIT_MS && GetBackgroundWorkerPid(handle, &pid) != BGWH_STOPPED)
@@ -168,7 +169,7 @@ clerk_sync_launcher_main(Datum main_arg)
 
 		for (int i = 0; i < n; i++)
 			if (!clerk_sender_start(wanted[i]))
-				clerk_sender_want(wanted[i]);
+				clerk_sender_start_failed(wanted[i]);
 		nap(LAUNCHER_NAP_MS);
 	}
 }
@@ -247,6 +248,9 @@ clerk_sync_sender_main(Datum main_arg)
 		CHECK_FOR_INTERRUPTS();
 		/* the extension was dropped (or its SQL is older than the write-back): nothing to send */
 		if (!has_write_back())
+			break;
+		/* a commit may have started another sender meanwhile: one sends, never two */
+		if (!clerk_sender_claim())
 			break;
 	}
 	proc_exit(0);
