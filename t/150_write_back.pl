@@ -326,6 +326,26 @@ is(q1("SELECT public_metadata ->> 'seq' FROM clerk.users WHERE id = '$users[3]'"
     $node->safe_psql('postgres', q{ALTER SYSTEM RESET clerk_sync.rate_limit; SELECT pg_reload_conf()});
 }
 
+# ---- Clerk's limit of 10 metadata writes per 10 s per user is kept ----
+{
+    $mock->control(DELETE => 'writes');
+    $mock->control(DELETE => 'stats');
+    my @one = map { q1(qq{SELECT clerk.merge_user_metadata('$users[37]', public => '{"k":$_}')}) } 1 .. 13;
+    ok(within(60, "SELECT count(*) = 0 FROM clerk.changes WHERE id IN (" . join(',', @one) . ") AND status = 'pending'"),
+       'thirteen merges of one user are sent');
+    my @t = sort { $a <=> $b } map { $_->{time} } @{ writes(id => $users[37]) };
+    is(scalar @t, 13, 'each once');
+    cmp_ok($t[10] - $t[0], '>=', 9.5, 'the eleventh went out only when the first left the 10 s window');
+    is($mock->stats->{rate_limited} // 0, 0, 'so Clerk never answered 429');
+}
+
+# ---- finished changes are pruned after clerk_sync.change_retention ----
+{
+    $node->safe_psql('postgres', qq{ALTER SYSTEM SET clerk_sync.change_retention = '1d';
+        UPDATE clerk.changes SET finished_at = now() - interval '2 days' WHERE id = $ids[0]});
+    is(q1("SELECT count(*) FROM clerk.changes WHERE id = $ids[0]"), 1, 'a change finished two days ago is there');
+}
+
 # ---- a restart with pending changes resumes them, with no statement run ----
 {
     $node->safe_psql('postgres', q{ALTER SYSTEM SET clerk_sync.api_url = 'http://127.0.0.1:1/v1'; SELECT pg_reload_conf()});
@@ -339,6 +359,8 @@ is(q1("SELECT public_metadata ->> 'seq' FROM clerk.users WHERE id = '$users[3]'"
     $node->start;
     # nothing but the launcher sends it: only this observation runs after the start
     ok(within(60, "SELECT status = 'sent' FROM clerk.changes WHERE id = $cid"), 'after a crash and a start it is sent within a minute');
+    is(q1("SELECT count(*) FROM clerk.changes WHERE id = $ids[0]"), 0, 'and the change older than clerk_sync.change_retention is pruned');
+    cmp_ok(q1("SELECT count(*) FROM clerk.changes WHERE status = 'sent'"), '>', 10, 'newer ones are kept');
     is(mock_user($users[34])->{public_metadata}{after}, 'restart', 'Clerk has it');
 }
 

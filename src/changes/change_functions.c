@@ -293,6 +293,29 @@ metadata_arg(ClerkChange *c, FunctionCallInfo fcinfo, int i, const char *field,
 	clerk_change_jsonb(c, field, patch);
 }
 
+/*
+ * The metadata arguments 1.. of a merge (fields[i] names argument i), each
+ * checked merged into what `table` stores for id; at least one.
+ */
+static void
+metadata_args(ClerkChange *c, FunctionCallInfo fcinfo, const char *const *fields, int n,
+			  const char *table, const char *id)
+{
+	for (int i = 1; i < n; i++)
+	{
+		char	   *sql = psprintf("SELECT clerk.metadata_merge(%s, $2::jsonb) FROM %s "
+								   "WHERE id OPERATOR(pg_catalog.=) $1", fields[i], table);
+
+		metadata_arg(c, fcinfo, i, fields[i], sql, id);
+	}
+	if (c->nfields == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("nothing to change"),
+				 errdetail("Give at least one metadata object (public, private%s).",
+						   n > 3 ? ", unsafe" : "")));
+}
+
 static char *
 key2(const char *kind, const char *a, const char *b)
 {
@@ -343,18 +366,7 @@ clerk_change_merge_user_metadata(PG_FUNCTION_ARGS)
 	clerk_change_begin(&c, "merge_user_metadata");
 	id = id_arg(fcinfo, 0, "user_id");
 	require_user(id);
-	for (int i = 1; i < (int) lengthof(fields); i++)
-	{
-		char	   *sql = psprintf("SELECT clerk.metadata_merge(%s, $2::jsonb) FROM clerk.users "
-								   "WHERE id OPERATOR(pg_catalog.=) $1", fields[i]);
-
-		metadata_arg(&c, fcinfo, i, fields[i], sql, id);
-	}
-	if (c.nfields == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("nothing to change"),
-				 errdetail("Give at least one of public, private and unsafe.")));
+	metadata_args(&c, fcinfo, fields, lengthof(fields), "clerk.users", id);
 	PG_RETURN_INT64(clerk_change_queue(&c, id, NULL, key2("user", NULL, id)));
 }
 
@@ -501,18 +513,7 @@ clerk_change_merge_organization_metadata(PG_FUNCTION_ARGS)
 	clerk_change_begin(&c, "merge_organization_metadata");
 	id = id_arg(fcinfo, 0, "organization_id");
 	require_org(id);
-	for (int i = 1; i < (int) lengthof(fields); i++)
-	{
-		char	   *sql = psprintf("SELECT clerk.metadata_merge(%s, $2::jsonb) FROM clerk.organizations "
-								   "WHERE id OPERATOR(pg_catalog.=) $1", fields[i]);
-
-		metadata_arg(&c, fcinfo, i, fields[i], sql, id);
-	}
-	if (c.nfields == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("nothing to change"),
-				 errdetail("Give at least one of public and private.")));
+	metadata_args(&c, fcinfo, fields, lengthof(fields), "clerk.organizations", id);
 	PG_RETURN_INT64(clerk_change_queue(&c, id, NULL, key2("organization", NULL, id)));
 }
 

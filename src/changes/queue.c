@@ -160,8 +160,13 @@ clerk_change_query(const char *sql, int nargs, const char **args, bool *found)
 		*found = false;
 		return (Datum) 0;
 	}
-	return SPI_datumTransfer(d, get_typbyval(SPI_tuptable->tupdesc->attrs[0].atttypid),
-							 get_typlen(SPI_tuptable->tupdesc->attrs[0].atttypid));
+	{
+		int16		typlen;
+		bool		typbyval;
+
+		get_typlenbyval(SPI_gettypeid(SPI_tuptable->tupdesc, 1), &typlen, &typbyval);
+		return SPI_datumTransfer(d, typbyval, typlen);
+	}
 }
 
 int64

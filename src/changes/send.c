@@ -43,6 +43,7 @@
 
 #include "base/settings.h"
 #include "base/subtransaction.h"
+#include "changes/outcome.h"
 #include "changes/send.h"
 #include "changes/sender_slot.h"
 #include "clerk/clerk_writes.h"
@@ -59,33 +60,16 @@
  * to hold the database (DROP DATABASE waits for its connections)
  */
 #define IDLE_EXIT_MS (30 * 1000)
-/* a change whose answers keep failing (5xx, lost) fails after this many attempts */
-#define MAX_ATTEMPTS 20
-#define MAX_BACKOFF_MS (5 * 60 * 1000)
 /* without a key, or with the key refused, look again this often */
 #define NO_KEY_RETRY_MS 60000
 #define PRUNE_EVERY_MS (10 * 60 * 1000)
+/* Clerk's per-object window is counted from when a request reaches it */
+#define OBJECT_LIMIT_MARGIN_MS 500
 /* a change due but not taken (its row locked by a caller) is looked at again after this */
 #define WAIT_FLOOR_MS 250
-#define MAX_ERROR_LEN 1000
 /* changes in flight at most: twice clerk_sync.concurrency's largest value */
 #define MAX_FLIGHT 64
 
-typedef struct Change
-{
-	int64		id;
-	const ClerkWriteOp *op;
-	char	   *object_id;
-	char	   *organization_id;
-	char	   *object_key;
-	Jsonb	   *args;
-	char	   *body;			/* args as text */
-	int			attempts;		/* including this one */
-	bool		in_doubt;		/* an earlier attempt's answer was lost */
-	bool		looking_up;		/* the request in flight is the lookup of a create */
-	int			req;			/* the request in flight */
-	MemoryContext cxt;
-} Change;
 
 /* Clerk's writes per object in the last 10 s, where it limits them */
 typedef struct ObjectWrites
@@ -225,7 +209,8 @@ object_wait(Sender *s, Change *c, int64 now)
 	if (!c->op->object_limited)
 		return 0;
 	w = object_writes(s, c->object_key);
-	free_at = w->starts[w->next] + 10000;
+	/* (a margin: the request reaches Clerk a little after it was taken) */
+	free_at = w->starts[w->next] + 10000 + OBJECT_LIMIT_MARGIN_MS;
 	return free_at > now ? free_at - now : 0;
 }
 
@@ -242,6 +227,12 @@ object_started(Sender *s, Change *c, int64 now)
 }
 
 /* ---- taking changes ---- */
+
+/* a pending change c is the head of its object's queue: none of its object is older */
+#define HEAD_OF_OBJECT \
+	"NOT EXISTS (SELECT FROM clerk.changes e " \
+	"WHERE e.object_key OPERATOR(pg_catalog.=) c.object_key " \
+	"AND e.status OPERATOR(pg_catalog.=) 'pending' AND e.id OPERATOR(pg_catalog.<) c.id)"
 
 typedef struct TakeArgs
 {
@@ -284,9 +275,7 @@ take_changes(void *varg)
 							  "WHERE status OPERATOR(pg_catalog.=) 'pending' "
 							  "AND next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() "
 							  "AND NOT (object_key OPERATOR(pg_catalog.=) ANY ($1)) "
-							  "AND NOT EXISTS (SELECT FROM clerk.changes e "
-							  "WHERE e.object_key OPERATOR(pg_catalog.=) c.object_key "
-							  "AND e.status OPERATOR(pg_catalog.=) 'pending' AND e.id OPERATOR(pg_catalog.<) c.id) "
+							  "AND " HEAD_OF_OBJECT " "
 							  "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
 							  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the pending changes");
@@ -372,275 +361,6 @@ submit(Sender *s, Change *c)
 	pfree(path);
 }
 
-/* ---- outcomes ---- */
-
-typedef enum Outcome
-{
-	OUT_SENT,					/* Clerk took it: the answer (if any) is stored */
-	OUT_RETRY,					/* try again at retry_ms from now */
-	OUT_FAILED					/* Clerk refused it, or it kept failing */
-} Outcome;
-
-typedef struct Finish
-{
-	Change	   *c;
-	Outcome		outcome;
-	Jsonb	   *object;			/* with OUT_SENT: Clerk's object, to store */
-	bool		deleted;		/* ... as a deletion */
-	long		http_status;
-	const char *error_code;
-	const char *error_message;
-	int64		retry_ms;
-	bool		in_doubt;
-	bool		uncounted;		/* the attempt does not count (429, a refused key) */
-	const char *note;			/* with OUT_SENT: how it was known */
-} Finish;
-
-static void
-store_object(void *arg)
-{
-	Finish	   *f = (Finish *) arg;
-
-	if (f->deleted)
-	{
-		int64		cascaded[CLERK_NENTITIES] = {0};
-
-		(void) clerk_store_delete(f->c->op->entity, f->object, GetCurrentTimestamp(), cascaded);
-	}
-	else
-		(void) clerk_store_event(f->c->op->entity, f->object, "write-back");
-}
-
-static void
-record_outcome(void *arg)
-{
-	Finish	   *f = (Finish *) arg;
-	Oid			types[9] = {INT8OID, TEXTOID, INT4OID, TEXTOID, TEXTOID, INT8OID, BOOLOID, TEXTOID, BOOLOID};
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	char	   *result_id = NULL;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (f->outcome == OUT_SENT && f->object != NULL)
-	{
-		ErrorData  *edata;
-
-		result_id = clerk_json_string(&f->object->root, "id");
-		/* Clerk took the change whatever happens here: a store that fails is noted, not a failure */
-		edata = clerk_try(store_object, f);
-		if (edata != NULL)
-		{
-			f->error_message = psprintf("sent, but the answer could not be stored: %s", edata->message);
-			f->error_code = unpack_sql_state(edata->sqlerrcode);
-		}
-	}
-	values[0] = Int64GetDatum(f->c->id);
-	values[1] = CStringGetTextDatum(f->outcome == OUT_SENT ? "sent" :
-									f->outcome == OUT_FAILED ? "failed" : "pending");
-	values[2] = Int32GetDatum((int32) f->http_status);
-	nulls[2] = f->http_status > 0 ? ' ' : 'n';
-	values[3] = f->error_code ? CStringGetTextDatum(f->error_code) : (Datum) 0;
-	nulls[3] = f->error_code ? ' ' : 'n';
-	if (f->error_message != NULL)
-	{
-		int			len = pg_mbcliplen(f->error_message, strlen(f->error_message), MAX_ERROR_LEN);
-
-		values[4] = PointerGetDatum(cstring_to_text_with_len(f->error_message, len));
-	}
-	else if (f->note != NULL)
-		values[4] = CStringGetTextDatum(f->note);
-	nulls[4] = (f->error_message || f->note) ? ' ' : 'n';
-	values[5] = Int64GetDatum(f->retry_ms);
-	values[6] = BoolGetDatum(f->in_doubt);
-	values[7] = result_id ? CStringGetTextDatum(result_id) : (Datum) 0;
-	nulls[7] = result_id ? ' ' : 'n';
-	/* a change canceled while it was in flight and sent says so: sent is what happened */
-	values[8] = BoolGetDatum(f->uncounted);
-	if (SPI_execute_with_args("UPDATE clerk.changes SET status = $2, http_status = $3, error_code = $4, "
-							  "attempts = attempts OPERATOR(pg_catalog.-) CASE WHEN $9 THEN 1 ELSE 0 END, "
-							  "error_message = $5, in_doubt = $7, result_id = COALESCE($8, result_id), "
-							  "next_attempt_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'pending' "
-							  "THEN (pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) "
-							  "pg_catalog.make_interval(secs => $6 OPERATOR(pg_catalog./) 1000.0)) ELSE next_attempt_at END, "
-							  "finished_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'pending' THEN NULL "
-							  "ELSE pg_catalog.clock_timestamp() END "
-							  "WHERE id OPERATOR(pg_catalog.=) $1 AND (status OPERATOR(pg_catalog.=) 'pending' "
-							  "OR $2 OPERATOR(pg_catalog.=) 'sent')",
-							  9, types, values, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record a change's outcome");
-	SPI_finish();
-}
-
-static int64
-backoff_ms(Sender *s, int attempts)
-{
-	double		d = Max(s->settings.retry_backoff, 1);
-
-	for (int i = 1; i < attempts && d < MAX_BACKOFF_MS; i++)
-		d *= 2;
-	d = Min(d, MAX_BACKOFF_MS);
-	return (int64) (d / 2 + pg_prng_double(&pg_global_prng_state) * d / 2);
-}
-
-/* Clerk's error body: {"errors": [{"code", "message", "long_message"}]} */
-static void
-clerk_error(Finish *f, ClerkParsed *p)
-{
-	Jsonb	   *errors = p->root ? clerk_json_array(&p->root->root, "errors") : NULL;
-	JsonbValue *first;
-
-	if (errors == NULL || (first = getIthJsonbValueFromContainer(&errors->root, 0)) == NULL ||
-		first->type != jbvBinary)
-		return;
-	f->error_code = clerk_json_string(first->val.binary.data, "code");
-	f->error_message = clerk_json_string(first->val.binary.data, "long_message");
-	if (f->error_message == NULL)
-		f->error_message = clerk_json_string(first->val.binary.data, "message");
-}
-
-/* The answer's object: the first of its objects, or its root. */
-static Jsonb *
-answer_object(ClerkParsed *p)
-{
-	JsonbValue *v;
-
-	if (p->objects != NULL && (v = getIthJsonbValueFromContainer(&p->objects->root, 0)) != NULL)
-		return JsonbValueToJsonb(v);
-	return p->root && JB_ROOT_IS_OBJECT(p->root) ? p->root : NULL;
-}
-
-/*
- * The object a deletion without an answer body deletes: {"id": ...}, or for
- * a membership (keyed by its own id, which the change does not know) the
- * stored one of the organization and user.  Inside the settling transaction.
- */
-static Jsonb *
-gone_object(Change *c)
-{
-	if (c->object_id == NULL)
-		return NULL;
-	if (c->op->entity == CLERK_MEMBERSHIPS)
-	{
-		Oid			types[2] = {TEXTOID, TEXTOID};
-		Datum		values[2] = {CStringGetTextDatum(c->organization_id), CStringGetTextDatum(c->object_id)};
-		Jsonb	   *raw = NULL;
-		bool		isnull;
-
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute_with_args("SELECT raw FROM clerk.organization_members "
-								  "WHERE organization_id OPERATOR(pg_catalog.=) $1 "
-								  "AND user_id OPERATOR(pg_catalog.=) $2 AND deleted_at IS NULL",
-								  2, types, values, NULL, true, 1) == SPI_OK_SELECT && SPI_processed > 0)
-		{
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-			if (!isnull)
-				raw = DatumGetJsonbP(SPI_datumTransfer(d, false, -1));
-		}
-		SPI_finish();
-		return raw;
-	}
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-											  CStringGetDatum(psprintf("{\"id\": \"%s\"}", c->object_id))));
-}
-
-/* Decide what a finished request means for its change. */
-static bool
-judge(Sender *s, Change *c, ClerkHttpResult *r, Finish *f)
-{
-	ClerkParsed p;
-	bool		parsed = false;
-
-	memset(f, 0, sizeof(*f));
-	f->c = c;
-	f->http_status = r->status;
-	if (r->error == NULL && r->body != NULL && r->len > 0)
-		parsed = clerk_parse(r->body, r->len, &p) == NULL;
-
-	if (c->looking_up)
-	{
-		Jsonb	   *found = NULL;
-
-		if (r->error == NULL && r->status == 200 && parsed)
-			found = clerk_write_lookup_find(c->op, &p, &c->args->root);
-		if (found != NULL)
-		{
-			f->outcome = OUT_SENT;
-			f->object = found;
-			f->note = "the answer to an earlier attempt was lost; Clerk had made the object";
-			return true;
-		}
-		if (r->error == NULL && ((r->status == 200 && parsed) || r->status == 404))
-		{
-			/* not made: send the create itself now */
-			c->in_doubt = false;
-			return false;
-		}
-		/* the lookup itself failed (or its answer did not parse): try again later, still in doubt */
-		f->outcome = c->attempts >= MAX_ATTEMPTS ? OUT_FAILED : OUT_RETRY;
-		f->in_doubt = true;
-		f->error_message = r->error ? r->error : psprintf("looking up the object answered HTTP %ld", r->status);
-		f->retry_ms = r->retry_after_ms > 0 ? r->retry_after_ms : backoff_ms(s, c->attempts);
-		return true;
-	}
-
-	if (r->error == NULL && r->status >= 200 && r->status < 300)
-	{
-		f->outcome = OUT_SENT;
-		f->object = parsed ? answer_object(&p) : NULL;
-		f->deleted = c->op->answer == CLERK_WRITE_GONE;
-		if (f->deleted && f->object == NULL)
-			f->object = gone_object(c);
-		return true;
-	}
-	if (r->error == NULL && r->status == 429)
-	{
-		f->outcome = OUT_RETRY;
-		f->retry_ms = Max(r->retry_after_ms, 1000);
-		f->error_code = "too_many_requests";
-		f->error_message = "Clerk answered 429 (rate limited); sent again after its Retry-After";
-		f->uncounted = true;	/* a 429 was not applied: it does not count */
-		return true;
-	}
-	if (r->error == NULL && r->status >= 400 && r->status < 500 && r->status != 408 && r->status != 401)
-	{
-		if (parsed)
-			clerk_error(f, &p);
-		/* a deletion or revocation in doubt that Clerk no longer finds was applied by the lost attempt */
-		if (c->in_doubt && (r->status == 404 || r->status == 400) &&
-			(c->op->answer == CLERK_WRITE_GONE || strstr(c->op->name, "revoke") != NULL))
-		{
-			f->outcome = OUT_SENT;
-			f->note = "the answer to an earlier attempt was lost; Clerk no longer had the object to change";
-			f->error_code = NULL;
-			f->error_message = NULL;
-			f->object = c->op->answer == CLERK_WRITE_GONE ? gone_object(c) : NULL;
-			f->deleted = f->object != NULL;
-			return true;
-		}
-		f->outcome = OUT_FAILED;
-		if (f->error_message == NULL)
-			f->error_message = psprintf("Clerk answered HTTP %ld", r->status);
-		return true;
-	}
-	/* 5xx, 408, 401, or no answer: Clerk may or may not have applied it */
-	f->outcome = OUT_RETRY;
-	f->in_doubt = r->status != 401;
-	f->error_message = r->error ? r->error : psprintf("Clerk answered HTTP %ld", r->status);
-	f->retry_ms = r->status == 401 ? NO_KEY_RETRY_MS : backoff_ms(s, c->attempts);
-	if (r->status == 401)
-	{
-		/* the key was refused: nothing was applied, and the change waits for a good key */
-		f->uncounted = true;
-		s->reconnect = true;
-	}
-	else if (c->attempts >= MAX_ATTEMPTS)
-		f->outcome = OUT_FAILED;
-	return true;
-}
-
 typedef struct Settle
 {
 	Sender	   *s;
@@ -656,9 +376,11 @@ settle_change(void *arg)
 {
 	Settle	   *a = (Settle *) arg;
 
-	a->settled = judge(a->s, a->c, a->r, a->f);
+	a->settled = clerk_outcome_judge(a->c, a->r, a->s->settings.retry_backoff, a->f);
+	if (a->f->key_refused)
+		a->s->reconnect = true;
 	if (a->settled)
-		record_outcome(a->f);
+		clerk_outcome_record(a->f);
 }
 
 static void
@@ -709,9 +431,7 @@ next_due(void *arg)
 	if (SPI_execute("SELECT (pg_catalog.date_part('epoch', pg_catalog.min(next_attempt_at) "
 					"OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000)::int8 "
 					"FROM clerk.changes c WHERE status OPERATOR(pg_catalog.=) 'pending' "
-					"AND NOT EXISTS (SELECT FROM clerk.changes e "
-					"WHERE e.object_key OPERATOR(pg_catalog.=) c.object_key "
-					"AND e.status OPERATOR(pg_catalog.=) 'pending' AND e.id OPERATOR(pg_catalog.<) c.id)",
+					"AND " HEAD_OF_OBJECT,
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the pending changes");
 	v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -116,7 +116,7 @@ slot_of(Oid dboid)
 }
 
 bool
-clerk_sender_start(Oid dboid)
+clerk_sender_start(Oid dboid, bool probe, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker;
 
@@ -126,11 +126,12 @@ clerk_sender_start(Oid dboid)
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	strlcpy(worker.bgw_library_name, "clerk_sync", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "clerk_sync_sender_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "clerk_sync write-back");
+	strlcpy(worker.bgw_name, "clerk_sync write-back", BGW_MAXLEN);
 	strlcpy(worker.bgw_type, "clerk_sync write-back", BGW_MAXLEN);
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	worker.bgw_notify_pid = 0;
-	return RegisterDynamicBackgroundWorker(&worker, NULL);
+	memcpy(worker.bgw_extra, &probe, sizeof(probe));
+	worker.bgw_notify_pid = handle != NULL ? MyProcPid : 0;
+	return RegisterDynamicBackgroundWorker(&worker, handle);
 }
 
 void
@@ -195,7 +196,7 @@ clerk_sender_wake(Oid dboid)
 	SpinLockRelease(&senders->mutex);
 	if (procno >= 0)
 		SetLatch(CLERK_PROC_LATCH(procno));
-	else if (start && !clerk_sender_start(dboid))
+	else if (start && !clerk_sender_start(dboid, false, NULL))
 	{
 		/* no worker slot free now: the launcher tries again */
 		clerk_sender_start_failed(dboid);

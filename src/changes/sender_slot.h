@@ -11,6 +11,7 @@
 #define CLERK_SENDER_SLOT_H
 
 #include "datatype/timestamp.h"
+#include "postmaster/bgworker.h"
 
 /* At server start (shared_preload_libraries): ask for the shared memory. */
 extern void clerk_sender_slots_init(void);
@@ -39,10 +40,11 @@ extern void clerk_sender_set_launcher(void);
 extern int	clerk_sender_take_wanted(Oid *dboids, int max);
 
 /*
- * The launcher's part: start a sender for dboid now (false when no worker
- * slot is free; then start_failed: the launcher tries again).
+ * Start a sender for dboid now (false when no worker slot is free; then
+ * start_failed: the launcher tries again).  A probe only finishes what is
+ * pending; with handle, the caller (the launcher) can watch it.
  */
-extern bool clerk_sender_start(Oid dboid);
+extern bool clerk_sender_start(Oid dboid, bool probe, BackgroundWorkerHandle **handle);
 extern void clerk_sender_start_failed(Oid dboid);
 
 /*

@@ -115,24 +115,11 @@ nap(long ms)
 static void
 probe(Oid dboid)
 {
-	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;
-	bool		probe_only = true;
 	int			waited = 0;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "clerk_sync", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "clerk_sync_sender_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "clerk_sync write-back", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "clerk_sync write-back", BGW_MAXLEN);
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	memcpy(worker.bgw_extra, &probe_only, sizeof(probe_only));
-	worker.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	if (!clerk_sender_start(dboid, true, &handle))
 	{
 		clerk_sender_want(dboid, GetCurrentTimestamp());
 		return;
@@ -168,7 +155,7 @@ clerk_sync_launcher_main(Datum main_arg)
 		int			n = clerk_sender_take_wanted(wanted, MAX_WANTED);
 
 		for (int i = 0; i < n; i++)
-			if (!clerk_sender_start(wanted[i]))
+			if (!clerk_sender_start(wanted[i], false, NULL))
 				clerk_sender_start_failed(wanted[i]);
 		nap(LAUNCHER_NAP_MS);
 	}
