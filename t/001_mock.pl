@@ -2987,5 +2987,220 @@ subtest 'writes: faults by method, lost answers, the writes log' => sub {
 };
 }
 
+# --- prepared pages -------------------------------------------------------------
+# Config prepared_pages (test/README.md, "Prepared pages") serves listings
+# joined from each object's JSON, encoded once: every answer must be byte for
+# byte the one served without it, for the same data, also right after a
+# change, when what was prepared before it is stale.
+{
+my $pm = ClerkMock->new(users => 400, organizations => 8, memberships => 300, seed => 17,
+                        extra_args => [ '--organization-invitations', 40, '--invitations', 20,
+                                        '--organization-domains', 12, '--sessions', 200, '--waitlist-entries', 10,
+                                        '--custom-roles', 2, '--custom-permissions', 3 ]);
+my $http = HTTP::Tiny->new(keep_alive => 0, timeout => 60, agent => 'clerk-mock-tests/1.0');
+my %auth = (Authorization => 'Bearer ' . $pm->secret_key);
+# the exact bytes of a /v1 answer (no decoding: JSON::PP is slow on a page of 500 users)
+my $raw = sub {
+    my ($path) = @_;
+    my $r = $http->get($pm->url . $path, { headers => \%auth });
+    die "GET $path: $r->{status} $r->{content}" unless $r->{status} == 200;
+    return $r->{content};
+};
+my $v1 = sub {
+    my ($method, $path, $body) = @_;
+    my $r = $http->request($method, $pm->url . $path, { headers => { %auth, 'Content-Type' => 'application/json' },
+                                                        content => $JSON->encode($body) });
+    is $r->{status}, 200, "$method $path -> 200" or diag $r->{content};
+    return $JSON->decode($r->{content});
+};
+my $on  = sub { $pm->configure(prepared_pages => JSON::PP::true) };
+my $off = sub { $pm->configure(prepared_pages => JSON::PP::false) };
+
+my @users = @{ $pm->get('/users?limit=60&order_by=created_at')->{json} };
+my @orgs  = @{ $pm->get('/organizations?limit=100&include_members_count=true&order_by=-members_count')->{json}{data} };
+my @mems  = @{ $pm->get("/organizations/$orgs[0]{id}/memberships?limit=40")->{json}{data} };
+my @oinv  = grep { defined $_->{inviter_id} } @{ $pm->get('/organization_invitations?limit=100')->{json}{data} };
+my @roles = grep { $_->{key} !~ /^org:(?:admin|member|billing_manager)$/ }
+            @{ $pm->get('/organization_roles?limit=100')->{json}{data} };
+my @perms = @{ $pm->get('/organization_permissions?limit=100')->{json}{data} };
+my ($lo, $hi) = ($users[10]{created_at}, $users[40]{created_at});
+my @paths = (
+    '/users?limit=500&order_by=created_at', '/users?limit=500', '/users?limit=37&offset=50&order_by=-updated_at',
+    '/users?limit=100&offset=20&order_by=updated_at', '/users?limit=10&offset=395&order_by=created_at',
+    "/users?limit=500&order_by=created_at&created_at_after=$lo",
+    "/users?limit=20&order_by=-created_at&created_at_after=$lo&created_at_before=$hi",
+    "/users?limit=25&order_by=created_at&starting_after=$users[5]{id}",
+    "/users?user_id=$users[3]{id}&user_id=$users[9]{id}&order_by=updated_at",
+    '/organizations?limit=100', '/organizations?limit=100&include_members_count=true',
+    '/organizations?limit=3&offset=2&order_by=name&include_members_count=true',
+    '/organizations?limit=100&order_by=-members_count&include_members_count=true'
+        . '&include_missing_member_with_elevated_permissions=true',
+    '/organization_memberships?limit=500', '/organization_memberships?limit=500&order_by=created_at',
+    '/organization_memberships?limit=50&offset=120&order_by=-created_at',
+    (map { ("/organizations/$_->{id}/memberships?limit=500", "/organizations/$_->{id}/invitations?limit=100",
+            "/organizations/$_->{id}/domains?limit=100") } @orgs[0, 1, -1]),
+    "/organizations/$orgs[0]{id}/memberships?limit=5&offset=3&order_by=created_at",
+    "/users/$mems[1]{public_user_data}{user_id}/organization_memberships?limit=100",
+    '/organization_invitations?limit=100', '/organization_invitations?limit=10&offset=5&order_by=email_address',
+    '/organization_invitations?limit=100&status=pending', '/invitations?limit=100',
+    '/invitations?limit=100&paginated=true&status=revoked', '/organization_domains?limit=100&order_by=name',
+    '/organization_roles?limit=100', '/organization_permissions?limit=100&order_by=-name',
+    "/sessions?user_id=$users[1]{id}&paginated=true", "/sessions?user_id=$users[2]{id}", '/waitlist_entries?limit=100',
+);
+
+# every path with the mode on (twice: encoded now, then from what was kept) and off: the same bytes
+my $same = sub {
+    my ($name) = @_;
+    $on->();
+    my %first = map { $_ => $raw->($_) } @paths;
+    my %again = map { $_ => $raw->($_) } @paths;
+    $off->();
+    my %plain = map { $_ => $raw->($_) } @paths;
+    my @diff = grep { $first{$_} ne $plain{$_} || $again{$_} ne $plain{$_} } @paths;
+    is_deeply \@diff, [], "$name: " . @paths . ' listings byte-identical with prepared_pages on and off';
+    return \%plain;
+};
+# prepare every listing with the mode on, make a change, compare
+my $after = sub {
+    my ($name, $change) = @_;
+    $on->();
+    $raw->($_) for @paths;
+    $change->();
+    return $same->($name);
+};
+
+subtest 'prepared_pages: config, CLI flag, stats' => sub {
+    my $cfg = $pm->control(GET => 'config');
+    ok exists $cfg->{prepared_pages} && !$cfg->{prepared_pages}, 'off by default, shown by GET /__mock/config';
+    is $pm->control_raw(POST => 'config', { prepared_pages => 1 })->{status}, 400, 'not a boolean -> 400';
+    ok $pm->configure(prepared_pages => JSON::PP::true)->{prepared_pages}, 'POST /__mock/config turns it on';
+    $pm->reset;
+    ok !$pm->control(GET => 'config')->{prepared_pages}, 'reset: back to the CLI value';
+    my $flag = ClerkMock->new(users => 5, organizations => 1, memberships => 2, extra_args => ['--prepared-pages']);
+    ok $flag->control(GET => 'config')->{prepared_pages}, '--prepared-pages: on from the start';
+    $flag->reset;
+    ok $flag->control(GET => 'config')->{prepared_pages}, '... and after a reset';
+    $flag->stop;
+    my $c0 = $pm->stats->{cpu_seconds};
+    ok defined $c0 && $c0 > 0, "GET /__mock/stats: cpu_seconds ($c0)";
+    $raw->('/users?limit=500') for 1 .. 3;
+    cmp_ok $pm->stats->{cpu_seconds}, '>', $c0, '... grows as the mock works';
+    $pm->control(DELETE => 'stats');
+    cmp_ok $pm->stats->{cpu_seconds}, '>', $c0, '... and is not reset with the stats';
+};
+
+subtest 'prepared_pages: the same bytes, also after changes' => sub {
+    my $plain = $same->('fresh data');
+    my $uid = $mems[0]{public_user_data}{user_id};
+    $plain = $after->('control PATCH of a member (name, metadata)', sub {
+        $pm->control(PATCH => "users/$uid", { first_name => 'Prepared', public_metadata => { tier => 'gold' } });
+    });
+    like $plain->{"/organizations/$orgs[0]{id}/memberships?limit=500"}, qr/"first_name":"Prepared"/,
+        '... the change shows in the memberships that embed the user';
+    $plain = $after->('control PATCH of an organization', sub {
+        $pm->control(PATCH => "organizations/$orgs[0]{id}",
+                     { name => 'Aaa Prepared Org', private_metadata => { x => 1 } });
+    });
+    like $plain->{'/organization_memberships?limit=500'}, qr/"name":"Aaa Prepared Org"/, '... in the memberships';
+    $after->('control PATCH of a membership role', sub {
+        $pm->control(PATCH => "organization_memberships/$mems[2]{id}", { role => 'org:billing_manager' });
+    });
+    $after->('control DELETE of a member', sub { $pm->control(DELETE => "users/$mems[3]{public_user_data}{user_id}") });
+    $after->('control DELETE of a membership', sub { $pm->control(DELETE => "organization_memberships/$mems[4]{id}") });
+    $after->('control POST of a membership', sub {
+        my %in = map { $_->{public_user_data}{user_id} => 1 }
+                 @{ $pm->get("/organizations/$orgs[1]{id}/memberships?limit=500")->{json}{data} };
+        my ($new) = grep { !$in{$_->{id}} && $_->{id} ne $mems[3]{public_user_data}{user_id} } @users[20 .. 59];
+        $pm->control(POST => 'organization_memberships', { organization_id => $orgs[1]{id}, user_id => $new->{id} });
+    });
+    $after->('control PATCH of the user who sent an invitation', sub {
+        $pm->control(PATCH => "users/$oinv[0]{inviter_id}", { last_name => 'Inviter' });
+    });
+    $after->('control PATCH of an invitation, a domain, a session', sub {
+        my ($inv) = @{ $pm->get('/invitations?limit=1')->{json} };
+        $pm->control(PATCH => "invitations/$inv->{id}", { public_metadata => { again => JSON::PP::true } });
+        my ($dom) = @{ $pm->get('/organization_domains?limit=1')->{json}{data} };
+        $pm->control(PATCH => "organization_domains/$dom->{id}", { enrollment_mode => 'manual_invitation' });
+        my ($ses) = @{ $pm->get("/sessions?user_id=$users[1]{id}")->{json} };
+        $pm->control(PATCH => "sessions/$ses->{id}", { status => 'ended' }) if $ses;
+    });
+    $after->('/v1 PATCH /users/{id}/metadata', sub {
+        $v1->(PATCH => "/users/$mems[5]{public_user_data}{user_id}/metadata",
+              { public_metadata => { v1 => [ 1, 2 ] } });
+    });
+    $after->('/v1 PATCH of a membership role and of an organization', sub {
+        $v1->(PATCH => "/organizations/$orgs[0]{id}/memberships/$mems[6]{public_user_data}{user_id}",
+              { role => 'org:admin' });
+        $v1->(PATCH => "/organizations/$orgs[1]{id}", { name => 'Renamed Through V1' });
+    });
+    # a trigger fires while the listings are being prepared: some before the change, some after
+    $on->();
+    $pm->add_trigger(path => '^/v1/organizations', on_request => 2,
+                     update_users => { $uid => { first_name => 'Triggered' }, $users[0]{id} => {} },
+                     update_organizations => [ $orgs[-1]{id} ]);
+    $raw->($_) for @paths;
+    ok $pm->control(GET => 'triggers')->[0]{fired}, 'a trigger changed users and an organization mid-listing';
+    $pm->clear_triggers;
+    $same->('... after it');
+    $after->('control PATCH of a role and a permission', sub {
+        $pm->control(PATCH => "organization_roles/$roles[0]{id}", { name => 'Renamed Role' });
+        $pm->control(PATCH => "organization_permissions/$perms[0]{id}", { name => 'Renamed Permission' });
+        $pm->control(PATCH => 'organization_roles/' . (grep { $_->{key} eq 'org:member' }
+            @{ $pm->get('/organization_roles?limit=100')->{json}{data} })[0]{id}, { name => 'Plain Member' });
+    });
+    $after->('control DELETE of an organization', sub { $pm->control(DELETE => "organizations/$orgs[2]{id}") });
+
+    $pm->reset;
+    $on->();
+    my $p = $pm->control(POST => 'prepare');
+    is_deeply [ @{ $p->{prepared} }{qw(users organizations organization_memberships organization_invitations)} ],
+        [ 400, 8, 300, 40 ], 'POST /__mock/prepare: every live object';
+    $same->('served from what POST /__mock/prepare encoded');
+    is_deeply [ keys %{ $pm->control(POST => 'prepare', { collections => ['users'] })->{prepared} } ], ['users'],
+        'collections picks some';
+    is $pm->control_raw(POST => 'prepare', { collections => ['billing_plans'] })->{status}, 400,
+        'an unknown collection -> 400';
+};
+
+subtest 'prepared_pages: a page costs the mock much less CPU' => sub {
+    $pm->reset;
+    my $path = '/users?limit=500&order_by=created_at';
+    my $cpu = sub {
+        my $c0 = $pm->stats->{cpu_seconds};
+        $raw->($path) for 1 .. 10;
+        return $pm->stats->{cpu_seconds} - $c0;
+    };
+    $off->();
+    my $plain = $cpu->();
+    $on->();
+    $raw->($path);
+    my $prepared = $cpu->();
+    cmp_ok $prepared, '<=', 0.5 * $plain,
+        sprintf('10 pages of 400 users: %.3f s of mock CPU prepared, %.3f s without (%.2fx)', $prepared, $plain,
+                $prepared / ($plain || 1));
+};
+
+subtest 'prepared_pages: raw values, lone surrogates, page_extras, faults' => sub {
+    $pm->reset;
+    my ($u) = @{ $pm->get('/users?limit=1&order_by=created_at')->{json} };
+    $after->('page_extras', sub { $pm->configure(page_extras => { users => [ '42', 'null' ] }) });
+    $after->('a $raw value', sub {
+        $pm->control(PATCH => "users/$u->{id}", { last_name => { '$raw' => '"\u0000"' } });
+    });
+    $after->('a lone surrogate', sub {
+        my $r = $http->request(PATCH => $pm->base_url . "/__mock/users/$users[1]{id}",
+                               { headers => { 'Content-Type' => 'application/json' },
+                                 content => '{"first_name": "a\ud800b"}' });
+        is $r->{status}, 200, 'PATCH with a lone surrogate' or diag $r->{content};
+    });
+    $on->();
+    $pm->add_fault(kind => 'status', status => 503, path => '^/v1/users\?');
+    is $http->get($pm->url . '/users?limit=5', { headers => \%auth })->{status}, 503, 'faults apply as before';
+    $pm->clear_faults;
+    is $http->get($pm->url . "/users/$u->{id}", { headers => \%auth })->{status}, 200, 'a single object as before';
+};
+$pm->stop;
+}
+
 $mock->stop;
 done_testing;

@@ -640,6 +640,8 @@ class Store:
         self._cache = {}
         self._org_cache = {}  # generated organizations (immutable, shared)
         self._base_org_mems_cache = {}  # org index -> generated membership indices
+        self._prep = {}  # listing view -> {index: (key, JSON bytes, stored objects)} (config prepared_pages)
+        self._prep_raw = RAW_IN_USE[0]
         # Per-purpose hash seeds; T_TIME + n covers the timestamp streams.
         self.tag_seed = {t: h(seed, t) for t in range(1, T_TIME + 4)}
         self.tag_seed.update({t: h(seed, t) for t in range(T_TIME + 4, T_TIME + 10)})
@@ -2241,6 +2243,95 @@ class Store:
         out.sort()
         return out
 
+    # -- prepared pages (config prepared_pages) ------------------------------
+    # An object's JSON as a listing shows it is encoded once and kept with a
+    # key made of what it was rendered from: the stored objects it shows, by
+    # identity (a change replaces a stored object, never alters it; a
+    # generated object is None and never changes), and the counters it reads
+    # (role_rev, members_count).  A change to the object, or to one it embeds
+    # (a user in its memberships and in the invitations it sent, an
+    # organization in its memberships, invitations and domains, a role or a
+    # permission in memberships, invitations and roles), changes the key:
+    # those bytes are encoded again when next served, and nothing else is.
+    # A view is (name, variant...): Store.prepared, App.listing.
+    def _prep_fns(self, view):
+        """(deps, render) of a listing view: deps(i) -> (key, stored objects)."""
+        name = view[0]
+        if name == "users":
+            over = self.users.over
+
+            def deps(i):
+                got = over.get(i)
+                return (id(got),), got
+            return deps, self.user
+        if name == "orgs":
+            _, mc, mm = view
+            over = self.orgs.over
+
+            def deps(i):
+                got = over.get(i)
+                return (id(got), self.members_count(i) if mc else 0), got
+            return deps, lambda i: self.org_view(i, mc, mm)
+        if name == "mems":
+            M, O, U = self.mems.over, self.orgs.over, self.users.over
+
+            def deps(m):
+                o, u = self.mem_link(m)
+                got = (M.get(m), O.get(o), U.get(u))
+                return (id(got[0]), id(got[1]), id(got[2]), self.role_rev), got
+            return deps, self.membership
+        if name == "orginvs":
+            with_org = view[1]
+            OI, O, U = self.orginvs, self.orgs.over, self.users
+
+            def deps(i):
+                inviter = self.own(OI, i).get("inviter_id")
+                u = U.index_of(inviter) if isinstance(inviter, str) else None
+                if not U.live(u):
+                    u = -1
+                got = (OI.over.get(i), U.over.get(u), O.get(self.orginv_links.parent(i)) if with_org else None)
+                return (id(got[0]), id(got[1]), id(got[2]), u, self.role_rev), got
+            return deps, lambda i: self.orginv(i, with_org=with_org)
+        if name == "doms":
+            D, O = self.doms.over, self.orgs.over
+
+            def deps(i):
+                got = (D.get(i), O.get(self.dom_links.parent(i)))
+                return (id(got[0]), id(got[1])), got
+            return deps, self.domain
+        kind, render = {"invs": (self.invs, self.invitation), "roles": (self.roles, self.role),
+                        "perms": (self.perms, self.permission), "sessions": (self.sessions, self.session),
+                        "waits": (self.waits, self.wait)}[name]
+        over = kind.over
+
+        def deps(i):
+            got = over.get(i)
+            return (id(got), self.role_rev if kind is self.roles else 0), got
+        return deps, render
+
+    def prepared(self, view, idxs):
+        """The JSON bytes of objects idxs as listing `view` shows them, from
+        what was prepared while it is still what they show (else encoded now
+        and kept); None if one of them cannot be served apart from the rest
+        of its answer (encode_piece)."""
+        if self._prep_raw != RAW_IN_USE[0]:  # raw values are written as such from now on
+            self._prep.clear()
+            self._prep_raw = RAW_IN_USE[0]
+        cache = self._prep.get(view)
+        if cache is None:
+            cache = self._prep[view] = {}
+        deps, render = self._prep_fns(view)
+        out, whole = [], True
+        for i in idxs:
+            key, objs = deps(i)
+            got = cache.get(i)
+            if got is None or got[0] != key:
+                got = cache[i] = (key, encode_piece(render(i)), objs)
+            if got[1] is None:
+                whole = False
+            out.append(got[1])
+        return out if whole else None
+
     # -- lookups -------------------------------------------------------------
     def users_by_email(self, emails):
         wanted = {e.lower() for e in emails}
@@ -3149,6 +3240,22 @@ def encode_json(obj):
     return data
 
 
+def encode_piece(obj):
+    """encode_json(obj) as one element of a listing's array, or None when
+    its bytes may depend on the rest of the answer: it holds raw values
+    (encode_json numbers their placeholders per answer) or text only ASCII
+    escapes can carry (encode_json then escapes the whole answer)."""
+    if RAW_IN_USE[0]:
+        raws = []
+        _swap_raw(obj, raws)
+        if raws:
+            return None
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+
+
 def with_extras(app, kind, offset, items):
     """The first page of a listing, with config page_extras[kind] (raw JSON
     texts) in front: elements a test wants in a page as they are."""
@@ -3420,6 +3527,8 @@ class App:
             # the per-object and per-endpoint limits of the write endpoints ({} = none)
             "write_rate_limits": copy.deepcopy(WRITE_RATE_LIMITS),
             "metadata_max_bytes": METADATA_MAX_BYTES,  # per metadata object (0 = no limit)
+            # serve listings from each object's JSON, encoded once (Store.prepared)
+            "prepared_pages": bool(getattr(args, "prepared_pages", False)),
         }
         self.meta_lock = threading.Lock()
         self.events_lock = threading.Lock()
@@ -3812,6 +3921,25 @@ class App:
     def _pagination(self, q):
         return p_int(q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT), p_int(q, "offset", 0, 0)
 
+    def listing(self, st, view, idxs, render, total=None, extras=None, offset=0):
+        """A listing's answer: objects idxs (render(i)) as a bare array, or
+        with total as {data, total_count}; page_extras[extras] in front of
+        the first page (offset falsy).  With config prepared_pages, the array
+        is joined from the objects' prepared JSON (Store.prepared): the same
+        bytes, without rendering and encoding again what has not changed."""
+        if view is not None and self.config.get("prepared_pages") and not (
+                extras is not None and not offset and (self.config.get("page_extras") or {}).get(extras)):
+            pieces = st.prepared(view, idxs)
+            if pieces is not None:
+                body = b"[" + b",".join(pieces) + b"]"
+                if total is not None:
+                    body = b'{"data":' + body + b',"total_count":%d}' % total
+                return Response(200, body)
+        data = [render(i) for i in idxs]
+        if extras is not None:
+            data = with_extras(self, extras, offset, data)
+        return json_response(200, data if total is None else {"data": data, "total_count": total})
+
     def _user_candidates(self, q):
         st = self.store
         inc, exc = id_filter(q, "user_id", st.users)
@@ -3882,8 +4010,8 @@ class App:
             pos = bisect.bisect_right(seq, a)
             seq = seq[:bisect.bisect_left(seq, a)] if desc else seq[pos:]
         self._offset_cost(offset)
-        return json_response(200, with_extras(self, "users", offset or after is not None,
-                                              [st.user(i) for i in page(seq, offset, limit, desc)]))
+        return self.listing(st, ("users",), page(seq, offset, limit, desc), st.user, extras="users",
+                            offset=offset or after is not None)
 
     def count_users(self, q):
         check_params(q, {"user_id", "email_address", "created_at_after", "created_at_before"},
@@ -3919,8 +4047,7 @@ class App:
         if not st.users.live(u):
             raise not_found(f"No user was found with id {ident}")
         seq = st.user_mems(u)
-        return json_response(200, {"data": [st.membership(m) for m in page(seq, offset, limit, True)],
-                                   "total_count": len(seq)})
+        return self.listing(st, ("mems",), page(seq, offset, limit, True), st.membership, len(seq))
 
     def list_orgs(self, q):
         check_params(q, {"limit", "offset", "order_by", "include_members_count",
@@ -3932,9 +4059,8 @@ class App:
         mm = p_bool(q, "include_missing_member_with_elevated_permissions")
         seq = st.orgs_ordered(field)
         self._offset_cost(offset)
-        data = with_extras(self, "organizations", offset,
-                           [st.org_view(o, mc, mm) for o in page(seq, offset, limit, desc)])
-        return json_response(200, {"data": data, "total_count": len(seq)})
+        return self.listing(st, ("orgs", mc, mm), page(seq, offset, limit, desc), lambda o: st.org_view(o, mc, mm),
+                            len(seq), "organizations", offset)
 
     def get_org(self, ident, q):
         check_params(q, {"include_members_count", "include_missing_member_with_elevated_permissions"}, set())
@@ -3963,8 +4089,7 @@ class App:
                     keep.append(m)
             seq = keep
         self._offset_cost(offset)
-        data = [st.membership(m) for m in page(seq, offset, limit, desc)]
-        return json_response(200, {"data": data, "total_count": len(seq)})
+        return self.listing(st, ("mems",), page(seq, offset, limit, desc), st.membership, len(seq))
 
     def instance_memberships(self, q):
         check_params(q, {"limit", "offset", "order_by"}, set())
@@ -3973,9 +4098,8 @@ class App:
         field, desc = p_order(q, {"created_at"})
         seq = st.live_indices(st.mems)
         self._offset_cost(offset)
-        data = with_extras(self, "organization_memberships", offset,
-                           [st.membership(m) for m in page(seq, offset, limit, desc)])
-        return json_response(200, {"data": data, "total_count": len(seq)})
+        return self.listing(st, ("mems",), page(seq, offset, limit, desc), st.membership, len(seq),
+                            "organization_memberships", offset)
 
     # -- the kinds added later ---------------------------------------------
     def _ordered(self, kind, name, field, keyfn):
@@ -4027,9 +4151,8 @@ class App:
                             lambda i: text_key(st.own(st.orginvs, i).get("email_address")))
         seq = self._orginv_filter(seq, statuses, query or None)
         self._offset_cost(offset)
-        data = with_extras(self, "organization_invitations", offset,
-                           [st.orginv(i, with_org=True) for i in page(seq, offset, limit, desc)])
-        return json_response(200, {"data": data, "total_count": len(seq)})
+        return self.listing(st, ("orginvs", True), page(seq, offset, limit, desc),
+                            lambda i: st.orginv(i, with_org=True), len(seq), "organization_invitations", offset)
 
     def org_invitations(self, ident, q):
         check_params(q, {"limit", "offset", "order_by", "status", "email_address"}, set())
@@ -4045,8 +4168,7 @@ class App:
                                 lambda i: text_key(st.own(st.orginvs, i).get("email_address")))
         seq = self._orginv_filter(seq, statuses, emails=emails)
         self._offset_cost(offset)
-        return json_response(200, {"data": [st.orginv(i) for i in page(seq, offset, limit, desc)],
-                                   "total_count": len(seq)})
+        return self.listing(st, ("orginvs", False), page(seq, offset, limit, desc), st.orginv, len(seq))
 
     def list_invitations(self, q):
         check_params(q, {"limit", "offset", "order_by", "status", "query", "paginated"}, set())
@@ -4072,8 +4194,8 @@ class App:
                 continue
             out.append(i)
         self._offset_cost(offset)
-        data = with_extras(self, "invitations", offset, [st.invitation(i) for i in page(out, offset, limit, desc)])
-        return json_response(200, {"data": data, "total_count": len(out)} if paginated else data)
+        return self.listing(st, ("invs",), page(out, offset, limit, desc), st.invitation,
+                            len(out) if paginated else None, "invitations", offset)
 
     def _domain_filter(self, seq, q, instance_wide=True):
         st = self.store
@@ -4124,9 +4246,8 @@ class App:
         seq = self._ordered(st.doms, "doms", field, lambda i: text_key(st.own(st.doms, i).get("name")))
         seq = self._domain_filter(seq, q)
         self._offset_cost(offset)
-        data = with_extras(self, "organization_domains", offset,
-                           [st.domain(i) for i in page(seq, offset, limit, desc)])
-        return json_response(200, {"data": data, "total_count": len(seq)})
+        return self.listing(st, ("doms",), page(seq, offset, limit, desc), st.domain, len(seq), "organization_domains",
+                            offset)
 
     def org_domains(self, ident, q):
         check_params(q, {"limit", "offset", "verified", "enrollment_mode"}, set())
@@ -4136,8 +4257,7 @@ class App:
         # the spec has no 404 here: an unknown organization has no domains
         seq = self._domain_filter(st.dom_links.of_parent(o) if o is not None else [], q, instance_wide=False)
         self._offset_cost(offset)
-        return json_response(200, {"data": [st.domain(i) for i in page(seq, offset, limit, True)],
-                                   "total_count": len(seq)})
+        return self.listing(st, ("doms",), page(seq, offset, limit, True), st.domain, len(seq))
 
     def _named_listing(self, q, kind, name, render, extras):
         """Roles and permissions: query (exact id, or part of name or key), order_by created_at|name|key."""
@@ -4153,8 +4273,7 @@ class App:
                    or ql in str(st.own(kind, i).get("name", "")).lower()
                    or ql in str(st.own(kind, i).get("key", "")).lower()]
         self._offset_cost(offset)
-        data = with_extras(self, extras, offset, [render(i) for i in page(seq, offset, limit, desc)])
-        return json_response(200, {"data": data, "total_count": len(seq)})
+        return self.listing(st, (name,), page(seq, offset, limit, desc), render, len(seq), extras, offset)
 
     def list_roles(self, q):
         st = self.store
@@ -4212,8 +4331,8 @@ class App:
                 continue
             seq.append(i)
         self._offset_cost(offset)
-        data = with_extras(self, "sessions", offset, [st.session(i) for i in page(seq, offset, limit, True)])
-        return json_response(200, {"data": data, "total_count": len(seq)} if paginated else data)
+        return self.listing(st, ("sessions",), page(seq, offset, limit, True), st.session,
+                            len(seq) if paginated else None, "sessions", offset)
 
     def get_session(self, ident, q):
         check_params(q, set(), set())
@@ -4341,8 +4460,8 @@ class App:
                    and (not ql or st.wait(i).get("id") == query
                         or ql in str(st.wait(i).get("email_address", "")).lower())]
         self._offset_cost(offset)
-        data = with_extras(self, "waitlist_entries", offset, [st.wait(i) for i in page(seq, offset, limit, desc)])
-        return json_response(200, {"data": data, "total_count": len(seq)})
+        return self.listing(st, ("waits",), page(seq, offset, limit, desc), st.wait, len(seq), "waitlist_entries",
+                            offset)
 
     # -- /v1 writes --------------------------------------------------------------
     def handle_write(self, w, parts, q, headers, raw):
@@ -4991,7 +5110,13 @@ class App:
                                   "max_in_flight": self.stats["in_flight"], "by_path_prefix": {},
                                   "faults_injected": 0, "in_flight": self.stats["in_flight"]}
             with self.meta_lock:
-                return json.loads(json.dumps(self.stats))
+                out = json.loads(json.dumps(self.stats))
+            out["cpu_seconds"] = round(time.process_time(), 4)  # the whole process's, since it started
+            return out
+        if parts == ["prepare"]:
+            if method != "POST":
+                raise ControlError(405, "use POST")
+            return self.prepare(body)
         if parts and parts[0] == "events":
             return self.control_events(method, parts, q, body)
         if parts and parts[0] == "billing_subscriptions":
@@ -5028,6 +5153,30 @@ class App:
                 self._tls.mute = False
         raise ControlError(404, f"no control endpoint {method} {path}")
 
+    def prepare(self, body):
+        """POST /__mock/prepare [{"collections": [...]}]: encode now what the
+        listings of these collections (default: every one served prepared)
+        show, for prepared_pages, a slice of 1000 objects at a time under the
+        store's lock, so that requests meanwhile wait for one slice at most."""
+        names = body.get("collections") if isinstance(body, dict) else None
+        names = list(PREPARED_VIEWS) if names is None else names
+        if not isinstance(names, list) or any(n not in PREPARED_VIEWS for n in names):
+            raise ControlError(400, f"collections: a list of {', '.join(PREPARED_VIEWS)}")
+        t0, c0 = time.time(), time.process_time()
+        st = self.store
+        done = {}
+        for name in names:
+            kind = self.kind_of(name)
+            with st.lock:
+                live = list(st.live_indices(kind))
+            for view in PREPARED_VIEWS[name]:
+                for k in range(0, len(live), 1000):
+                    with st.lock:
+                        st.prepared(view, [i for i in live[k:k + 1000] if kind.live(i)])
+            done[name] = len(live)
+        return {"prepared": done, "seconds": round(time.time() - t0, 3),
+                "cpu_seconds": round(time.process_time() - c0, 3)}
+
     @staticmethod
     def _check_write_config(body):
         wl = body.get("write_rate_limits", {})
@@ -5042,6 +5191,8 @@ class App:
         mb = body.get("metadata_max_bytes", 0)
         if not isinstance(mb, int) or isinstance(mb, bool) or mb < 0:
             raise ControlError(400, "metadata_max_bytes must be an integer >= 0")
+        if not isinstance(body.get("prepared_pages", False), bool):
+            raise ControlError(400, "prepared_pages must be true or false")
 
     def control_subscriptions(self, method, parts, body):
         """GET /__mock/billing_subscriptions: every subscription (the live items
@@ -5393,6 +5544,20 @@ DELETED_EVENT = {"users": "user.deleted", "organizations": "organization.deleted
                  "organization_permissions": "permission.deleted"}
 
 
+# The listing views (Store.prepared) of each collection that POST /__mock/prepare encodes.
+PREPARED_VIEWS = {
+    "users": [("users",)],
+    "organizations": [("orgs", False, False), ("orgs", True, False)],  # (include_members_count)
+    "organization_memberships": [("mems",)],
+    "organization_invitations": [("orginvs", True), ("orginvs", False)],  # (instance-wide, per organization)
+    "invitations": [("invs",)],
+    "organization_domains": [("doms",)],
+    "organization_roles": [("roles",)],
+    "organization_permissions": [("perms",)],
+    "sessions": [("sessions",)],
+    "waitlist_entries": [("waits",)],
+}
+
 # Triggers delete children before their parents; memberships first, as before.
 TRIGGER_DELETE_ORDER = ["billing_payment_attempts", "billing_statements", "billing_subscription_items",
                         "billing_prices", "billing_plans", "waitlist_entries", "organization_memberships", "organization_invitations", "invitations", "organization_domains",
@@ -5693,6 +5858,8 @@ def main(argv=None):
     ap.add_argument("--rate-limit", type=int, default=0, help="requests per 10 s window (0 = unlimited)")
     ap.add_argument("--latency-ms", type=int, default=0, help="delay added to every /v1 request")
     ap.add_argument("--log-file", help="append one line per /v1 request here")
+    ap.add_argument("--prepared-pages", action="store_true",
+                    help="serve listings from each object's JSON, encoded once (config prepared_pages)")
     ap.add_argument("--exit-with-parent", action="store_true",
                     help="exit when the parent process goes away")
     args = ap.parse_args(argv)
