@@ -402,6 +402,27 @@ is(q1("SELECT public_metadata ->> 'seq' FROM clerk.users WHERE id = '$users[3]'"
 like(q1(q{SELECT clerk_status() -> 'changes' ->> 'sent'}), qr/^[1-9]\d*$/, 'clerk_status() counts the sent changes');
 is(q1(q{SELECT clerk_status() -> 'changes' ->> 'pending'}), '0', 'and the pending ones');
 
+# ---- at once after commit, and no polling: pg_stat_statements sees no query while the worker waits ----
+SKIP: {
+    my $pkglib = `pg_config --pkglibdir`;
+    chomp $pkglib;
+    skip 'pg_stat_statements is not installed for this PostgreSQL', 4 unless -e "$pkglib/pg_stat_statements.so";
+    my $pss = clerk_node('writes_pss', $mock, preload => 'clerk_sync, pg_cron, pg_stat_statements',
+                         conf => "pg_stat_statements.track = all");
+    $pss->safe_psql('postgres', 'CREATE EXTENSION pg_stat_statements');
+    is($pss->safe_psql('postgres', 'SELECT status FROM clerk_sync_all()'), 'succeeded', 'a second server synced');
+    my $t0 = time;
+    my $cid = $pss->safe_psql('postgres', qq{SELECT clerk.merge_user_metadata('$users[38]', public => '{"fast":1}')});
+    is($pss->safe_psql('postgres', "SELECT clerk.wait_for_change($cid, '20 s')"), 'sent', 'a change is sent');
+    cmp_ok(time - $t0, '<', 3, 'within moments of its commit');
+    $pss->safe_psql('postgres', 'SELECT pg_stat_statements_reset()');
+    sleep 5;    # the worker waits (for 30 s) on its latch
+    is($pss->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_statements WHERE query ILIKE '%clerk.changes%' AND query NOT ILIKE '%pg_stat_statements%'}),
+       '0', 'while it waits, the worker runs no query');
+    $pss->stop;
+    $ClerkTest::node = $node;    # q1() talks to the first server again
+}
+
 # ---- a standby answers 25006; after a failover the new primary sends what the old one committed ----
 {
     $node->stop;
