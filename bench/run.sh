@@ -493,6 +493,58 @@ $PSQL >/dev/null <<-EOF
 	SELECT pg_reload_conf();
 EOF
 
+# ---------------------------------------------------------------------------
+# (e) the peer: what a Clerk user writes instead of this extension,
+# bench/peer/sync.mjs on Clerk's official SDK (the versions in
+# bench/peer/package-lock.json): @clerk/backend's list calls, pages of 500 by
+# offset, 8 in flight, one INSERT ... SELECT ... FROM jsonb_array_elements($1)
+# ON CONFLICT ... DO UPDATE ... WHERE raw IS DISTINCT FROM EXCLUDED.raw per
+# page into plain tables (schema peer).  The standard data set, without and
+# with the offset cost (as OC_OFF and OC_ON), each on empty tables; the time
+# is the script's own, from its first request to its last write.  A peer
+# that cannot run (no Node.js 20.9, no npm registry) leaves its rows "failed"
+# and the rest of the table stands.
+PEER_SH=$WORK/bench/peer/run.sh
+PEER_VERSIONS=$("$PYTHON" -c 'import json, sys; print(", ".join(f"{k} {v}" for k, v in json.load(open(sys.argv[1]))["dependencies"].items()))' "$WORK/bench/peer/package.json")
+PEER_READY=1
+# npm ci (once) before any clock starts
+bash "$PEER_SH" --install || { echo "(e): the peer's packages did not install" >&2; PEER_READY=; }
+# peer_run <label> <array>: the peer schema dropped, one run; <array> gets
+# (seconds, requests, 429s, rows, CPU busy %), or (failed)
+peer_run() {
+	local -n _p=$2
+	local c0 secs busy req r429 rows
+	_p=(failed)
+	[ -n "$PEER_READY" ] || return 0
+	$PSQL -c "SET client_min_messages = warning" -c "DROP SCHEMA IF EXISTS peer CASCADE" -c "CHECKPOINT" >/dev/null
+	c0=$(cpu_busy)
+	if secs=$(PGDATABASE=postgres PEER_JSON="$OUT/peer-$1.json" timeout "$SYNC_TIMEOUT" \
+		bash "$PEER_SH" "$MOCK_URL" "$OUT/bench.key"); then
+		busy=$(busy_pct "$c0" "$(cpu_busy)" "$secs" 2>/dev/null || true)
+		read -r req r429 rows < <("$PYTHON" -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["requests"], r["rate_limited"], sum(r["rows"].values()))' "$OUT/peer-$1.json" || echo "? ? ?")
+		_p=("$secs" "$req" "$r429" "$rows" "$busy")
+	else
+		echo "(e) peer run $1 failed" >&2
+	fi
+}
+peer_cell() {
+	local -n _c=$1
+	if [ "${_c[0]}" = failed ]; then echo failed; return; fi
+	echo "${_c[0]} s (CPU busy: ${_c[4]}%; ${_c[1]} requests, ${_c[2]} 429s, ${_c[3]} rows)"
+}
+start_mock $SCALE $ORGS $MEMS
+mock_config '"offset_cost_us": 0'
+peer_run off PEER_OFF
+mock_config "\"offset_cost_us\": $OFFSET_COST"
+peer_run on PEER_ON
+$PSQL -c "SET client_min_messages = warning" -c "DROP SCHEMA IF EXISTS peer CASCADE" >/dev/null
+stop_mock
+PEER_RATIO_ON=$(ratio "${PEER_ON[0]}" "${OC_ON[0]}")
+PEER_RATIO_OFF=$(ratio "${PEER_OFF[0]}" "${OC_OFF[0]}")
+# ---------------------------------------------------------------------------
+
 SLOWER=$(echo "if ($FETCH_SECS > $WRITE_SECS) $FETCH_SECS else $WRITE_SECS" | bc)
 RATIO=$(echo "scale=2; ${FULL[0]} / $SLOWER" | bc)
 RSS_RATIO=$(echo "scale=2; ${FULL[4]} / $SMALL_RSS" | bc)
@@ -547,6 +599,8 @@ SEQ_RATIO=$(ratio "$SEQ_SECS" "${SLICE[0]}")
 	echo "| (d) sequential reference ($SEQ_USERS users, $SEQ_ORGS organizations, $SEQ_MEMS memberships; curl, one request at a time, $SEQ_PAGE per page by offset; one INSERT ... ON CONFLICT DO UPDATE per record) | $SEQ_SECS s (CPU busy: ${SEQ_BUSY}%); $SEQ_REQ requests, $SEQ_STMT statements, $SEQ_ROWS rows; $SEQ_SPLIT |"
 	echo "| full sync of the same slice, concurrency $CONC_NEW | $(run_cell SLICE) |"
 	echo "| (d) / full sync of the slice | **$SEQ_RATIO** (target at least 20) |"
+	echo "| (e) peer: @clerk/backend script ($PEER_VERSIONS; pages of $PAGE by offset, 8 in flight, one INSERT ... SELECT ... ON CONFLICT DO UPDATE per page), offset cost $OFFSET_COST µs per skipped row / without | $(peer_cell PEER_ON) / $(peer_cell PEER_OFF) |"
+	echo "| (e) / full sync (concurrency $CONC_NEW), offset cost / without | **$PEER_RATIO_ON** / **$PEER_RATIO_OFF** (target at least 3 / 2) |"
 	echo "| write-back: $WB_CHANGES metadata changes of $WB_CHANGES users queued in one transaction, until none is pending | $WB_SECS s; $WB_SENT sent, $WB_ATTEMPTS attempts, $WB_429 429s; mock CPU $WB_MOCK_CPU s |"
 	echo "| write-back rate-limit floor: $WB_CHANGES requests / ($LIMIT per 10 s) | $WB_FLOOR s |"
 	echo "| write-back / its floor | **$WB_RATIO** (target at most 1.2) |"

@@ -144,6 +144,8 @@ outer() {
 	# shellcheck disable=SC2086
 	install_packages $PACKAGES
 	[ "$PG" = 15 ] || prepare_newer
+	# the benchmark's reference point (e) is a Node.js script (bench/peer)
+	if [ "$MODE" = bench ] && ! command -v npm >/dev/null; then install_packages npm; fi
 	# the Debian package starts a cluster of its own; it is not used here
 	say "building and installing clerk_sync for PostgreSQL $PG"
 	make -C "$HERE" -s clean PG_CONFIG="$PG_CONFIG" >/dev/null
