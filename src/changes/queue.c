@@ -193,7 +193,6 @@ clerk_change_queue(ClerkChange *c, const char *object_id, const char *organizati
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, CLERK_CHANGE_LOCK_CLASS, h, 2);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 
-	values[0] = CStringGetDatum(c->queued_by);
 	values[1] = CStringGetTextDatum(c->op->name);
 	values[2] = CStringGetTextDatum(c->op->object_type);
 	values[3] = object_id ? CStringGetTextDatum(object_id) : (Datum) 0;

@@ -23,10 +23,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
-#include "common/pg_prng.h"
 #include "executor/spi.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "portability/instr_time.h"
@@ -36,21 +33,16 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
-#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "base/settings.h"
-#include "base/subtransaction.h"
 #include "changes/outcome.h"
 #include "changes/send.h"
 #include "changes/sender_slot.h"
 #include "clerk/clerk_writes.h"
 #include "clerk/http.h"
-#include "clerk/json_members.h"
-#include "clerk/parse.h"
-#include "store/store.h"
 #include "store/transaction.h"
 #include "sync/run_settings.h"
 
@@ -323,16 +315,20 @@ take_changes(void *varg)
 		ids = lappend(ids, c);
 	}
 	/* each attempt is on record before it is sent: if its answer is lost, it is in doubt */
-	foreach(lc, ids)
+	if (ids != NIL)
 	{
-		Change	   *c = (Change *) lfirst(lc);
-		Oid			t[1] = {INT8OID};
-		Datum		v[1] = {Int64GetDatum(c->id)};
+		Oid			t[1] = {INT8ARRAYOID};
+		Datum	   *idv = palloc(sizeof(Datum) * list_length(ids));
+		Datum		v[1];
+		int			n_ids = 0;
 
+		foreach(lc, ids)
+			idv[n_ids++] = Int64GetDatum(((Change *) lfirst(lc))->id);
+		v[0] = PointerGetDatum(construct_array(idv, n_ids, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		if (SPI_execute_with_args("UPDATE clerk.changes SET attempts = attempts OPERATOR(pg_catalog.+) 1, "
 								  "last_attempt_at = pg_catalog.clock_timestamp(), in_doubt = true "
-								  "WHERE id OPERATOR(pg_catalog.=) $1", 1, t, v, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not record an attempt");
+								  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)", 1, t, v, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not record the attempts");
 	}
 	SPI_finish();
 }
@@ -461,11 +457,14 @@ may_exit(int64 retry_ms)
 }
 
 static void
-send_loop(Sender *sp, bool probe)
+send_loop(MemoryContext cxt, bool probe)
 {
-	Sender		s = *sp;
+	Sender		s;
 	HASHCTL		hctl;
 	int64		idle_since = now_ms();
+
+	memset(&s, 0, sizeof(s));
+	s.cxt = cxt;
 
 	hctl.keysize = NAMEDATALEN * 2;
 	hctl.entrysize = sizeof(ObjectWrites);
@@ -604,12 +603,10 @@ clerk_send_changes(bool probe)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "clerk_sync write-back",
 											  ALLOCSET_DEFAULT_SIZES);
-	Sender	   *s = MemoryContextAllocZero(cxt, sizeof(Sender));
 
-	s->cxt = cxt;
 	PG_TRY();
 	{
-		send_loop(s, probe);
+		send_loop(cxt, probe);
 	}
 	PG_FINALLY();
 	{
