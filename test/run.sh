@@ -278,7 +278,11 @@ if [ "${1:-}" = --inner ]; then
 	test) run_tests ;;
 	demo) cd "$WORK" && TESTDIR="$WORK/out" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" PERL5LIB="$PGXS_DIR/src/test/perl:$WORK/test/perl" perl test/demo.pl ;;
 	bench)
-		start_cluster
+		# every server process with the allocator settings the sync worker
+		# gives itself (src/runs/worker.c), so that (b), the write alone
+		# through clerk_apply_page() in a session, and (c), COPY, run as the
+		# worker's writes run (bench/README.md)
+		GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864 start_cluster
 		bash "$WORK/bench/run.sh"
 		;;
 	*) echo "unknown mode $MODE" >&2; exit 2 ;;

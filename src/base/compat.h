@@ -52,4 +52,20 @@ clerk_ownercheck(Oid classid, Oid objid, Oid role)
 }
 #endif
 
+/* 16 told ExecInsertIndexTuples() whether only summarizing indexes need the new entry */
+#if PG_VERSION_NUM >= 160000
+#define CLERK_INSERT_INDEX_TUPLES(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL, false)
+#else
+#define CLERK_INSERT_INDEX_TUPLES(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
+#endif
+
+/* 18 added virtual generated columns beside the stored ones */
+#if PG_VERSION_NUM >= 180000
+#define CLERK_HAS_GENERATED(constr) ((constr)->has_generated_stored || (constr)->has_generated_virtual)
+#else
+#define CLERK_HAS_GENERATED(constr) ((constr)->has_generated_stored)
+#endif
+
 #endif							/* CLERK_COMPAT_H */

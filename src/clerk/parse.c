@@ -134,15 +134,12 @@ root_value(Jsonb *j, JsonbValue *v)
 	}
 }
 
-/* An element is kept if it is an object; else rejected. */
+/* An element is kept if it is an object; else rejected (and false). */
 static bool
-keep_element(ClerkParsed *p, int i, JsonbValue *v, JsonbParseState **state)
+keep_element(ClerkParsed *p, int i, JsonbValue *v)
 {
 	if (v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data))
-	{
-		(void) pushJsonbValue(state, WJB_ELEM, v);
 		return true;
-	}
 	add_reject(p, NULL,
 			   p->is_list ? psprintf("element %d of the list is %s, not an object", i, value_kind(v)) :
 			   psprintf("the answer is %s, not an object", value_kind(v)),
@@ -157,7 +154,11 @@ element_id(ClerkParsed *p, int i)
 	return clerk_parsed_string(p, i >= 0 && p->is_list ? p->text.elem_ids[i] : p->text.root_id);
 }
 
-/* Fill objects (and rejects) from a converted root. */
+/*
+ * Fill objects (and rejects) from a converted root.  A list of objects only
+ * (what Clerk sends) is kept as it is; only a list with other elements is
+ * built anew, of its objects.
+ */
 static void
 collect(ClerkParsed *p, Jsonb *root)
 {
@@ -169,7 +170,6 @@ collect(ClerkParsed *p, Jsonb *root)
 				n;
 	bool		all_objects = true;
 
-	(void) pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	if (p->is_list)
 	{
 		if (JB_ROOT_IS_ARRAY(root) && !JB_ROOT_IS_SCALAR(root))
@@ -178,22 +178,27 @@ collect(ClerkParsed *p, Jsonb *root)
 				 v.type == jbvBinary && JsonContainerIsArray(v.val.binary.data))
 			list = v.val.binary.data;
 	}
+	(void) pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	if (list != NULL)
 	{
 		n = JsonContainerSize(list);
 		p->nelems = n;
 		for (i = 0; i < n; i++)
-		{
-			JsonbValue *e = getIthJsonbValueFromContainer(list, i);
-
-			if (!keep_element(p, i, e, &state))
+			if (!keep_element(p, i, getIthJsonbValueFromContainer(list, i)))
 				all_objects = false;
-		}
 		if (all_objects)
 		{
 			/* the list as it is: no copy */
 			p->objects = list == &root->root ? root : JsonbValueToJsonb(&v);
 			return;
+		}
+		/* (pushing a container unpacks it: only for a list that needs it) */
+		for (i = 0; i < n; i++)
+		{
+			JsonbValue *e = getIthJsonbValueFromContainer(list, i);
+
+			if (e->type == jbvBinary && JsonContainerIsObject(e->val.binary.data))
+				(void) pushJsonbValue(&state, WJB_ELEM, e);
 		}
 	}
 	else
@@ -203,7 +208,8 @@ collect(ClerkParsed *p, Jsonb *root)
 		p->is_list = false;
 		p->nelems = 1;
 		root_value(root, &r);
-		keep_element(p, -1, &r, &state);
+		if (keep_element(p, -1, &r))
+			(void) pushJsonbValue(&state, WJB_ELEM, &r);
 	}
 	arr = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 	p->objects = JsonbValueToJsonb(arr);
@@ -239,7 +245,8 @@ collect_each(ClerkParsed *p, ErrorData *whole)
 				continue;
 			}
 			root_value(j, &v);
-			keep_element(p, i, &v, &state);
+			if (keep_element(p, i, &v))
+				(void) pushJsonbValue(&state, WJB_ELEM, &v);
 		}
 	}
 	p->objects = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_ARRAY, NULL));

@@ -2,13 +2,15 @@
  * store.c
  *		The one write path from Clerk JSON to the clerk.* tables.
  *
- * A page of Clerk objects (parsed and repaired by parse.c) goes to
- * Postgres as one jsonb parameter of a saved plan: the mapping functions
- * (clerk.map_*) turn it into rows, rows identical to what is stored are
- * filtered out before the upsert (so an unchanged object writes nothing at
- * all, not even a row lock), and the rest is inserted or updated with
- * INSERT ... ON CONFLICT.  When a page fails as a whole, each object is
- * retried alone so that one bad record does not cost the others.
+ * A page of Clerk objects (parsed and repaired by parse.c) is written by
+ * the bulk path (page_bulk.c: unchanged objects left out before mapping,
+ * new rows in as COPY stores them) where the entity and its table allow
+ * it, else by the page plan (page_plan.c: one statement that maps,
+ * records the ids and upserts).  When the bulk path fails, the page plan
+ * takes the page; when that fails, each object is tried alone, so that one
+ * bad record does not cost the others.  Also the single events of webhooks
+ * and write-back answers, the cascade of deletions, and the bookkeeping
+ * (audit rows, failed records, pruning).
  *
  * The ordering rule, the same for every writer: an object never replaces
  * a stored row whose updated_at is later, and a page never revives a row
@@ -31,6 +33,9 @@
 #include "base/subtransaction.h"
 #include "clerk/json_members.h"
 #include "clerk/parse.h"
+#include "store/bulk_insert.h"
+#include "store/page_bulk.h"
+#include "store/page_plan.h"
 #include "store/store.h"
 
 /* What goes when an object is deleted: clerk_store_cascade(). */
@@ -55,133 +60,6 @@ static SPIPlanPtr seen_plan;
 static SPIPlanPtr audit_plan;
 static SPIPlanPtr failure_plan;
 static SPIPlanPtr forget_plan;
-
-SPIPlanPtr
-clerk_prepare_saved(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
-
-	if (plan == NULL)
-		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
-/*
- * Every column of the entity's table but id, in table order, as the
- * catalog has it: "a, b" with each name after prefix ("EXCLUDED." makes
- * "EXCLUDED.a, EXCLUDED.b"); deleted_at, when given, is the expression
- * that stands for the deleted_at column.  SPI connected.
- */
-static char *
-columns_sql(const ClerkEntityInfo *ei, const char *prefix, const char *deleted_at)
-{
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(ei->table)};
-	StringInfoData buf;
-	uint64		i;
-
-	if (SPI_execute_with_args("SELECT attname::text FROM pg_catalog.pg_attribute "
-							  "WHERE attrelid = $1::pg_catalog.regclass AND attnum > 0 "
-							  "AND NOT attisdropped AND attname <> 'id' ORDER BY attnum",
-							  1, types, values, NULL, true, 0) != SPI_OK_SELECT ||
-		SPI_processed == 0)
-		elog(ERROR, "could not read the columns of %s", ei->table);
-	initStringInfo(&buf);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		if (deleted_at != NULL && strcmp(name, "deleted_at") == 0)
-			appendStringInfoString(&buf, deleted_at);
-		else
-			appendStringInfo(&buf, "%s%s", prefix, quote_identifier(name));
-	}
-	return buf.data;
-}
-
-/*
- * The rows of the objects of page (an SQL expression of type jsonb): the
- * entity's mapping of them, each merged over its stored object first where
- * the entity says so (ClerkEntityInfo.merged_objects).
- */
-static char *
-mapped_sql(const ClerkEntityInfo *ei, const char *page)
-{
-	if (ei->merged_objects == NULL)
-		return psprintf("%s(%s)", ei->map, page);
-	return psprintf("%s((SELECT coalesce(pg_catalog.jsonb_agg(CASE WHEN pg_catalog.jsonb_typeof(x.o) = 'object' "
-					"  THEN coalesce(s.raw, '{}'::jsonb) || x.o ELSE x.o END ORDER BY x.n), '[]'::jsonb) "
-					"FROM %s(%s) WITH ORDINALITY AS x(o, n) LEFT JOIN %s s ON s.id = x.o ->> 'id'))",
-					ei->map, ei->merged_objects, page, ei->table);
-}
-
-/*
- * The one statement that writes a page: the mapping (once), the ids seen
- * (with track_seen), then the upsert, or with dry_run the question of what
- * it would do, and what the run needs to know of the page.  Rows that
- * differ from the stored ones (or revive a row deleted before the page was
- * fetched, $2) are written, unless the stored row is newer.  $3: return the
- * ids.  The result is one row: objects, inserted, updated, newest and oldest
- * updated_at, oldest created_at (Unix ms), ids.
- */
-static SPIPlanPtr page_plans[CLERK_NENTITIES][2][2];
-
-static SPIPlanPtr
-page_plan(ClerkEntity e, bool dry_run, bool track_seen)
-{
-	SPIPlanPtr *plan = &page_plans[e][dry_run][track_seen];
-
-	if (*plan == NULL)
-	{
-		const ClerkEntityInfo *ei = &clerk_entities[e];
-		Oid			types[3] = {JSONBOID, TIMESTAMPTZOID, BOOLOID};
-		StringInfoData sql;
-
-		initStringInfo(&sql);
-		appendStringInfo(&sql, "WITH m AS MATERIALIZED (SELECT * FROM %s)", mapped_sql(ei, "$1"));
-		if (track_seen)
-			/* one row per page: the cheapest record that still costs no memory */
-			appendStringInfo(&sql, ", s AS (INSERT INTO pg_temp.clerk_seen (entity, ids) "
-							 "SELECT '%s', array_agg(id) FROM m WHERE id IS NOT NULL HAVING count(*) > 0)",
-							 ei->name);
-		if (dry_run)
-			appendStringInfo(&sql, ", c AS (SELECT count(*) FILTER (WHERE t.id IS NULL) AS ins, "
-							 "  count(*) FILTER (WHERE t.id IS NOT NULL AND "
-							 "    (t.raw IS DISTINCT FROM m.raw OR t.deleted_at IS NOT NULL) "
-							 "    AND NOT coalesce(t.updated_at > m.updated_at, false) "
-							 "    AND NOT coalesce(t.deleted_at >= $2, false)) AS upd "
-							 "  FROM m LEFT JOIN %s t ON t.id = m.id)",
-							 ei->table);
-		else
-			appendStringInfo(&sql, ", w AS (INSERT INTO %s AS t "
-							 "  SELECT m.* FROM m WHERE NOT EXISTS "
-							 "    (SELECT 1 FROM %s s WHERE s.id = m.id AND "
-							 "       ((s.raw = m.raw AND s.deleted_at IS NULL) OR s.updated_at > m.updated_at "
-							 "        OR s.deleted_at >= $2)) "
-							 "  ON CONFLICT (id) DO UPDATE SET (%s) = ROW(%s) "
-							 "  WHERE (t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL) "
-							 "    AND NOT coalesce(t.updated_at > EXCLUDED.updated_at, false) "
-							 "    AND NOT coalesce(t.deleted_at >= $2, false) "
-							 "  RETURNING (t.xmax = 0) AS inserted), "
-							 "c AS (SELECT count(*) FILTER (WHERE inserted) AS ins, "
-							 "  count(*) FILTER (WHERE NOT inserted) AS upd FROM w)",
-							 ei->table, ei->table, columns_sql(ei, "", NULL),
-							 columns_sql(ei, "EXCLUDED.", NULL));
-		appendStringInfoString(&sql, " SELECT a.n, c.ins, c.upd, a.max_u, a.min_u, a.min_c, a.max_c, a.ids FROM c, "
-							   "(SELECT count(*) AS n, "
-							   "  (extract(epoch FROM max(updated_at)) * 1000)::int8 AS max_u, "
-							   "  (extract(epoch FROM min(updated_at)) * 1000)::int8 AS min_u, "
-							   "  (extract(epoch FROM min(created_at)) * 1000)::int8 AS min_c, "
-							   "  (extract(epoch FROM max(created_at)) * 1000)::int8 AS max_c, "
-							   "  CASE WHEN $3 THEN array_agg(id) FILTER (WHERE id IS NOT NULL) END AS ids "
-							   "  FROM m) a");
-		*plan = clerk_prepare_saved(sql.data, 3, types);
-	}
-	return *plan;
-}
 
 /* A text parameter of a plan, or NULL (SPI's 'n'). */
 static void
@@ -242,106 +120,6 @@ record_seen(ClerkEntity e, Jsonb *page)
 	values[1] = JsonbPGetDatum(page);
 	if (SPI_execute_plan(seen_plan, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the ids seen");
-}
-
-/* Run a page plan on `page`: its counts and facts added to *counts and *facts. */
-typedef struct PlanArgs
-{
-	SPIPlanPtr	plan;
-	Jsonb	   *page;
-	TimestampTz fetched_at;
-	ClerkPageCounts *counts;
-	ClerkPageFacts *facts;
-	MemoryContext mcxt;			/* for the ids */
-} PlanArgs;
-
-static int64
-result_int8(int col, int64 if_null)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
-
-	return isnull ? if_null : DatumGetInt64(d);
-}
-
-static void
-apply_plan(void *varg)
-{
-	PlanArgs   *a = (PlanArgs *) varg;
-	ClerkPageFacts *f = a->facts;
-	Datum		values[3];
-	bool		isnull;
-	Datum		ids;
-	int64		n,
-				ins,
-				upd,
-				t;
-
-	values[0] = JsonbPGetDatum(a->page);
-	values[1] = TimestampTzGetDatum(a->fetched_at);
-	values[2] = BoolGetDatum(f->want_ids);
-	if (SPI_execute_plan(a->plan, values, NULL, false, 0) < 0 || SPI_processed != 1)
-		elog(ERROR, "clerk_sync upsert returned no result");
-	n = result_int8(1, 0);
-	ins = result_int8(2, 0);
-	upd = result_int8(3, 0);
-	a->counts->inserted += ins;
-	a->counts->updated += upd;
-	a->counts->unchanged += n - ins - upd;
-	if ((t = result_int8(4, -1)) > f->max_updated_ms)
-		f->max_updated_ms = t;
-	if ((t = result_int8(5, -1)) >= 0 && (f->min_updated_ms < 0 || t < f->min_updated_ms))
-		f->min_updated_ms = t;
-	if ((t = result_int8(6, -1)) >= 0 && (f->min_created_ms < 0 || t < f->min_created_ms))
-		f->min_created_ms = t;
-	if ((t = result_int8(7, -1)) > f->max_created_ms)
-		f->max_created_ms = t;
-	ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull);
-	if (!isnull)
-	{
-		Datum	   *elems;
-		bool	   *enulls;
-		int			nelems;
-		MemoryContext old = MemoryContextSwitchTo(a->mcxt);
-
-		deconstruct_array(DatumGetArrayTypeP(ids), TEXTOID, -1, false, TYPALIGN_INT,
-						  &elems, &enulls, &nelems);
-		for (int i = 0; i < nelems; i++)
-			if (!enulls[i])
-				f->ids = lappend(f->ids, TextDatumGetCString(elems[i]));
-		MemoryContextSwitchTo(old);
-	}
-}
-
-/*
- * Try `page` in a subtransaction.  Returns NULL on success (the counts and
- * facts added), else the error.
- */
-static ErrorData *
-try_plan(SPIPlanPtr plan, Jsonb *page, TimestampTz fetched_at, ClerkPageCounts *counts,
-		 ClerkPageFacts *facts, MemoryContext mcxt)
-{
-	ClerkPageCounts local = {0};
-	ClerkPageFacts lf = *facts;
-	PlanArgs	a;
-	ErrorData  *edata;
-
-	lf.ids = NIL;
-	a = (PlanArgs) {plan, page, fetched_at, &local, &lf, mcxt};
-	edata = clerk_try(apply_plan, &a);
-
-	if (edata == NULL)
-	{
-		counts->inserted += local.inserted;
-		counts->updated += local.updated;
-		counts->unchanged += local.unchanged;
-		facts->max_updated_ms = lf.max_updated_ms;
-		facts->min_updated_ms = lf.min_updated_ms;
-		facts->min_created_ms = lf.min_created_ms;
-		facts->max_created_ms = lf.max_created_ms;
-		facts->ids = list_concat(facts->ids, lf.ids);
-	}
-	return edata;
 }
 
 /* Remember (or count once more) an object that could not be stored. */
@@ -508,7 +286,7 @@ clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run, bool track
 {
 	MemoryContext mcxt = CurrentMemoryContext;
 	ClerkPageFacts none = {.want_ids = false};
-	SPIPlanPtr	plan;
+	ClerkPageWrite	args;
 	ErrorData  *edata;
 	ListCell   *lc;
 	ClerkPageCounts before = *counts;
@@ -549,26 +327,49 @@ clerk_store_page(ClerkEntity entity, ClerkParsed *page, bool dry_run, bool track
 		return;
 	}
 
-	edata = try_plan(page_plan(entity, dry_run, track_seen), page->objects, fetched_at,
-					 counts, facts, mcxt);
+	args = (ClerkPageWrite) {
+		.plan = clerk_page_plan(entity, dry_run, track_seen), .entity = entity, .relid = InvalidOid,
+		.track_seen = track_seen, .page = page->objects, .fetched_at = fetched_at,
+		.counts = counts, .facts = facts, .mcxt = mcxt
+	};
+	/*
+	 * New rows as COPY stores them, where the entity maps an object to a row
+	 * of its id and the table allows it; if that fails (a row stored
+	 * meanwhile, or a bad record), the page plan on the whole page.
+	 */
+	if (!dry_run && clerk_entities[entity].merged_objects == NULL)
+		args.relid = clerk_table_oid(&clerk_entities[entity]);
+	if (clerk_bulk_insert_possible(args.relid))
+	{
+		edata = clerk_try_page_write(clerk_page_bulk_write, &args);
+		if (edata != NULL)
+		{
+			FreeErrorData(edata);
+			edata = clerk_try_page_write(clerk_page_plan_write, &args);
+		}
+	}
+	else
+		edata = clerk_try_page_write(clerk_page_plan_write, &args);
 	if (edata == NULL)
 		counts->fetched += counts_total(counts, &before);
 	else
 	{
 		/* the page failed as a whole: store what can be stored, one by one */
-		plan = page_plan(entity, dry_run, false);
+		args.plan = clerk_page_plan(entity, dry_run, false);
 		if (track_seen)
 			record_seen(entity, page->objects);
 		counts->fetched += n;
 		for (i = 0; i < n; i++)
 		{
 			JsonbValue *v = getIthJsonbValueFromContainer(objects, i);
-			Jsonb	   *obj = JsonbValueToJsonb(v);
-			ErrorData  *rec = try_plan(plan, obj, fetched_at, counts, facts, mcxt);
+			ErrorData  *rec;
+
+			args.page = JsonbValueToJsonb(v);
+			rec = clerk_try_page_write(clerk_page_plan_write, &args);
 
 			if (rec != NULL)
 			{
-				object_failed(entity, clerk_json_string(&obj->root, "id"), rec->message,
+				object_failed(entity, clerk_json_string(&args.page->root, "id"), rec->message,
 							  rec->sqlerrcode, dry_run, run_id, counts);
 				FreeErrorData(rec);
 			}
@@ -625,7 +426,7 @@ entity_plan(EntityStatement *st, ClerkEntity e)
 }
 
 /*
- * The upsert of one event: like page_plan(), but the update (and the
+ * The upsert of one event: like clerk_page_plan(), but the update (and the
  * pre-filter that spares unchanged rows a lock) also requires the stored
  * row to be live and not newer.  Returns zero rows or one (inserted).
  */
@@ -642,8 +443,8 @@ event_sql(const ClerkEntityInfo *ei)
 					"  AND (t.updated_at IS NULL OR t.updated_at <= EXCLUDED.updated_at) "
 					"  AND t.raw IS DISTINCT FROM EXCLUDED.raw "
 					"RETURNING (t.xmax = 0) AS inserted",
-					mapped_sql(ei, "pg_catalog.jsonb_build_array($1)"), ei->table, ei->table,
-					columns_sql(ei, "", NULL), columns_sql(ei, "EXCLUDED.", NULL));
+					clerk_mapped_sql(ei, "pg_catalog.jsonb_build_array($1)"), ei->table, ei->table,
+					clerk_columns_sql(ei, "", NULL), clerk_columns_sql(ei, "EXCLUDED.", NULL));
 }
 
 /* Why an event wrote nothing: "gone", "unchanged" or "stale". */
@@ -653,7 +454,7 @@ event_classify_sql(const ClerkEntityInfo *ei)
 	return psprintf("SELECT CASE WHEN s.deleted_at IS NOT NULL THEN 'gone' "
 					"  WHEN s.raw = m.raw THEN 'unchanged' ELSE 'stale' END "
 					"FROM %s m JOIN %s s ON s.id = m.id",
-					mapped_sql(ei, "pg_catalog.jsonb_build_array($1)"), ei->table);
+					clerk_mapped_sql(ei, "pg_catalog.jsonb_build_array($1)"), ei->table);
 }
 
 /*
@@ -670,7 +471,7 @@ delete_sql(const ClerkEntityInfo *ei)
 					"ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at "
 					"WHERE t.deleted_at IS NULL "
 					"RETURNING (t.xmax = 0) AS inserted",
-					ei->table, columns_sql(ei, "", NULL), columns_sql(ei, "m.", "$2"), ei->map);
+					ei->table, clerk_columns_sql(ei, "", NULL), clerk_columns_sql(ei, "m.", "$2"), ei->map);
 }
 
 static EntityStatement event_upsert = {.sql = event_sql, .nargs = 1, .types = {JSONBOID}};

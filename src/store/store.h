@@ -13,32 +13,7 @@
 
 #include "base/entity.h"
 #include "clerk/parse.h"
-
-/* What one page did to its table. */
-typedef struct ClerkPageCounts
-{
-	int64		fetched;
-	int64		inserted;
-	int64		updated;
-	int64		unchanged;
-	int64		failed;
-	int64		repaired;		/* objects stored after the documented repair */
-} ClerkPageCounts;
-
-/*
- * What one page held, as the statement that wrote it returns it (so that
- * nothing walks the page again): times in Unix milliseconds, -1 when no
- * object had one.
- */
-typedef struct ClerkPageFacts
-{
-	bool		want_ids;		/* in: return the ids stored */
-	int64		max_updated_ms;
-	int64		min_updated_ms;
-	int64		min_created_ms;
-	int64		max_created_ms;
-	List	   *ids;			/* with want_ids: of char *, in the caller's memory context */
-} ClerkPageFacts;
+#include "store/page_plan.h"
 
 /*
  * Write one parsed page (or one object) of `entity`: a set-based upsert
@@ -92,9 +67,6 @@ extern void clerk_store_prune(int log_retention_min, int credential_audit_retent
  */
 #define CLERK_PRUNE_BATCH 1000
 extern void clerk_store_prune_sessions(int retention_min);
-
-/* Prepare a plan and keep it for the life of the process (SPI connected). */
-extern SPIPlanPtr clerk_prepare_saved(const char *sql, int nargs, Oid *types);
 
 /*
  * Write one row of clerk.audit_logs (inside a transaction, SPI connected).
