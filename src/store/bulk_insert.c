@@ -173,5 +173,7 @@ clerk_bulk_insert(Oid relid, HeapTuple *rows, int n, TupleDesc rowdesc)
 	ExecResetTupleTable(estate->es_tupleTable, false);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);
+	/* what follows in the transaction sees the rows, as after INSERT */
+	CommandCounterIncrement();
 	return n;
 }
