@@ -89,6 +89,10 @@ is(q1(qq{SELECT clerk_apply_page('users', jsonb_build_array(
              '{"id": "user_bulk_new2", "object": "user"}'::jsonb)) - 'fetched' - 'failed' - 'repaired'}),
    '{"updated": 0, "inserted": 1, "unchanged": 1}', 'a page with an older object and a new one: the new one inserted');
 isnt(q1(qq{SELECT first_name FROM clerk.users WHERE id = '$users[4]'}), 'Older', 'and the newer stored row kept');
+# an object without an id: the page goes the ordinary way, and that object fails alone
+is(q1(q{SELECT clerk_apply_page('users', '[{"object": "user", "first_name": "NoId"}, {"id": "user_bulk_new3", "object": "user"}]'::jsonb)
+        - 'fetched' - 'repaired'}),
+   '{"failed": 1, "updated": 0, "inserted": 1, "unchanged": 0}', 'a page with an object without an id: the other one inserted, that one failed');
 
 # ---- the table's constraints, as INSERT checks them ----
 q1(q{TRUNCATE clerk.users, clerk.organizations, clerk.organization_members CASCADE});

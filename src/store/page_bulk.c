@@ -201,7 +201,9 @@ compare_stored(const void *a, const void *b)
  * live and holds its very bytes in raw is unchanged: it is counted and
  * noted here and left out, at the cost of one index probe for the page.
  * Returns the page, the objects left (a new array), or NULL for none;
- * *any_stored is false when every object has an id and none is stored.
+ * *any_stored says whether any of the page's ids is stored.  An object
+ * without a string id is an ERROR: the caller then writes the page with
+ * the page plan.
  */
 static Jsonb *
 leave_out_unchanged(ClerkPageWrite *a, RowFacts *rf, int *unchanged, bool *any_stored)
@@ -230,14 +232,15 @@ leave_out_unchanged(ClerkPageWrite *a, RowFacts *rf, int *unchanged, bool *any_s
 		if (id != NULL)
 			probe[nprobe++] = CStringGetTextDatum(id);
 	}
-	/* (an object without a string id may still map to a stored id) */
-	*any_stored = nprobe < n;
+	/* (the path finds rows by the objects' ids: a page with an object without one is the page plan's) */
+	if (nprobe < n)
+		elog(ERROR, "an object of the page has no string id");
 	if (nprobe == 0)
 		return a->page;
 	arg = PointerGetDatum(construct_array(probe, nprobe, TEXTOID, -1, false, TYPALIGN_INT));
 	if (SPI_execute_plan(stored_plan(a->entity), &arg, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the stored %s", clerk_entities[a->entity].name);
-	*any_stored |= SPI_processed > 0;
+	*any_stored = SPI_processed > 0;
 	if (SPI_processed == 0)
 		return a->page;
 	fact_columns(SPI_tuptable->tupdesc, a->entity, &id_col, &upd_col, &cre_col);
