@@ -134,11 +134,17 @@ root_value(Jsonb *j, JsonbValue *v)
 	}
 }
 
+static bool
+is_object(const JsonbValue *v)
+{
+	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
+}
+
 /* An element is kept if it is an object; else rejected (and false). */
 static bool
 keep_element(ClerkParsed *p, int i, JsonbValue *v)
 {
-	if (v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data))
+	if (is_object(v))
 		return true;
 	add_reject(p, NULL,
 			   p->is_list ? psprintf("element %d of the list is %s, not an object", i, value_kind(v)) :
@@ -197,7 +203,7 @@ collect(ClerkParsed *p, Jsonb *root)
 		{
 			JsonbValue *e = getIthJsonbValueFromContainer(list, i);
 
-			if (e->type == jbvBinary && JsonContainerIsObject(e->val.binary.data))
+			if (is_object(e))
 				(void) pushJsonbValue(&state, WJB_ELEM, e);
 		}
 	}

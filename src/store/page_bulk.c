@@ -211,6 +211,7 @@ leave_out_unchanged(ClerkPageWrite *a, RowFacts *rf, int *unchanged, bool *any_s
 	JsonbContainer *list = &a->page->root;
 	int			n = JsonContainerSize(list);
 	JsonbValue **objs = palloc(sizeof(JsonbValue *) * (n + 1));
+	char	  **ids = palloc(sizeof(char *) * (n + 1));
 	Datum	   *probe = palloc(sizeof(Datum) * (n + 1));
 	bool	   *same = palloc0(sizeof(bool) * (n + 1));
 	StoredRow  *stored;
@@ -225,12 +226,10 @@ leave_out_unchanged(ClerkPageWrite *a, RowFacts *rf, int *unchanged, bool *any_s
 
 	for (int i = 0; i < n; i++)
 	{
-		char	   *id;
-
 		objs[i] = getIthJsonbValueFromContainer(list, i);
-		id = objs[i]->type == jbvBinary ? clerk_json_string(objs[i]->val.binary.data, "id") : NULL;
-		if (id != NULL)
-			probe[nprobe++] = CStringGetTextDatum(id);
+		ids[i] = objs[i]->type == jbvBinary ? clerk_json_string(objs[i]->val.binary.data, "id") : NULL;
+		if (ids[i] != NULL)
+			probe[nprobe++] = CStringGetTextDatum(ids[i]);
 	}
 	/* (the path finds rows by the objects' ids: a page with an object without one is the page plan's) */
 	if (nprobe < n)
@@ -260,9 +259,8 @@ leave_out_unchanged(ClerkPageWrite *a, RowFacts *rf, int *unchanged, bool *any_s
 		Jsonb	   *raw;
 		bool		isnull;
 
-		key.id = objs[i]->type == jbvBinary ? clerk_json_string(objs[i]->val.binary.data, "id") : NULL;
-		if (key.id == NULL ||
-			(row = bsearch(&key, stored, nstored, sizeof(StoredRow), compare_stored)) == NULL)
+		key.id = ids[i];
+		if ((row = bsearch(&key, stored, nstored, sizeof(StoredRow), compare_stored)) == NULL)
 			continue;
 		raw = DatumGetJsonbP(SPI_getbinval(row->tup, SPI_tuptable->tupdesc, 2, &isnull));
 		if (isnull || (int) (VARSIZE(raw) - VARHDRSZ) != objs[i]->val.binary.len ||
@@ -294,7 +292,7 @@ leave_out_unchanged(ClerkPageWrite *a, RowFacts *rf, int *unchanged, bool *any_s
 void
 clerk_page_bulk_write(void *varg)
 {
-	ClerkPageWrite   *a = (ClerkPageWrite *) varg;
+	ClerkPageWrite *a = (ClerkPageWrite *) varg;
 	int			nobj = JsonContainerSize(&a->page->root);
 	RowFacts	rf = {-1, -1, -1, -1, NULL, 0};
 	int			unchanged = 0;

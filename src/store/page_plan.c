@@ -37,7 +37,6 @@ clerk_prepare_saved(const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
-
 /*
  * Every column of the entity's table but id, in table order, as the
  * catalog has it: "a, b" with each name after prefix ("EXCLUDED." makes
@@ -88,7 +87,6 @@ clerk_mapped_sql(const ClerkEntityInfo *ei, const char *page)
 					"FROM %s(%s) WITH ORDINALITY AS x(o, n) LEFT JOIN %s s ON s.id = x.o ->> 'id'))",
 					ei->map, ei->merged_objects, page, ei->table);
 }
-
 
 /*
  * The one statement that writes a page: the mapping (once), the ids seen
@@ -179,7 +177,7 @@ clerk_merge_facts(ClerkPageFacts *f, int64 max_u, int64 min_u, int64 min_c, int6
 void
 clerk_page_plan_write(void *varg)
 {
-	ClerkPageWrite   *a = (ClerkPageWrite *) varg;
+	ClerkPageWrite *a = (ClerkPageWrite *) varg;
 	ClerkPageFacts *f = a->facts;
 	Datum		values[3];
 	bool		isnull;
@@ -218,9 +216,10 @@ clerk_page_plan_write(void *varg)
 }
 
 /*
- * Write in a subtransaction, with fn (clerk_page_plan_write or clerk_page_bulk_write) and *args
- * (whose counts and facts are the caller's).  Returns NULL on success (the
- * counts and facts added), else the error.
+ * Write in a subtransaction, with fn (clerk_page_plan_write or
+ * clerk_page_bulk_write) and *args (whose counts and facts are the
+ * caller's).  Returns NULL on success (the counts and facts added), else
+ * the error.
  */
 ErrorData *
 clerk_try_page_write(void (*fn) (void *), ClerkPageWrite *args)
